@@ -1,0 +1,217 @@
+// Package model is the network cbs trains: a dense Qwen3-style decoder (RMSNorm, q/k norm, RoPE,
+// grouped-query attention, SwiGLU, tied or untied head) with a hand-written backward pass, the
+// AR and MDM objectives, AdamW with parameter groups, and the checkpoint format.
+package model
+
+import (
+	"cbs/compute"
+)
+
+// Model is the network with its gradient buffer and the activations of the last forward pass.
+// It is not safe for concurrent use: one Model per training branch.
+type Model[T compute.Float] struct {
+	Cfg    Config
+	Params *Params[T]
+	// Grad has the layout of Params.Data; LossAndGrad adds to it.
+	Grad []T
+	be   compute.Backend[T]
+
+	ws       workspace[T]
+	cos, sin []T
+	ropeLen  int
+}
+
+// New wraps params (and allocates the gradient) to run on backend be.
+func New[T compute.Float](p *Params[T], be compute.Backend[T]) *Model[T] {
+	return &Model[T]{Cfg: p.Config, Params: p, Grad: make([]T, len(p.Data)), be: be}
+}
+
+// Backend returns the backend the model runs on.
+func (m *Model[T]) Backend() compute.Backend[T] { return m.be }
+
+// layerWeights are views of one layer's tensors in a flat vector (the parameters or the gradient).
+type layerWeights[T compute.Float] struct {
+	in, wq, wk, wv, wo, qn, kn, post, gate, up, down []T
+}
+
+func (m *Model[T]) view(flat []T, i int) []T {
+	t := m.Params.Tensors[i]
+	return flat[t.Offset : t.Offset+t.Size]
+}
+
+func (m *Model[T]) layer(flat []T, l int) layerWeights[T] {
+	b := 1 + l*layerSlots
+	v := func(s int) []T { return m.view(flat, b+s) }
+	return layerWeights[T]{v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10)}
+}
+
+func (m *Model[T]) embedding(flat []T) []T { return m.view(flat, 0) }
+func (m *Model[T]) finalNorm(flat []T) []T { return m.view(flat, 1+m.Cfg.NumLayers*layerSlots) }
+func (m *Model[T]) head(flat []T) []T {
+	if m.Cfg.TieWordEmbeddings {
+		return m.embedding(flat)
+	}
+	return m.view(flat, 2+m.Cfg.NumLayers*layerSlots)
+}
+
+// activations of one layer, kept for the backward pass.
+type layerActs[T compute.Float] struct {
+	xn1, rstd1     []T // input norm
+	qraw, qrstd, q []T // q projection, its per-head rstd, q after norm and RoPE
+	kraw, krstd, k []T
+	v, probs, o    []T
+	h, xn2, rstd2  []T // residual after attention, post-attention norm
+	gate, up, act  []T
+}
+
+type workspace[T compute.Float] struct {
+	B, L    int
+	xs      [][]T // xs[l] is the input of layer l; xs[NumLayers] enters the final norm
+	acts    []layerActs[T]
+	xnf     []T
+	rstdf   []T
+	logits  []T
+	weights []T
+	// backward scratch
+	dx, dxn, dact, dgate, dup, do, dq, dk, dv, dqraw, dkraw []T
+}
+
+func (m *Model[T]) ensure(B, L int) {
+	if m.ws.B == B && m.ws.L == L {
+		return
+	}
+	c := m.Cfg
+	N, d, ff := B*L, c.HiddenSize, c.IntermediateSize
+	qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	mk := func(n int) []T { return make([]T, n) }
+	ws := workspace[T]{B: B, L: L}
+	for l := 0; l <= c.NumLayers; l++ {
+		ws.xs = append(ws.xs, mk(N*d))
+	}
+	for l := 0; l < c.NumLayers; l++ {
+		ws.acts = append(ws.acts, layerActs[T]{
+			xn1: mk(N * d), rstd1: mk(N),
+			qraw: mk(N * qd), qrstd: mk(N * c.NumHeads), q: mk(N * qd),
+			kraw: mk(N * kd), krstd: mk(N * c.NumKVHeads), k: mk(N * kd),
+			v: mk(N * kd), probs: mk(B * c.NumHeads * L * L), o: mk(N * qd),
+			h: mk(N * d), xn2: mk(N * d), rstd2: mk(N),
+			gate: mk(N * ff), up: mk(N * ff), act: mk(N * ff),
+		})
+	}
+	ws.xnf, ws.rstdf = mk(N*d), mk(N)
+	ws.logits, ws.weights = mk(N*c.VocabSize), mk(N)
+	ws.dx, ws.dxn = mk(N*d), mk(N*d)
+	ws.dact, ws.dgate, ws.dup = mk(N*ff), mk(N*ff), mk(N*ff)
+	ws.do, ws.dq, ws.dqraw = mk(N*qd), mk(N*qd), mk(N*qd)
+	ws.dk, ws.dv, ws.dkraw = mk(N*kd), mk(N*kd), mk(N*kd)
+	m.ws = ws
+	if m.ropeLen != L {
+		m.cos, m.sin = compute.RoPETables[T](L, c.HeadDim, c.RopeTheta)
+		m.ropeLen = L
+	}
+}
+
+// forward runs the network on b.Inputs and leaves the logits in the workspace.
+func (m *Model[T]) forward(b *Batch, causal bool) {
+	m.ensure(b.B, b.L)
+	c, be, ws := m.Cfg, m.be, &m.ws
+	N, d, ff, V := b.B*b.L, c.HiddenSize, c.IntermediateSize, c.VocabSize
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	qd, kd := H*hd, KV*hd
+	P := m.Params.Data
+	be.Embedding(ws.xs[0], m.embedding(P), b.Inputs, d)
+	for l := 0; l < c.NumLayers; l++ {
+		w, a, x := m.layer(P, l), &ws.acts[l], ws.xs[l]
+		be.RMSNorm(a.xn1, a.rstd1, x, w.in, d, c.RMSNormEps)
+		be.Gemm(false, true, N, qd, d, 1, a.xn1, d, w.wq, d, 0, a.qraw, qd)
+		be.Gemm(false, true, N, kd, d, 1, a.xn1, d, w.wk, d, 0, a.kraw, kd)
+		be.Gemm(false, true, N, kd, d, 1, a.xn1, d, w.wv, d, 0, a.v, kd)
+		be.RMSNorm(a.q, a.qrstd, a.qraw, w.qn, hd, c.RMSNormEps)
+		be.RMSNorm(a.k, a.krstd, a.kraw, w.kn, hd, c.RMSNormEps)
+		be.RoPE(a.q, m.cos, m.sin, b.L, H, hd, false)
+		be.RoPE(a.k, m.cos, m.sin, b.L, KV, hd, false)
+		be.Attention(a.o, a.probs, a.q, a.k, a.v, b.B, b.L, H, KV, hd, causal)
+		copy(a.h, x)
+		be.Gemm(false, true, N, d, qd, 1, a.o, qd, w.wo, qd, 1, a.h, d)
+		be.RMSNorm(a.xn2, a.rstd2, a.h, w.post, d, c.RMSNormEps)
+		be.Gemm(false, true, N, ff, d, 1, a.xn2, d, w.gate, d, 0, a.gate, ff)
+		be.Gemm(false, true, N, ff, d, 1, a.xn2, d, w.up, d, 0, a.up, ff)
+		be.SwiGLU(a.act, a.gate, a.up)
+		next := ws.xs[l+1]
+		copy(next, a.h)
+		be.Gemm(false, true, N, d, ff, 1, a.act, ff, w.down, ff, 1, next, d)
+	}
+	be.RMSNorm(ws.xnf, ws.rstdf, ws.xs[c.NumLayers], m.finalNorm(P), d, c.RMSNormEps)
+	be.Gemm(false, true, N, V, d, 1, ws.xnf, d, m.head(P), d, 0, ws.logits, V)
+}
+
+func (m *Model[T]) lossOf(b *Batch, grad bool) float64 {
+	for i, w := range b.Weights {
+		m.ws.weights[i] = T(w)
+	}
+	return m.be.CrossEntropy(m.ws.logits, b.Targets, m.ws.weights, m.Cfg.VocabSize, grad)
+}
+
+// Loss returns the batch's weighted loss without touching the gradient.
+func (m *Model[T]) Loss(b *Batch, causal bool) float64 {
+	m.forward(b, causal)
+	return m.lossOf(b, false)
+}
+
+// LossAndGrad returns the batch's weighted loss and adds its gradient to m.Grad. Because the
+// weights of a micro-batch already carry the global normalisation, calling it on every
+// micro-batch of a step accumulates exactly the gradient of the whole batch.
+func (m *Model[T]) LossAndGrad(b *Batch, causal bool) float64 {
+	m.forward(b, causal)
+	loss := m.lossOf(b, true)
+	m.backward(b, causal)
+	return loss
+}
+
+// ZeroGrad clears the gradient.
+func (m *Model[T]) ZeroGrad() { clear(m.Grad) }
+
+func (m *Model[T]) backward(b *Batch, causal bool) {
+	c, be, ws := m.Cfg, m.be, &m.ws
+	N, d, ff, V := b.B*b.L, c.HiddenSize, c.IntermediateSize, c.VocabSize
+	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
+	qd, kd := H*hd, KV*hd
+	P, G := m.Params.Data, m.Grad
+
+	// Head: logits = xnf W^T.
+	dlogits := ws.logits
+	be.Gemm(false, false, N, d, V, 1, dlogits, V, m.head(P), d, 0, ws.dxn, d)
+	be.Gemm(true, false, V, d, N, 1, dlogits, V, ws.xnf, d, 1, m.head(G), d)
+	be.RMSNormBackward(ws.dx, m.finalNorm(G), ws.dxn, ws.xs[c.NumLayers], m.finalNorm(P), ws.rstdf, d, false)
+
+	// ws.dx holds the gradient of the current layer's output and becomes that of its input.
+	for l := c.NumLayers - 1; l >= 0; l-- {
+		w, g, a, x := m.layer(P, l), m.layer(G, l), &ws.acts[l], ws.xs[l]
+		// MLP: out = h + act Wdown^T.
+		be.Gemm(false, false, N, ff, d, 1, ws.dx, d, w.down, ff, 0, ws.dact, ff)
+		be.Gemm(true, false, d, ff, N, 1, ws.dx, d, a.act, ff, 1, g.down, ff)
+		be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
+		be.Gemm(false, false, N, d, ff, 1, ws.dgate, ff, w.gate, d, 0, ws.dxn, d)
+		be.Gemm(false, false, N, d, ff, 1, ws.dup, ff, w.up, d, 1, ws.dxn, d)
+		be.Gemm(true, false, ff, d, N, 1, ws.dgate, ff, a.xn2, d, 1, g.gate, d)
+		be.Gemm(true, false, ff, d, N, 1, ws.dup, ff, a.xn2, d, 1, g.up, d)
+		be.RMSNormBackward(ws.dx, g.post, ws.dxn, a.h, w.post, a.rstd2, d, true)
+
+		// Attention: h = x + o Wo^T.
+		be.Gemm(false, false, N, qd, d, 1, ws.dx, d, w.wo, qd, 0, ws.do, qd)
+		be.Gemm(true, false, d, qd, N, 1, ws.dx, d, a.o, qd, 1, g.wo, qd)
+		be.AttentionBackward(ws.dq, ws.dk, ws.dv, ws.do, a.probs, a.q, a.k, a.v, b.B, b.L, H, KV, hd, causal)
+		be.RoPE(ws.dq, m.cos, m.sin, b.L, H, hd, true)
+		be.RoPE(ws.dk, m.cos, m.sin, b.L, KV, hd, true)
+		be.RMSNormBackward(ws.dqraw, g.qn, ws.dq, a.qraw, w.qn, a.qrstd, hd, false)
+		be.RMSNormBackward(ws.dkraw, g.kn, ws.dk, a.kraw, w.kn, a.krstd, hd, false)
+		be.Gemm(false, false, N, d, qd, 1, ws.dqraw, qd, w.wq, d, 0, ws.dxn, d)
+		be.Gemm(false, false, N, d, kd, 1, ws.dkraw, kd, w.wk, d, 1, ws.dxn, d)
+		be.Gemm(false, false, N, d, kd, 1, ws.dv, kd, w.wv, d, 1, ws.dxn, d)
+		be.Gemm(true, false, qd, d, N, 1, ws.dqraw, qd, a.xn1, d, 1, g.wq, d)
+		be.Gemm(true, false, kd, d, N, 1, ws.dkraw, kd, a.xn1, d, 1, g.wk, d)
+		be.Gemm(true, false, kd, d, N, 1, ws.dv, kd, a.xn1, d, 1, g.wv, d)
+		be.RMSNormBackward(ws.dx, g.in, ws.dxn, x, w.in, a.rstd1, d, true)
+	}
+	be.EmbeddingBackward(m.embedding(G), ws.dx, b.Inputs, d)
+}
