@@ -9,9 +9,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"cbs/internal/atomicio"
 )
 
 // npyMagic starts every .npy file, whatever its version.
@@ -652,38 +653,8 @@ func npyHeaderBytes(t npyType, shape []int) []byte {
 	return append(out, '\n')
 }
 
-// WriteNPYFile writes a to path atomically: a temporary file in the same directory, synced and
-// renamed, so a reader never sees a partial array.
+// WriteNPYFile writes a to path atomically (a temporary file renamed into place), so a reader
+// never sees a partial array.
 func WriteNPYFile(path string, a *Array) error {
-	return writeFileAtomic(path, func(w io.Writer) error { return WriteNPY(w, a) })
-}
-
-// writeFileAtomic creates path through a temporary file in its directory and a rename, the
-// commit point. On any error the temporary file is removed and path is untouched.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<16)
-	if err = write(bw); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicio.WriteFileFunc(path, func(w io.Writer) error { return WriteNPY(w, a) })
 }
