@@ -1,0 +1,353 @@
+// Package cpu runs the model on the CPU: a readable reference for every operation (the ground
+// truth in tests, and the float64 path of the gradient checks) and a fast float32 backend that
+// uses OpenBLAS (or gonum's BLAS) for matrix products and goroutines for everything else.
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+
+	"cbs/compute"
+	"cbs/compute/blas"
+)
+
+// CPU is the fast float32 backend.
+type CPU struct {
+	blas    blas.Impl
+	info    blas.Info
+	threads int
+	pool    pool
+}
+
+var _ compute.Backend[float32] = (*CPU)(nil)
+
+// New returns the fast backend using up to threads goroutines (0: all cores). BLAS itself runs
+// single-threaded: the backend splits each product into row blocks of fixed size, so results do
+// not depend on the thread count, and no BLAS thread pool spins against the Go scheduler.
+func New(threads int) *CPU {
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	impl, info := blas.Default()
+	impl.SetThreads(1)
+	info.Threads = 1
+	return &CPU{blas: impl, info: info, threads: threads, pool: pool{threads}}
+}
+
+// BLAS describes the BLAS library in use.
+func (c *CPU) BLAS() blas.Info { return c.info }
+
+// Threads is the goroutine budget.
+func (c *CPU) Threads() int { return c.threads }
+
+func (c *CPU) Name() string {
+	return fmt.Sprintf("cpu (%s, %d threads)", c.info, c.threads)
+}
+
+// gemmBlock is the number of rows of C per task.
+const gemmBlock = 256
+
+func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	// Split C by rows when it has many, else by columns, in blocks that depend on the shape only.
+	if m >= n {
+		c.pool.run(chunks(m, gemmBlock), func(i int) {
+			lo, hi := span(i, gemmBlock, m)
+			var ablk []float32
+			if transA {
+				ablk = a[lo:]
+			} else {
+				ablk = a[lo*lda:]
+			}
+			c.blas.Sgemm(transA, transB, hi-lo, n, k, alpha, ablk, lda, b, ldb, beta, cm[lo*ldc:], ldc)
+		})
+		return
+	}
+	c.pool.run(chunks(n, gemmBlock), func(i int) {
+		lo, hi := span(i, gemmBlock, n)
+		var bblk []float32
+		if transB {
+			bblk = b[lo*ldb:]
+		} else {
+			bblk = b[lo:]
+		}
+		c.blas.Sgemm(transA, transB, m, hi-lo, k, alpha, a, lda, bblk, ldb, beta, cm[lo:], ldc)
+	})
+}
+
+const rowBlock = 64
+
+func (c *CPU) Embedding(out, table []float32, ids []int32, d int) {
+	RefEmbedding(out, table, ids, d)
+}
+
+// EmbeddingBackward splits the columns, so each task adds rows in token order.
+func (c *CPU) EmbeddingBackward(dtable, dout []float32, ids []int32, d int) {
+	const colBlock = 64
+	c.pool.run(chunks(d, colBlock), func(i int) {
+		lo, hi := span(i, colBlock, d)
+		for t, id := range ids {
+			dst := dtable[int(id)*d+lo : int(id)*d+hi]
+			src := dout[t*d+lo : t*d+hi]
+			for j := range dst {
+				dst[j] += src[j]
+			}
+		}
+	})
+}
+
+func (c *CPU) RMSNorm(out, rstd, x, w []float32, d int, eps float64) {
+	rows := len(x) / d
+	c.pool.run(chunks(rows, rowBlock), func(i int) {
+		lo, hi := span(i, rowBlock, rows)
+		RefRMSNorm(out[lo*d:hi*d], rstd[lo:hi], x[lo*d:hi*d], w, d, eps)
+	})
+}
+
+// RMSNormBackward sums dw per row block and adds the blocks in order.
+func (c *CPU) RMSNormBackward(dx, dw, dout, x, w, rstd []float32, d int, accumulate bool) {
+	rows := len(x) / d
+	nb := chunks(rows, rowBlock)
+	partial := make([]float32, nb*d)
+	c.pool.run(nb, func(i int) {
+		lo, hi := span(i, rowBlock, rows)
+		RefRMSNormBackward(dx[lo*d:hi*d], partial[i*d:(i+1)*d], dout[lo*d:hi*d], x[lo*d:hi*d], w, rstd[lo:hi], d, accumulate)
+	})
+	for i := 0; i < nb; i++ {
+		for j := range dw {
+			dw[j] += partial[i*d+j]
+		}
+	}
+}
+
+func (c *CPU) RoPE(x, cos, sin []float32, L, heads, hd int, inverse bool) {
+	rows := len(x) / (heads * hd)
+	c.pool.run(chunks(rows, rowBlock), func(i int) {
+		lo, hi := span(i, rowBlock, rows)
+		w := heads * hd
+		ropeRows(x[lo*w:hi*w], cos, sin, lo, L, heads, hd, inverse)
+	})
+}
+
+// ropeRows is RefRoPE for rows starting at token index first.
+func ropeRows(x, cos, sin []float32, first, L, heads, hd int, inverse bool) {
+	half := hd / 2
+	for t := 0; t < len(x)/(heads*hd); t++ {
+		p := (first + t) % L
+		cs, sn := cos[p*half:(p+1)*half], sin[p*half:(p+1)*half]
+		for h := 0; h < heads; h++ {
+			v := x[(t*heads+h)*hd : (t*heads+h+1)*hd]
+			v1, v2 := v[:half], v[half:hd]
+			if inverse {
+				for i := range v1 {
+					x1, x2 := v1[i], v2[i]
+					v1[i] = x1*cs[i] + x2*sn[i]
+					v2[i] = x2*cs[i] - x1*sn[i]
+				}
+			} else {
+				for i := range v1 {
+					x1, x2 := v1[i], v2[i]
+					v1[i] = x1*cs[i] - x2*sn[i]
+					v2[i] = x2*cs[i] + x1*sn[i]
+				}
+			}
+		}
+	}
+}
+
+// Attention runs one task per (batch, head): two BLAS products around a softmax.
+func (c *CPU) Attention(o, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	g := H / KV
+	qs, ks := H*hd, KV*hd
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	c.pool.run(B*H, func(t int) {
+		b, h := t/H, t%H
+		kh := h / g
+		P := probs[t*L*L : (t+1)*L*L]
+		qb, kb, vb := q[b*L*qs+h*hd:], k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
+		c.blas.Sgemm(false, true, L, L, hd, scale, qb, qs, kb, ks, 0, P, L)
+		for i := 0; i < L; i++ {
+			row := P[i*L : (i+1)*L]
+			n := L
+			if causal {
+				n = i + 1
+			}
+			softmaxRow(row[:n])
+			clear(row[n:])
+		}
+		c.blas.Sgemm(false, false, L, hd, L, 1, P, L, vb, ks, 0, o[b*L*qs+h*hd:], qs)
+	})
+}
+
+func softmaxRow(row []float32) {
+	mx := row[0]
+	for _, v := range row[1:] {
+		mx = max(mx, v)
+	}
+	var z float32
+	for j, v := range row {
+		e := expf(v - mx)
+		row[j] = e
+		z += e
+	}
+	inv := 1 / z
+	for j := range row {
+		row[j] *= inv
+	}
+}
+
+// AttentionBackward runs one task per (batch, kv head), looping over the query heads that share
+// it, so dk and dv are summed over the group in a fixed order without races.
+func (c *CPU) AttentionBackward(dq, dk, dv, do, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	g := H / KV
+	qs, ks := H*hd, KV*hd
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	dP := make([]float32, B*KV*L*L)
+	c.pool.run(B*KV, func(t int) {
+		b, kh := t/KV, t%KV
+		scratch := dP[t*L*L : (t+1)*L*L]
+		kb, vb := k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
+		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
+		for j := 0; j < g; j++ {
+			h := kh*g + j
+			P := probs[(b*H+h)*L*L : (b*H+h+1)*L*L]
+			dob, qb, dqb := do[b*L*qs+h*hd:], q[b*L*qs+h*hd:], dq[b*L*qs+h*hd:]
+			beta := float32(1)
+			if j == 0 {
+				beta = 0
+			}
+			// dv = P^T do; dP = do v^T.
+			c.blas.Sgemm(true, false, L, hd, L, 1, P, L, dob, qs, beta, dvb, ks)
+			c.blas.Sgemm(false, true, L, L, hd, 1, dob, qs, vb, ks, 0, scratch, L)
+			// dS = P (dP - rowsum(dP P)), scaled.
+			for i := 0; i < L; i++ {
+				pr, dr := P[i*L:(i+1)*L], scratch[i*L:(i+1)*L]
+				var dot float32
+				for j := range pr {
+					dot += pr[j] * dr[j]
+				}
+				for j := range pr {
+					dr[j] = pr[j] * (dr[j] - dot) * scale
+				}
+			}
+			// dq = dS k; dk += dS^T q.
+			c.blas.Sgemm(false, false, L, hd, L, 1, scratch, L, kb, ks, 0, dqb, qs)
+			c.blas.Sgemm(true, false, L, hd, L, 1, scratch, L, qb, qs, beta, dkb, ks)
+		}
+	})
+}
+
+func (c *CPU) SwiGLU(out, gate, up []float32) {
+	n := len(out)
+	c.pool.run(chunks(n, 1<<14), func(i int) {
+		lo, hi := span(i, 1<<14, n)
+		for j := lo; j < hi; j++ {
+			g := gate[j]
+			out[j] = g / (1 + expf(-g)) * up[j]
+		}
+	})
+}
+
+func (c *CPU) SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
+	n := len(dout)
+	c.pool.run(chunks(n, 1<<14), func(i int) {
+		lo, hi := span(i, 1<<14, n)
+		for j := lo; j < hi; j++ {
+			g, u, d := gate[j], up[j], dout[j]
+			s := 1 / (1 + expf(-g))
+			dup[j] = d * g * s
+			dgate[j] = d * u * s * (1 + g*(1-s))
+		}
+	})
+}
+
+func (c *CPU) CrossEntropy(logits []float32, targets []int32, weights []float32, V int, grad bool) float64 {
+	rows := len(logits) / V
+	nb := chunks(rows, rowBlock)
+	partial := make([]float64, nb)
+	c.pool.run(nb, func(i int) {
+		lo, hi := span(i, rowBlock, rows)
+		partial[i] = crossEntropyRows(logits[lo*V:hi*V], targets[lo:hi], weights[lo:hi], V, grad)
+	})
+	var total float64
+	for _, p := range partial {
+		total += p
+	}
+	return total
+}
+
+func crossEntropyRows(logits []float32, targets []int32, weights []float32, V int, grad bool) float64 {
+	var total float64
+	for r := range weights {
+		x := logits[r*V : (r+1)*V]
+		wt := weights[r]
+		if wt == 0 {
+			if grad {
+				clear(x)
+			}
+			continue
+		}
+		mx := x[0]
+		for _, v := range x[1:] {
+			mx = max(mx, v)
+		}
+		var z float64
+		for _, v := range x {
+			z += float64(expf(v - mx))
+		}
+		lse := float64(mx) + math.Log(z)
+		total += float64(wt) * (lse - float64(x[targets[r]]))
+		if grad {
+			shift := float32(lse)
+			for j, v := range x {
+				x[j] = wt * expf(v-shift)
+			}
+			x[targets[r]] -= wt
+		}
+	}
+	return total
+}
+
+func (c *CPU) Add(dst, a, b []float32) {
+	for i := range dst {
+		dst[i] = a[i] + b[i]
+	}
+}
+
+func (c *CPU) Scale(x []float32, s float32) {
+	for i := range x {
+		x[i] *= s
+	}
+}
+
+// SumSquares sums fixed blocks in float64, then the blocks in order.
+func (c *CPU) SumSquares(x []float32) float64 {
+	const block = 1 << 14
+	n := len(x)
+	partial := make([]float64, chunks(n, block))
+	c.pool.run(len(partial), func(i int) {
+		lo, hi := span(i, block, n)
+		var s float64
+		for _, v := range x[lo:hi] {
+			s += float64(v) * float64(v)
+		}
+		partial[i] = s
+	})
+	var s float64
+	for _, p := range partial {
+		s += p
+	}
+	return s
+}
+
+func (c *CPU) AdamW(w, g, m, v []float32, p compute.AdamParams) {
+	const block = 1 << 14
+	n := len(w)
+	c.pool.run(chunks(n, block), func(i int) {
+		lo, hi := span(i, block, n)
+		RefAdamW(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], p)
+	})
+}

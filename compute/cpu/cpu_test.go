@@ -1,0 +1,174 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"cbs/compute"
+	"cbs/internal/rng"
+)
+
+func randVec(n int, seed uint64, scale float64) []float32 {
+	s := rng.New(seed, "cpu-test", uint64(n))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(scale * s.NormFloat64())
+	}
+	return v
+}
+
+// closeTo compares with a tolerance relative to the largest magnitude in want.
+func closeTo(t *testing.T, name string, got, want []float32, tol float64) {
+	t.Helper()
+	var scale float64
+	for _, w := range want {
+		scale = math.Max(scale, math.Abs(float64(w)))
+	}
+	for i := range want {
+		if d := math.Abs(float64(got[i]) - float64(want[i])); d > tol*math.Max(scale, 1e-30) || math.IsNaN(float64(got[i])) {
+			t.Fatalf("%s[%d] = %v, reference %v (tolerance %g relative to %g)", name, i, got[i], want[i], tol, scale)
+		}
+	}
+}
+
+// TestFastMatchesReference runs every operation of the fast backend against the reference, at
+// 1 and 3 threads (the fast results must also be identical across thread counts).
+func TestFastMatchesReference(t *testing.T) {
+	ref := Reference[float32]{}
+	for _, threads := range []int{1, 3} {
+		fast := New(threads)
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) { checkOps(t, fast, ref) })
+	}
+}
+
+func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[float32]) {
+	const tol = 2e-6
+	t.Run("gemm", func(t *testing.T) {
+		for _, tc := range []struct {
+			ta, tb  bool
+			m, n, k int
+		}{{false, false, 300, 7, 5}, {false, true, 9, 600, 33}, {true, false, 513, 64, 70}, {true, true, 20, 21, 22}} {
+			lda, ldb := tc.k, tc.n
+			if tc.ta {
+				lda = tc.m
+			}
+			if tc.tb {
+				ldb = tc.k
+			}
+			a, b := randVec(tc.m*tc.k, 1, 1), randVec(tc.k*tc.n, 2, 1)
+			c1, c2 := randVec(tc.m*tc.n, 3, 1), randVec(tc.m*tc.n, 3, 1)
+			fast.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, 1, c1, tc.n)
+			ref.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, 1, c2, tc.n)
+			closeTo(t, fmt.Sprintf("gemm%+v", tc), c1, c2, 1e-5)
+		}
+	})
+	t.Run("rmsnorm", func(t *testing.T) {
+		const rows, d = 150, 24
+		x, w, dy := randVec(rows*d, 4, 2), randVec(d, 5, 1), randVec(rows*d, 6, 1)
+		o1, o2, r1, r2 := make([]float32, rows*d), make([]float32, rows*d), make([]float32, rows), make([]float32, rows)
+		fast.RMSNorm(o1, r1, x, w, d, 1e-6)
+		ref.RMSNorm(o2, r2, x, w, d, 1e-6)
+		closeTo(t, "out", o1, o2, tol)
+		dx1, dx2 := randVec(rows*d, 7, 1), randVec(rows*d, 7, 1)
+		dw1, dw2 := make([]float32, d), make([]float32, d)
+		fast.RMSNormBackward(dx1, dw1, dy, x, w, r2, d, true)
+		ref.RMSNormBackward(dx2, dw2, dy, x, w, r2, d, true)
+		closeTo(t, "dx", dx1, dx2, tol)
+		closeTo(t, "dw", dw1, dw2, 1e-5)
+	})
+	t.Run("rope", func(t *testing.T) {
+		const L, heads, hd = 10, 3, 8
+		cos, sin := compute.RoPETables[float32](L, hd, 10000)
+		for _, inv := range []bool{false, true} {
+			x1 := randVec(2*L*heads*hd, 8, 1)
+			x2 := append([]float32(nil), x1...)
+			fast.RoPE(x1, cos, sin, L, heads, hd, inv)
+			ref.RoPE(x2, cos, sin, L, heads, hd, inv)
+			closeTo(t, "rope", x1, x2, tol)
+		}
+	})
+	t.Run("attention", func(t *testing.T) {
+		const B, L, H, KV, hd = 2, 7, 4, 2, 8
+		q, k, v := randVec(B*L*H*hd, 9, 1), randVec(B*L*KV*hd, 10, 1), randVec(B*L*KV*hd, 11, 1)
+		do := randVec(B*L*H*hd, 12, 1)
+		for _, causal := range []bool{false, true} {
+			o1, o2 := make([]float32, len(q)), make([]float32, len(q))
+			p1, p2 := make([]float32, B*H*L*L), make([]float32, B*H*L*L)
+			fast.Attention(o1, p1, q, k, v, B, L, H, KV, hd, causal)
+			ref.Attention(o2, p2, q, k, v, B, L, H, KV, hd, causal)
+			closeTo(t, "o", o1, o2, tol)
+			closeTo(t, "probs", p1, p2, tol)
+			dq1, dk1, dv1 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+			dq2, dk2, dv2 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+			fast.AttentionBackward(dq1, dk1, dv1, do, p2, q, k, v, B, L, H, KV, hd, causal)
+			ref.AttentionBackward(dq2, dk2, dv2, do, p2, q, k, v, B, L, H, KV, hd, causal)
+			closeTo(t, "dq", dq1, dq2, 1e-5)
+			closeTo(t, "dk", dk1, dk2, 1e-5)
+			closeTo(t, "dv", dv1, dv2, 1e-5)
+		}
+	})
+	t.Run("swiglu", func(t *testing.T) {
+		n := 40000
+		g, u, d := randVec(n, 13, 3), randVec(n, 14, 1), randVec(n, 15, 1)
+		o1, o2 := make([]float32, n), make([]float32, n)
+		fast.SwiGLU(o1, g, u)
+		ref.SwiGLU(o2, g, u)
+		closeTo(t, "out", o1, o2, tol)
+		dg1, du1, dg2, du2 := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+		fast.SwiGLUBackward(dg1, du1, d, g, u)
+		ref.SwiGLUBackward(dg2, du2, d, g, u)
+		closeTo(t, "dgate", dg1, dg2, tol)
+		closeTo(t, "dup", du1, du2, tol)
+	})
+	t.Run("crossentropy", func(t *testing.T) {
+		const rows, V = 130, 50
+		x := randVec(rows*V, 16, 3)
+		targets, weights := make([]int32, rows), make([]float32, rows)
+		s := rng.New(1, "ce", 0)
+		for i := range targets {
+			targets[i] = int32(s.Intn(V))
+			if i%5 != 0 {
+				weights[i] = float32(s.Float64())
+			}
+		}
+		x1, x2 := append([]float32(nil), x...), append([]float32(nil), x...)
+		l1 := fast.CrossEntropy(x1, targets, weights, V, true)
+		l2 := ref.CrossEntropy(x2, targets, weights, V, true)
+		if math.Abs(l1-l2) > 1e-6*math.Abs(l2) {
+			t.Errorf("loss %v, reference %v", l1, l2)
+		}
+		closeTo(t, "dlogits", x1, x2, tol)
+	})
+	t.Run("embedding", func(t *testing.T) {
+		const V, d, n = 11, 70, 40
+		table, dout := randVec(V*d, 17, 1), randVec(n*d, 18, 1)
+		ids := make([]int32, n)
+		for i := range ids {
+			ids[i] = int32((i * 7) % V)
+		}
+		o1, o2 := make([]float32, n*d), make([]float32, n*d)
+		fast.Embedding(o1, table, ids, d)
+		ref.Embedding(o2, table, ids, d)
+		closeTo(t, "out", o1, o2, 0)
+		d1, d2 := randVec(V*d, 19, 1), randVec(V*d, 19, 1)
+		fast.EmbeddingBackward(d1, dout, ids, d)
+		ref.EmbeddingBackward(d2, dout, ids, d)
+		closeTo(t, "dtable", d1, d2, 0)
+	})
+	t.Run("adamw", func(t *testing.T) {
+		n := 50000
+		w1, g, m1, v1 := randVec(n, 20, 1), randVec(n, 21, 1), randVec(n, 22, 0.1), randVec(n, 23, 0.1)
+		for i := range v1 {
+			v1[i] *= v1[i]
+		}
+		w2, m2, v2 := append([]float32(nil), w1...), append([]float32(nil), m1...), append([]float32(nil), v1...)
+		p := compute.AdamParams{LR: 1e-2, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: 3}
+		fast.AdamW(w1, g, m1, v1, p)
+		ref.AdamW(w2, g, m2, v2, p)
+		closeTo(t, "w", w1, w2, 0)
+		if s1, s2 := fast.SumSquares(g), ref.SumSquares(g); math.Abs(s1-s2) > 1e-12*s2 {
+			t.Errorf("SumSquares %v, reference %v", s1, s2)
+		}
+	})
+}
