@@ -1,0 +1,224 @@
+package data
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"cbs/internal/atomicio"
+)
+
+// document is one text file of a text source.
+type document struct {
+	name string // as recorded in the input digest: relative to the Go root's src, or the path
+	path string
+	data []byte
+}
+
+// Text sources (files, goroot) join their documents in sorted order, each followed by the EOS
+// token and none preceded by BOS: doc1 EOS doc2 EOS ... docN EOS. Windows cut across document
+// boundaries; EOS tells the model where one ends.
+
+func loadFiles(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
+	matches, err := filepath.Glob(cfg.Glob)
+	if err != nil {
+		return nil, fmt.Errorf("data.glob = %q: %w", cfg.Glob, err)
+	}
+	var docs []document
+	for _, m := range matches {
+		st, err := os.Stat(m)
+		if err != nil {
+			return nil, err
+		}
+		if st.Mode().IsRegular() {
+			docs = append(docs, document{name: filepath.ToSlash(m), path: m})
+		}
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("data.glob = %q matches no regular files", cfg.Glob)
+	}
+	return loadText(cfg, tok, docs, "")
+}
+
+// GoRoot finds the Go toolchain whose source tree the goroot source reads: $GOROOT, else
+// `go env GOROOT`, else the toolchain this binary was built with.
+func GoRoot() (string, error) {
+	if r := os.Getenv("GOROOT"); r != "" {
+		return r, nil
+	}
+	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
+		if r := strings.TrimSpace(string(out)); r != "" {
+			return r, nil
+		}
+	}
+	//lint:ignore SA1019 the last resort when no go command is installed; empty under -trimpath.
+	if r := runtime.GOROOT(); r != "" {
+		return r, nil
+	}
+	return "", errors.New("cannot find the Go root: set GOROOT, put the go command on PATH or set data.path")
+}
+
+// goSourceFiles lists root/src's non-test .go files outside testdata directories, sorted by
+// their slash-separated path relative to src.
+func goSourceFiles(root string) ([]document, error) {
+	src := filepath.Join(root, "src")
+	var docs []document
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if name == "testdata" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, document{name: filepath.ToSlash(rel), path: path})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("goroot source %s: %w", src, err)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("goroot source %s holds no .go files", src)
+	}
+	return docs, nil
+}
+
+func loadGoroot(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
+	root := cfg.Path
+	if root == "" {
+		var err error
+		if root, err = GoRoot(); err != nil {
+			return nil, err
+		}
+	}
+	docs, err := goSourceFiles(root)
+	if err != nil {
+		return nil, err
+	}
+	return loadText(cfg, tok, docs, root)
+}
+
+// loadText reads docs, then takes the tokens from the cache when a shard for the same content
+// and tokenizer is there, else tokenizes and (with a cache directory) writes the shard.
+func loadText(cfg SourceConfig, tok Tokenizer, docs []document, root string) (*loaded, error) {
+	sort.Slice(docs, func(i, j int) bool { return docs[i].name < docs[j].name })
+	// The input digest covers names and contents, so renaming, reordering or editing a file
+	// changes the cache key.
+	h := sha256.New()
+	var total int64
+	for i := range docs {
+		b, err := os.ReadFile(docs[i].path)
+		if err != nil {
+			return nil, err
+		}
+		docs[i].data = b
+		total += int64(len(b))
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write([]byte(docs[i].name + "\x00"))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	out := &loaded{documents: len(docs), bytes: total, root: root}
+	var cachePath string
+	if cfg.CacheDir != "" {
+		key := sha256.New()
+		key.Write([]byte("cbs-shard-v1\x00" + cfg.Source + "\x00" + tok.Name() + "\x00"))
+		key.Write(h.Sum(nil))
+		cachePath = filepath.Join(cfg.CacheDir, fmt.Sprintf("%s-%s-%s.shard", cfg.Source, tok.Name(), hex.EncodeToString(key.Sum(nil))[:24]))
+		out.cachePath = cachePath
+		// A missing or damaged shard is rebuilt: it is a cache, and the digest check in
+		// readShard guarantees a shard that loads is exactly what was written.
+		if a, vocab, digest, err := readShardFile(cachePath); err == nil && vocab == tok.VocabSize() {
+			out.tokens, out.digest = a, &digest
+			return out, nil
+		}
+	}
+	a, err := encodeDocuments(tok, docs)
+	if err != nil {
+		return nil, err
+	}
+	out.tokens = a
+	if cachePath != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("data.cache_dir: %w", err)
+		}
+		if err := writeShardFileArray(cachePath, a, tok.VocabSize()); err != nil {
+			return nil, fmt.Errorf("data.cache_dir: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// encodeDocuments tokenizes docs on all CPUs, in batches so that only a batch's int32 encodings
+// are alive at once, and joins them in order with an EOS after each. It drops each document's
+// text once encoded.
+func encodeDocuments(tok Tokenizer, docs []document) (*tokenArray, error) {
+	var total int
+	for _, d := range docs {
+		total += len(d.data)
+	}
+	vocab := tok.VocabSize()
+	eos := tok.EOS()
+	a := newTokenArray(vocab, total+len(docs)) // exact for bytes, a guess for subwords
+	workers := runtime.GOMAXPROCS(0)
+	batch := 4 * workers
+	enc := make([][]int32, batch)
+	for start := 0; start < len(docs); start += batch {
+		end := min(start+batch, len(docs))
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					enc[i-start] = tok.Encode(docs[i].data)
+				}
+			}()
+		}
+		for i := start; i < end; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		for i := start; i < end; i++ {
+			ids := enc[i-start]
+			for k, id := range ids {
+				if id < 0 || int(id) >= vocab {
+					return nil, fmt.Errorf("%s: tokenizer %s gave id %d at token %d, outside its vocabulary [0, %d)", docs[i].path, tok.Name(), id, k, vocab)
+				}
+			}
+			a.append(ids)
+			a.append([]int32{eos})
+			enc[i-start] = nil
+			docs[i].data = nil
+		}
+	}
+	return a, nil
+}
+
+func writeShardFileArray(path string, a *tokenArray, vocab int) error {
+	return atomicio.WriteFileFunc(path, func(w io.Writer) error { return writeShard(w, a, vocab) })
+}
