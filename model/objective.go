@@ -45,14 +45,13 @@ func (b *Batch) SetAR(tokens []int32, globalSeqs int) {
 // SetMDM fills b from tokens [B*L], masks [B*L] and the masking probability p [B] of each
 // sequence, for the MDM objective: masked positions take maskID as input and predict the
 // original token with weight 1/p; the loss divides by globalSeqs x L (an ELBO per token).
-// p is rounded to float32 before inverting, as the PyTorch reference does in float32.
 func (b *Batch) SetMDM(tokens []int32, masks []bool, p []float64, maskID, globalSeqs int) error {
 	if maskID < 0 {
 		return fmt.Errorf("mdm objective: the model has no mask token (config.json mask_token_id)")
 	}
 	norm := float64(globalSeqs * b.L)
 	for s := 0; s < b.B; s++ {
-		w := 1 / float64(float32(p[s])) / norm
+		w := 1 / p[s] / norm
 		for i := 0; i < b.L; i++ {
 			j := s*b.L + i
 			b.Targets[j] = tokens[j]
