@@ -101,7 +101,14 @@ func goSourceFiles(root string) ([]document, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("goroot source %s holds no .go files", src)
 	}
+	sortDocuments(docs)
 	return docs, nil
+}
+
+// sortDocuments orders documents by name, byte-wise: the order of the stream, independent of
+// the file system's listing order and of the locale.
+func sortDocuments(docs []document) {
+	sort.Slice(docs, func(i, j int) bool { return docs[i].name < docs[j].name })
 }
 
 func loadGoroot(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
@@ -122,7 +129,7 @@ func loadGoroot(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
 // loadText reads docs, then takes the tokens from the cache when a shard for the same content
 // and tokenizer is there, else tokenizes and (with a cache directory) writes the shard.
 func loadText(cfg SourceConfig, tok Tokenizer, docs []document, root string) (*loaded, error) {
-	sort.Slice(docs, func(i, j int) bool { return docs[i].name < docs[j].name })
+	sortDocuments(docs)
 	// The input digest covers names and contents, so renaming, reordering or editing a file
 	// changes the cache key.
 	h := sha256.New()
