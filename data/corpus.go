@@ -46,8 +46,8 @@ func newCorpus(cfg SourceConfig, tok Tokenizer, src *loaded) (*Corpus, error) {
 	c.nWindows = c.tokens.len() / int64(c.seqLen)
 	nEval := (cfg.EvalTokens + int64(c.seqLen) - 1) / int64(c.seqLen)
 	if nEval >= c.nWindows {
-		return nil, fmt.Errorf("data.eval_tokens = %d (%d sequences of %d tokens) leaves no training sequences: the %s corpus has %d tokens, %d sequences",
-			cfg.EvalTokens, nEval, c.seqLen, cfg.Source, c.tokens.len(), c.nWindows)
+		return nil, fmt.Errorf("data.eval_tokens = %d (%d sequences of %d tokens) leaves no training sequences: the corpus has %d tokens, %d sequences",
+			cfg.EvalTokens, nEval, c.seqLen, c.tokens.len(), c.nWindows)
 	}
 	c.nTrain = c.nWindows - nEval
 	if nEval > 0 {
