@@ -224,3 +224,29 @@ func TestCleanStaleNothing(t *testing.T) {
 	}
 	assertEntries(t, root, "ckpt2", "ckpt.tmp")
 }
+
+func TestCommitDirMissingTmp(t *testing.T) {
+	root := t.TempDir()
+	final := filepath.Join(root, "ckpt")
+	if err := CommitDir(writeCkpt(t, final, "v1"), final); err != nil {
+		t.Fatal(err)
+	}
+	if err := CommitDir(filepath.Join(root, "ckpt.tmp-gone"), final); err == nil {
+		t.Fatal("no error committing a missing directory")
+	}
+	if got := readCkpt(t, final); got != "v1" {
+		t.Errorf("checkpoint holds %q after a failed commit, want \"v1\"", got)
+	}
+}
+
+func TestWriteFileOverDirectory(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "d")
+	if err := os.MkdirAll(filepath.Join(target, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(target, []byte("x"), 0o644); err == nil {
+		t.Fatal("no error replacing a non-empty directory with a file")
+	}
+	assertEntries(t, dir, "d")
+}
