@@ -38,8 +38,11 @@ type TrainerState struct {
 	Seed       uint64 `json:"seed"`
 	// ConfigFingerprint identifies the run configuration that produced the checkpoint.
 	ConfigFingerprint string `json:"config_fingerprint,omitempty"`
-	// Schedule records the LR schedule and anything else the trainer wants to keep.
+	// Schedule records the LR schedule the run followed.
 	Schedule json.RawMessage `json:"schedule,omitempty"`
+	// Extra holds the trainer's running statistics (for example gradient-noise EMAs), so a
+	// resumed run continues them exactly.
+	Extra map[string]float64 `json:"extra,omitempty"`
 	// Files maps every other file of the checkpoint to its sha256.
 	Files map[string]string `json:"files"`
 }

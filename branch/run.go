@@ -1,0 +1,524 @@
+package branch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"cbs/compute/cpu"
+	"cbs/data"
+	"cbs/internal/atomicio"
+	"cbs/model"
+)
+
+// Files of a run directory.
+const (
+	SpecFile    = "branch.json"
+	StateFile   = "state.json"
+	MetricsFile = "metrics.jsonl"
+	PerfFile    = "perf.jsonl" // throughput and wall time: kept apart so metrics.jsonl is reproducible to the byte
+	CkptDir     = "ckpt"
+)
+
+// Run states.
+const (
+	StatePending  = "pending"
+	StateRunning  = "running"
+	StateDone     = "done"
+	StateFailed   = "failed"
+	StateDiverged = "diverged"
+)
+
+// ErrInterrupted is returned when the context was cancelled: the run finished its step, wrote
+// a checkpoint and stopped; running it again continues.
+var ErrInterrupted = errors.New("interrupted")
+
+// ErrDiverged is returned when the loss became NaN or exploded; state.json says at which step.
+var ErrDiverged = errors.New("diverged")
+
+// State is state.json.
+type State struct {
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	Step   int    `json:"step"`
+	Tokens int64  `json:"tokens"`
+}
+
+// Metrics is one line of metrics.jsonl. Only values that the config and seed determine go here.
+type Metrics struct {
+	Tokens       int64     `json:"tokens"`
+	Step         int       `json:"step"`
+	LR           float64   `json:"lr"`
+	TrainLoss    *float64  `json:"train_loss,omitempty"`
+	EvalLoss     *float64  `json:"eval_loss,omitempty"`
+	EvalShards   []float64 `json:"eval_shards,omitempty"`
+	GradNorm     *float64  `json:"grad_norm,omitempty"`
+	GNSSmallSq   *float64  `json:"gns_small_sq,omitempty"`
+	GNSBigSq     *float64  `json:"gns_big_sq,omitempty"`
+	GNSBSmall    int64     `json:"gns_b_small,omitempty"`
+	GNSBBig      int64     `json:"gns_b_big,omitempty"`
+	GNSTraceEMA  *float64  `json:"gns_trace_ema,omitempty"`
+	GNSGradSqEMA *float64  `json:"gns_grad_sq_ema,omitempty"`
+	GNSBSimple   *float64  `json:"gns_b_simple,omitempty"`
+}
+
+// Perf is one line of perf.jsonl.
+type Perf struct {
+	Step       int     `json:"step"`
+	Tokens     int64   `json:"tokens"`
+	TokensPerS float64 `json:"tokens_per_s"`
+	WallS      float64 `json:"wall_s"`
+}
+
+// Progress is reported after every step.
+type Progress struct {
+	ID         string
+	Step       int
+	Steps      int
+	Tokens     int64
+	Budget     int64
+	TrainLoss  float64
+	EvalLoss   float64 // NaN until the first eval
+	TokensPerS float64
+}
+
+// Options are how a run is executed, not what it computes.
+type Options struct {
+	Dir      string         // run directory
+	Progress func(Progress) // called after every step; may be nil
+	Log      io.Writer      // human-readable log lines (also appended to log.txt); may be nil
+}
+
+// gnsEMA is the smoothing of the gradient-noise-scale numerator and denominator estimates.
+const gnsEMA = 0.95
+
+// divergenceFactor marks a run diverged when its training loss exceeds this multiple of the
+// first step's loss.
+const divergenceFactor = 3
+
+// Run trains spec in opts.Dir, resuming from opts.Dir/ckpt when it holds a checkpoint of the
+// same spec. It returns nil when the budget is done, ErrInterrupted when ctx was cancelled (after
+// checkpointing), ErrDiverged, or another error (state.json then says failed).
+func Run(ctx context.Context, spec *Spec, opts Options) (err error) {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return err
+	}
+	r := &runner{spec: spec, opts: opts}
+	logFile, err := os.OpenFile(filepath.Join(opts.Dir, "log.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	r.log = logFile
+	defer func() {
+		switch {
+		case err == nil:
+			r.writeState(StateDone, "")
+		case errors.Is(err, ErrInterrupted):
+			r.writeState(StatePending, "interrupted; run again to continue")
+		case errors.Is(err, ErrDiverged):
+			// writeState was called where divergence was detected.
+		default:
+			r.writeState(StateFailed, err.Error())
+		}
+	}()
+	if err := r.setup(); err != nil {
+		return err
+	}
+	return r.loop(ctx)
+}
+
+type runner struct {
+	spec   *Spec
+	opts   Options
+	log    io.Writer
+	corpus *data.Corpus
+	m      *model.Model[float32]
+	opt    *model.AdamW[float32]
+	state  model.TrainerState
+	peakLR float64
+
+	cursor     *data.Cursor
+	tokens     []int32
+	masks      []bool
+	probs      []float64
+	batch      *model.Batch
+	firstLoss  float64
+	traceEMA   float64
+	gradSqEMA  float64
+	emaWeight  float64
+	wallOffset float64
+	lastEval   float64
+	metrics    *os.File
+	perf       *os.File
+}
+
+func (r *runner) logf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	fmt.Fprintln(r.log, time.Now().UTC().Format(time.RFC3339), line)
+	if r.opts.Log != nil {
+		fmt.Fprintf(r.opts.Log, "%s: %s\n", r.spec.ID, line)
+	}
+}
+
+func (r *runner) writeState(state, reason string) {
+	b, _ := json.MarshalIndent(State{State: state, Reason: reason, Step: r.state.Step, Tokens: r.state.TokensSeen}, "", "  ")
+	if err := atomicio.WriteFile(filepath.Join(r.opts.Dir, StateFile), append(b, '\n'), 0o644); err != nil {
+		r.logf("writing state: %v", err)
+	}
+}
+
+func (r *runner) setup() error {
+	s := r.spec
+	specJSON, _ := json.MarshalIndent(s, "", "  ")
+	if err := atomicio.WriteFile(filepath.Join(r.opts.Dir, SpecFile), append(specJSON, '\n'), 0o644); err != nil {
+		return err
+	}
+	r.writeState(StateRunning, "")
+	corpus, err := data.Open(s.Data)
+	if err != nil {
+		return err
+	}
+	r.corpus = corpus
+	tok := corpus.Tokenizer()
+	fp := s.Fingerprint()
+	be := cpu.New(s.Threads)
+
+	ckpt := filepath.Join(r.opts.Dir, CkptDir)
+	resumed, err := model.LoadTrainerState(ckpt)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	var params *model.Params[float32]
+	switch {
+	case resumed != nil:
+		if resumed.ConfigFingerprint != fp {
+			return fmt.Errorf("%s holds a checkpoint of a different configuration (fingerprint %s, this config %s): use another output directory or remove it", ckpt, resumed.ConfigFingerprint, fp)
+		}
+		if params, err = model.Load[float32](ckpt); err != nil {
+			return err
+		}
+		if r.opt, err = model.LoadOptimizer(ckpt, params, s.Optim.ModelOptim()); err != nil {
+			return err
+		}
+		r.state = *resumed
+		r.logf("resuming at step %d (%d tokens)", r.state.Step, r.state.TokensSeen)
+	case s.Parent != "":
+		if params, err = model.Load[float32](s.Parent); err != nil {
+			return fmt.Errorf("parent.checkpoint: %w", err)
+		}
+		if s.OptimizerState == "keep" {
+			if r.opt, err = model.LoadOptimizer(s.Parent, params, s.Optim.ModelOptim()); err != nil {
+				return fmt.Errorf("parent.checkpoint: %w", err)
+			}
+			if r.opt == nil {
+				return fmt.Errorf("parent.optimizer_state = \"keep\" but %s has no %s", s.Parent, model.OptimizerFile)
+			}
+		}
+		parent, err := model.LoadTrainerState(s.Parent)
+		if err != nil {
+			return fmt.Errorf("parent.checkpoint: %w", err)
+		}
+		r.state = model.TrainerState{Seed: s.Seed}
+		if parent != nil {
+			r.state.DataCursor = parent.DataCursor // the branch continues the parent's token stream
+		}
+	default:
+		c := model.Config{
+			ModelType: "qwen3", HiddenSize: s.Init.Hidden, IntermediateSize: s.Init.FF, NumLayers: s.Init.Layers,
+			NumHeads: s.Init.Heads, NumKVHeads: s.Init.KVHeads, HeadDim: s.Init.HeadDim, RMSNormEps: s.Init.RMSNormEps,
+			RopeTheta: s.Init.RopeTheta, VocabSize: tok.VocabSize(), TieWordEmbeddings: s.Init.Tie,
+			MaxPositionEmbeddings: s.SeqLen(), MaskTokenID: int(tok.Mask()), Tokenizer: tok.Name(),
+		}
+		if s.Objective == model.MDM {
+			c.Attention = model.Bidirectional
+		} else {
+			c.Attention = model.Causal
+		}
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		params = model.NewParams[float32](c)
+		params.Init(s.Seed, s.Init.InitStd)
+		r.state = model.TrainerState{Seed: s.Seed}
+	}
+	c := params.Config
+	if c.VocabSize < tok.VocabSize() {
+		return fmt.Errorf("model vocab_size = %d is smaller than tokenizer %s's %d", c.VocabSize, tok.Name(), tok.VocabSize())
+	}
+	if c.MaxPositionEmbeddings < s.SeqLen() {
+		r.logf("warning: data.seq_len = %d exceeds the model's max_position_embeddings = %d", s.SeqLen(), c.MaxPositionEmbeddings)
+	}
+	if s.Objective == model.MDM && c.MaskTokenID < 0 {
+		return fmt.Errorf("objective mdm needs a mask token: the checkpoint's config.json has no mask_token_id")
+	}
+	if s.Objective == model.MDM {
+		params.Config.Attention = model.Bidirectional
+	} else {
+		params.Config.Attention = model.Causal
+	}
+	r.m = model.New(params, be)
+	if r.opt == nil {
+		r.opt = model.NewAdamW[float32](s.Optim.ModelOptim(), len(params.Data))
+	}
+	r.opt.Cfg = s.Optim.ModelOptim()
+	r.state.Objective, r.state.ConfigFingerprint = s.Objective, fp
+	sch := s.Schedule
+	sch.Total = s.Budget
+	r.state.Schedule, _ = json.Marshal(sch)
+	r.peakLR = s.Optim.LR * s.LRScale
+	if resumed != nil {
+		r.firstLoss = resumed.Extra["first_loss"]
+		r.traceEMA, r.gradSqEMA = resumed.Extra["gns_trace_ema"], resumed.Extra["gns_grad_sq_ema"]
+		r.emaWeight, r.wallOffset = resumed.Extra["gns_ema_weight"], resumed.Extra["wall_s"]
+		r.lastEval = math.NaN()
+	} else {
+		r.lastEval = math.NaN()
+	}
+	// Lines past the checkpoint belong to steps that will be redone.
+	if err := truncateJSONL(filepath.Join(r.opts.Dir, MetricsFile), r.state.Step); err != nil {
+		return err
+	}
+	if err := truncateJSONL(filepath.Join(r.opts.Dir, PerfFile), r.state.Step); err != nil {
+		return err
+	}
+	if r.metrics, err = os.OpenFile(filepath.Join(r.opts.Dir, MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return err
+	}
+	if r.perf, err = os.OpenFile(filepath.Join(r.opts.Dir, PerfFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		return err
+	}
+	r.cursor = corpus.Cursor(r.state.DataCursor)
+	L := s.SeqLen()
+	r.tokens, r.masks, r.probs = make([]int32, s.MicroBatch*L), make([]bool, s.MicroBatch*L), make([]float64, s.MicroBatch)
+	r.batch = model.NewBatch(s.MicroBatch, L)
+	r.logf("%d parameters, %s objective, corpus %s (%d tokens), backend %s", len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), be.Name())
+	return nil
+}
+
+// truncateJSONL keeps the lines of path whose "step" is at most step.
+func truncateJSONL(path string, step int) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keep bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<26)
+	for sc.Scan() {
+		var l struct {
+			Step *int `json:"step"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Step == nil || *l.Step > step {
+			break // a torn last line, or the first line of a step to redo
+		}
+		keep.Write(sc.Bytes())
+		keep.WriteByte('\n')
+	}
+	if keep.Len() == len(b) {
+		return nil
+	}
+	return atomicio.WriteFile(path, keep.Bytes(), 0o644)
+}
+
+func (r *runner) appendLine(f *os.File, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n')) // one write per line: appends are line-atomic
+	return err
+}
+
+func (r *runner) loop(ctx context.Context) error {
+	defer r.metrics.Close()
+	defer r.perf.Close()
+	s := r.spec
+	steps, accum, L := s.Steps(), s.Accum(), s.SeqLen()
+	microTokens := int64(s.MicroBatch * L)
+	start := time.Now()
+	for r.state.Step < steps {
+		if ctx.Err() != nil {
+			if err := r.checkpoint(start); err != nil {
+				return err
+			}
+			r.logf("interrupted at step %d; checkpoint written", r.state.Step)
+			return ErrInterrupted
+		}
+		t0 := time.Now()
+		lr := r.peakLR * s.Schedule.withTotal(s.Budget).Factor(Tokens(r.state.TokensSeen)+s.BatchTokens)
+		r.m.ZeroGrad()
+		var loss, smallSq float64
+		for a := 0; a < accum; a++ {
+			if err := r.fill(); err != nil {
+				return err
+			}
+			loss += r.m.LossAndGrad(r.batch, model.IsCausal(s.Objective))
+			if a == 0 && accum > 1 {
+				// The first micro-batch's gradient, rescaled to the mean over its own sequences.
+				smallSq = sq(model.GradNorm(r.m) * float64(accum))
+			}
+		}
+		st := r.opt.Update(r.m, lr)
+		r.state.Step++
+		r.state.TokensSeen += int64(s.BatchTokens)
+		r.state.DataCursor = r.cursor.Next
+		if r.state.Step == 1 && r.firstLoss == 0 {
+			r.firstLoss = loss
+		}
+		met := Metrics{Tokens: r.state.TokensSeen, Step: r.state.Step, LR: lr, TrainLoss: ptr(loss), GradNorm: ptr(st.GradNorm)}
+		if accum > 1 {
+			r.gns(&met, smallSq, sq(st.GradNorm), microTokens, int64(s.BatchTokens))
+		}
+		if math.IsNaN(loss) || math.IsInf(loss, 0) || loss > divergenceFactor*r.firstLoss || !r.m.Params.Finite() {
+			met.TrainLoss = nil
+			r.appendLine(r.metrics, met)
+			reason := fmt.Sprintf("training loss %v at step %d (first step: %v)", loss, r.state.Step, r.firstLoss)
+			r.writeState(StateDiverged, reason)
+			r.logf("diverged: %s", reason)
+			return fmt.Errorf("%w: %s", ErrDiverged, reason)
+		}
+		final := r.state.Step == steps
+		if final || (s.EvalEvery > 0 && r.state.TokensSeen%int64(s.EvalEvery) == 0) {
+			if err := r.eval(&met); err != nil {
+				return err
+			}
+		}
+		if err := r.appendLine(r.metrics, met); err != nil {
+			return err
+		}
+		dt := time.Since(t0).Seconds()
+		wall := r.wallOffset + time.Since(start).Seconds()
+		tps := float64(s.BatchTokens) / dt
+		if err := r.appendLine(r.perf, Perf{Step: r.state.Step, Tokens: r.state.TokensSeen, TokensPerS: tps, WallS: wall}); err != nil {
+			return err
+		}
+		if r.opts.Progress != nil {
+			r.opts.Progress(Progress{ID: s.ID, Step: r.state.Step, Steps: steps, Tokens: r.state.TokensSeen,
+				Budget: int64(s.Budget), TrainLoss: loss, EvalLoss: r.lastEval, TokensPerS: tps})
+		}
+		if final || (s.CheckpointEvery > 0 && r.state.TokensSeen%int64(s.CheckpointEvery) == 0) {
+			if err := r.checkpoint(start); err != nil {
+				return err
+			}
+		}
+	}
+	r.logf("done: %d steps, %d tokens", r.state.Step, r.state.TokensSeen)
+	return nil
+}
+
+func sq(x float64) float64   { return x * x }
+func ptr(x float64) *float64 { return &x }
+func (s Schedule) withTotal(t Tokens) Schedule {
+	s.Total = t
+	return s
+}
+
+// fill reads the next micro-batch from the stream into r.batch.
+func (r *runner) fill() error {
+	s := r.spec
+	first := r.cursor.Read(r.tokens)
+	if s.Objective == model.AR {
+		r.batch.SetAR(r.tokens, s.BatchSeqs())
+		return nil
+	}
+	data.MDMBatchMasks(s.Seed, data.PurposeTrainMask, first, s.MaskEps, s.SeqLen(), r.masks, r.probs)
+	return r.batch.SetMDM(r.tokens, r.masks, r.probs, r.m.Cfg.MaskTokenID, s.BatchSeqs())
+}
+
+// gns records the gradient-noise-scale estimates of SCIENCE.md 4.4: unbiased |G|^2 and
+// tr(Sigma) from a micro-batch (bSmall tokens) and the whole batch (bBig tokens), smoothed as
+// bias-corrected EMAs; B_simple is the ratio of the EMAs.
+func (r *runner) gns(met *Metrics, smallSq, bigSq float64, bSmall, bBig int64) {
+	bs, bb := float64(bSmall), float64(bBig)
+	g2 := (bb*bigSq - bs*smallSq) / (bb - bs)
+	tr := (smallSq - bigSq) / (1/bs - 1/bb)
+	r.traceEMA = gnsEMA*r.traceEMA + (1-gnsEMA)*tr
+	r.gradSqEMA = gnsEMA*r.gradSqEMA + (1-gnsEMA)*g2
+	r.emaWeight = gnsEMA*r.emaWeight + (1 - gnsEMA)
+	te, ge := r.traceEMA/r.emaWeight, r.gradSqEMA/r.emaWeight
+	met.GNSSmallSq, met.GNSBigSq, met.GNSBSmall, met.GNSBBig = ptr(smallSq), ptr(bigSq), bSmall, bBig
+	met.GNSTraceEMA, met.GNSGradSqEMA = ptr(te), ptr(ge)
+	if ge > 0 {
+		met.GNSBSimple = ptr(te / ge)
+	}
+}
+
+// evalShards is the number of contiguous groups the eval set is split into for the bootstrap.
+const evalShards = 8
+
+// eval computes the loss on the frozen eval set: every eval sequence with, for mdm, its frozen
+// mask and t. The loss is the mean over sequences of each sequence's loss, overall and per
+// contiguous shard.
+func (r *runner) eval(met *Metrics) error {
+	s := r.spec
+	n := r.corpus.NumEvalSeqs()
+	if n == 0 {
+		return nil
+	}
+	L, mb := s.SeqLen(), s.MicroBatch
+	shards := min(evalShards, n)
+	shardSum := make([]float64, shards)
+	shardN := make([]int, shards)
+	causal := model.IsCausal(s.Objective)
+	for sh := 0; sh < shards; sh++ {
+		first, end := sh*n/shards, (sh+1)*n/shards
+		shardN[sh] = end - first
+		// Micro-batches stay inside a shard, so each loss belongs to one shard. With a
+		// normalisation of one sequence, a batch's loss is the sum of its sequences' losses.
+		for lo := first; lo < end; lo += mb {
+			hi := min(lo+mb, end)
+			b := r.batch
+			if hi-lo != mb {
+				b = model.NewBatch(hi-lo, L)
+			}
+			toks := r.tokens[:(hi-lo)*L]
+			for k := lo; k < hi; k++ {
+				r.corpus.EvalSeq(k, toks[(k-lo)*L:(k-lo+1)*L])
+			}
+			if s.Objective == model.AR {
+				b.SetAR(toks, 1)
+			} else {
+				for k := lo; k < hi; k++ {
+					r.probs[k-lo] = data.EvalMask(s.EvalSeed, k, s.MaskEps, r.masks[(k-lo)*L:(k-lo+1)*L])
+				}
+				if err := b.SetMDM(toks, r.masks[:(hi-lo)*L], r.probs[:hi-lo], r.m.Cfg.MaskTokenID, 1); err != nil {
+					return err
+				}
+			}
+			shardSum[sh] += r.m.Loss(b, causal)
+		}
+	}
+	var total float64
+	met.EvalShards = make([]float64, shards)
+	for i := range shardSum {
+		met.EvalShards[i] = shardSum[i] / float64(shardN[i])
+		total += shardSum[i]
+	}
+	met.EvalLoss = ptr(total / float64(n))
+	r.lastEval = *met.EvalLoss
+	return nil
+}
+
+func (r *runner) checkpoint(start time.Time) error {
+	r.state.Extra = map[string]float64{
+		"first_loss": r.firstLoss, "gns_trace_ema": r.traceEMA, "gns_grad_sq_ema": r.gradSqEMA,
+		"gns_ema_weight": r.emaWeight, "wall_s": r.wallOffset + time.Since(start).Seconds(),
+	}
+	st := r.state
+	return model.Save(filepath.Join(r.opts.Dir, CkptDir), r.m.Params, r.opt, &st, "")
+}

@@ -1,0 +1,136 @@
+package branch
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"cbs/data"
+	"cbs/model"
+)
+
+// ModelInit describes a freshly initialised model (when a run has no parent checkpoint). The
+// vocabulary size and mask token come from the tokenizer.
+type ModelInit struct {
+	Hidden     int     `json:"hidden_size" toml:"hidden_size"`
+	Layers     int     `json:"layers" toml:"layers"`
+	Heads      int     `json:"heads" toml:"heads"`
+	KVHeads    int     `json:"kv_heads" toml:"kv_heads"`
+	HeadDim    int     `json:"head_dim" toml:"head_dim"`
+	FF         int     `json:"intermediate_size" toml:"intermediate_size"`
+	Tie        bool    `json:"tie_word_embeddings" toml:"tie_word_embeddings"`
+	InitStd    float64 `json:"init_std" toml:"init_std"`
+	RopeTheta  float64 `json:"rope_theta" toml:"rope_theta"`
+	RMSNormEps float64 `json:"rms_norm_eps" toml:"rms_norm_eps"`
+}
+
+// Optim is the optimizer as a config states it.
+type Optim struct {
+	LR             float64            `json:"lr" toml:"lr"`
+	Betas          [2]float64         `json:"betas" toml:"betas"`
+	Eps            float64            `json:"eps" toml:"eps"`
+	WeightDecay    float64            `json:"weight_decay" toml:"weight_decay"`
+	Clip           float64            `json:"clip" toml:"clip"`
+	Groups         map[string]float64 `json:"groups,omitempty" toml:"groups"`
+	DecayNorms     bool               `json:"decay_norms" toml:"decay_norms"`
+	DecayEmbedding bool               `json:"decay_embedding" toml:"decay_embedding"`
+}
+
+// ModelOptim converts to the model's optimizer config.
+func (o Optim) ModelOptim() model.OptimConfig {
+	return model.OptimConfig{LR: o.LR, Beta1: o.Betas[0], Beta2: o.Betas[1], Eps: o.Eps,
+		WeightDecay: o.WeightDecay, Clip: o.Clip, LRMult: o.Groups, DecayNorms: o.DecayNorms,
+		DecayEmbedding: o.DecayEmbedding}
+}
+
+// Spec is one fully resolved training run: everything that determines its numbers, plus where
+// and how fast to run it. cbs train --config builds one; a sweep expands into one per branch.
+type Spec struct {
+	ID        string     `json:"id"`
+	Seed      uint64     `json:"seed"`
+	Objective string     `json:"objective"`
+	MaskEps   float64    `json:"mask_eps"`
+	Init      *ModelInit `json:"init,omitempty"`
+	// Parent is a checkpoint directory to start from (instead of Init).
+	Parent string `json:"parent,omitempty"`
+	// OptimizerState is keep (continue the parent's AdamW moments) or reset.
+	OptimizerState string            `json:"optimizer_state,omitempty"`
+	Data           data.SourceConfig `json:"data"`
+	Optim          Optim             `json:"optimizer"`
+	Schedule       Schedule          `json:"schedule"`
+	Budget         Tokens            `json:"budget_tokens"`
+	BatchTokens    Tokens            `json:"batch_tokens"`
+	MicroBatch     int               `json:"micro_batch"`
+	// LRScale multiplies every group's peak LR (the sweep's LR scaling rule).
+	LRScale         float64 `json:"lr_scale"`
+	EvalEvery       Tokens  `json:"eval_every_tokens"`
+	EvalSeed        uint64  `json:"eval_seed"`
+	CheckpointEvery Tokens  `json:"checkpoint_every_tokens"`
+	Replicate       int     `json:"replicate"`
+
+	// Threads and Device change how fast a run goes, never its numbers.
+	Threads int    `json:"threads"`
+	Device  string `json:"device"`
+}
+
+// SeqLen is the tokens per sequence.
+func (s *Spec) SeqLen() int { return s.Data.SeqLen }
+
+// BatchSeqs is the global batch in sequences.
+func (s *Spec) BatchSeqs() int { return int(s.BatchTokens) / s.SeqLen() }
+
+// Accum is the number of micro-batches per step.
+func (s *Spec) Accum() int { return s.BatchSeqs() / s.MicroBatch }
+
+// Steps is budget / batch.
+func (s *Spec) Steps() int { return int(s.Budget / s.BatchTokens) }
+
+// Validate checks the arithmetic that ties budget, batch, micro-batch and eval marks together,
+// naming the config key that is wrong.
+func (s *Spec) Validate() error {
+	L := Tokens(s.SeqLen())
+	switch {
+	case s.Objective != model.AR && s.Objective != model.MDM:
+		return fmt.Errorf("objective.name = %q, want \"ar\" or \"mdm\"", s.Objective)
+	case s.Objective == model.MDM && !(s.MaskEps > 0 && s.MaskEps < 1):
+		return fmt.Errorf("objective.mask_eps = %g, want 0 < eps < 1", s.MaskEps)
+	case L <= 1:
+		return fmt.Errorf("data.seq_len = %d, want >= 2", L)
+	case s.Budget <= 0:
+		return fmt.Errorf("budget = %d, want a positive number of tokens", s.Budget)
+	case s.MicroBatch <= 0:
+		return fmt.Errorf("micro_batch = %d, want a positive number of sequences", s.MicroBatch)
+	case s.BatchTokens <= 0 || s.BatchTokens%(L*Tokens(s.MicroBatch)) != 0:
+		return fmt.Errorf("batch = %d tokens is not a positive multiple of micro_batch x seq_len = %d x %d = %d",
+			s.BatchTokens, s.MicroBatch, L, Tokens(s.MicroBatch)*L)
+	case s.Budget%s.BatchTokens != 0:
+		return fmt.Errorf("budget = %v (%d tokens) is not a multiple of the batch, %d tokens", s.Budget, s.Budget, s.BatchTokens)
+	case s.EvalEvery < 0 || (s.EvalEvery > 0 && s.EvalEvery%s.BatchTokens != 0):
+		return fmt.Errorf("eval.every = %d tokens is not a multiple of the batch, %d tokens (eval marks must fall on step boundaries in every branch)", s.EvalEvery, s.BatchTokens)
+	case s.CheckpointEvery < 0 || (s.CheckpointEvery > 0 && s.CheckpointEvery%s.BatchTokens != 0):
+		return fmt.Errorf("checkpoint_every = %d tokens is not a multiple of the batch, %d tokens", s.CheckpointEvery, s.BatchTokens)
+	case s.LRScale <= 0:
+		return fmt.Errorf("lr_scale = %g, want > 0", s.LRScale)
+	case s.Init == nil && s.Parent == "":
+		return fmt.Errorf("parent: give parent.checkpoint or a [model] table to initialise from")
+	case s.Parent != "" && s.OptimizerState != "keep" && s.OptimizerState != "reset":
+		return fmt.Errorf("parent.optimizer_state = %q, want \"keep\" or \"reset\"", s.OptimizerState)
+	}
+	sch := s.Schedule
+	sch.Total = s.Budget
+	if err := sch.Validate(); err != nil {
+		return err
+	}
+	return s.Optim.ModelOptim().Validate()
+}
+
+// Fingerprint identifies what determines the run's numbers: the spec without its ID, threads
+// and device. A checkpoint is resumed only by a spec with the same fingerprint.
+func (s *Spec) Fingerprint() string {
+	c := *s
+	c.ID, c.Threads, c.Device, c.CheckpointEvery = "", 0, "", 0
+	b, _ := json.Marshal(c)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"cbs/branch"
+)
+
+func init() { verbs = append(verbs, newTrainCmd) }
+
+type trainOptions struct {
+	config  string
+	out     string
+	threads int
+	quiet   bool
+}
+
+func newTrainCmd() *cobra.Command {
+	o := &trainOptions{}
+	cmd := &cobra.Command{
+		Use:   "train --config FILE",
+		Short: "Train one run (resumable: run the same command again to continue)",
+		Long: `Train one model as a config file describes: from a fresh initialisation or a parent
+checkpoint, with the AR or MDM objective, an LR schedule in tokens, evals and checkpoints every
+N tokens. The run directory holds branch.json, metrics.jsonl, perf.jsonl, state.json, log.txt and
+ckpt/. Running the same command again continues from the last checkpoint; SIGINT finishes the
+current step, writes a checkpoint and exits with status 130.
+
+Exit status: 0 done, 1 error, 2 bad config, 3 diverged, 130 interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.config == "" {
+				return usageErrorf("train: --config FILE is required")
+			}
+			return runTrain(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "TOML config of the run")
+	f.StringVar(&o.out, "out", "", "run directory (default: experiment.out, else runs/<name>)")
+	f.IntVar(&o.threads, "threads", -1, "CPU threads (default: run.threads, else all cores); never changes the numbers")
+	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	return cmd
+}
+
+// interruptible returns a context cancelled by the first SIGINT or SIGTERM; a second one kills
+// the process the usual way.
+func interruptible(parent context.Context) (context.Context, func()) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+			signal.Stop(sig)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sig); cancel() }
+}
+
+func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) error {
+	spec, out, err := branch.LoadTrainConfig(o.config)
+	var ce *branch.ConfigError
+	if errors.As(err, &ce) {
+		return &codedError{code: exitUsage, err: err}
+	}
+	if err != nil {
+		return err
+	}
+	if o.out != "" {
+		out = o.out
+	}
+	if o.threads >= 0 {
+		spec.Threads = o.threads
+	}
+	ctx, stop := interruptible(ctx)
+	defer stop()
+	var last time.Time
+	opts := branch.Options{Dir: out, Log: stderr}
+	if !o.quiet {
+		opts.Progress = func(p branch.Progress) {
+			if time.Since(last) < 2*time.Second && p.Step != p.Steps {
+				return
+			}
+			last = time.Now()
+			eval := ""
+			if !math.IsNaN(p.EvalLoss) {
+				eval = fmt.Sprintf(" eval %.4f", p.EvalLoss)
+			}
+			fmt.Fprintf(stderr, "%s: step %d/%d  %s/%s tokens  loss %.4f%s  %.0f tok/s\n", p.ID, p.Step, p.Steps,
+				branch.Tokens(p.Tokens).Human(), branch.Tokens(p.Budget).Human(), p.TrainLoss, eval, p.TokensPerS)
+		}
+	}
+	err = branch.Run(ctx, spec, opts)
+	switch {
+	case errors.Is(err, branch.ErrInterrupted):
+		return &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: checkpoint written to %s; run the same command to continue", out)}
+	case errors.Is(err, branch.ErrDiverged):
+		return &codedError{code: exitSomeFailed, err: err}
+	case err != nil:
+		return err
+	}
+	fmt.Fprintln(stdout, out)
+	return nil
+}
