@@ -162,11 +162,22 @@ func (m *Model[T]) Loss(b *Batch, causal bool) float64 {
 // weights of a micro-batch already carry the global normalisation, calling it on every
 // micro-batch of a step accumulates exactly the gradient of the whole batch.
 func (m *Model[T]) LossAndGrad(b *Batch, causal bool) float64 {
-	m.forward(b, causal)
-	loss := m.lossOf(b, true)
-	m.backward(b, causal)
+	loss := m.ForwardLoss(b, causal)
+	m.Backward(b, causal)
 	return loss
 }
+
+// ForwardLoss is the first half of LossAndGrad: the forward pass and the loss, leaving the
+// gradient of the loss with respect to the logits for Backward. The two halves exist apart so
+// that benchmarks can time them; they must be called in pairs on the same batch.
+func (m *Model[T]) ForwardLoss(b *Batch, causal bool) float64 {
+	m.forward(b, causal)
+	return m.lossOf(b, true)
+}
+
+// Backward is the second half of LossAndGrad: it adds the gradient of the loss of the last
+// ForwardLoss to m.Grad.
+func (m *Model[T]) Backward(b *Batch, causal bool) { m.backward(b, causal) }
 
 // ZeroGrad clears the gradient.
 func (m *Model[T]) ZeroGrad() { clear(m.Grad) }

@@ -1,0 +1,366 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"cbs/compute/blas"
+	"cbs/compute/cpu"
+	"cbs/internal/rng"
+	"cbs/model"
+)
+
+func init() { verbs = append(verbs, newBenchCmd) }
+
+// benchOptions mirror torch_ref.py bench's flags, so the two commands time the same work.
+type benchOptions struct {
+	preset                     string
+	hidden, layers, heads, kv  int
+	headDim, ff, vocab         int
+	seq, batch                 int
+	objective                  string
+	threads, steps, warmup     int
+	tie                        bool
+	seed                       uint64
+	json                       bool
+	lr, clip, initStd, maskEps float64
+}
+
+// benchPresets fill the model flags the user did not give. tiny is torch_ref.py's tiny model.
+var benchPresets = map[string]map[string]int{
+	"default": {"hidden": 256, "layers": 4, "heads": 4, "kv-heads": 4, "head-dim": 64, "ff": 1024, "vocab": 256, "seq": 256, "batch": 16},
+	"tiny":    {"hidden": 64, "layers": 2, "heads": 4, "kv-heads": 2, "head-dim": 16, "ff": 128, "vocab": 260, "seq": 64, "batch": 16},
+}
+
+func newBenchCmd() *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Time CPU training steps on random tokens",
+		Long: `bench builds a random model and times training steps on fresh random tokens (mdm: random
+masks): forward with the loss, backward, and the optimizer (clipping and AdamW), each separately.
+It prints the median and best time per phase, tokens/s, GFLOP/s (torch_ref.py's formula:
+6 x linear weights incl. the head x tokens + 12 x layers x seq x heads x head_dim x tokens),
+allocations per step and the BLAS library with its OpenBLAS kernel family.
+
+Its flags and defaults are those of /work/shared/bench/torch_ref.py bench, so the two compare.
+--preset tiny selects torch_ref.py's tiny model; flags given explicitly override a preset.
+
+Exit status: 0 ok, 1 error, 2 bad flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.resolve(cmd); err != nil {
+				return err
+			}
+			res, err := runBench(o)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if o.json {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			res.writeTable(out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.preset, "preset", "default", "model and batch sizes: default or tiny")
+	d := benchPresets["default"]
+	f.IntVar(&o.hidden, "hidden", d["hidden"], "hidden size")
+	f.IntVar(&o.layers, "layers", d["layers"], "number of layers")
+	f.IntVar(&o.heads, "heads", d["heads"], "attention heads")
+	f.IntVar(&o.kv, "kv-heads", d["kv-heads"], "key/value heads")
+	f.IntVar(&o.headDim, "head-dim", d["head-dim"], "head dimension")
+	f.IntVar(&o.ff, "ff", d["ff"], "MLP intermediate size")
+	f.IntVar(&o.vocab, "vocab", d["vocab"], "vocabulary size (the last id is the mdm mask token)")
+	f.IntVar(&o.seq, "seq", d["seq"], "sequence length")
+	f.IntVar(&o.batch, "batch", d["batch"], "sequences per step")
+	f.StringVar(&o.objective, "objective", model.AR, "ar or mdm")
+	f.IntVar(&o.threads, "threads", 2, "threads")
+	f.IntVar(&o.steps, "steps", 10, "timed steps")
+	f.IntVar(&o.warmup, "warmup", 3, "untimed steps first")
+	f.BoolVar(&o.tie, "tie", false, "tie the output head to the embedding")
+	f.Uint64Var(&o.seed, "seed", 0, "seed for the weights, tokens and masks")
+	f.BoolVar(&o.json, "json", false, "print one JSON object instead of a table")
+	f.Float64Var(&o.lr, "lr", 1e-3, "AdamW learning rate")
+	f.Float64Var(&o.clip, "clip", 1, "max global gradient norm (0: no clipping)")
+	f.Float64Var(&o.initStd, "init-std", 0.02, "std of the random matrices")
+	f.Float64Var(&o.maskEps, "mask-eps", 1e-3, "mdm: p = (1 - mask_eps) t + mask_eps")
+	return cmd
+}
+
+// resolve applies the preset to the flags not given and checks the values.
+func (o *benchOptions) resolve(cmd *cobra.Command) error {
+	preset, ok := benchPresets[o.preset]
+	if !ok {
+		return usageErrorf("--preset %q: want default or tiny", o.preset)
+	}
+	for name, ptr := range map[string]*int{
+		"hidden": &o.hidden, "layers": &o.layers, "heads": &o.heads, "kv-heads": &o.kv, "head-dim": &o.headDim,
+		"ff": &o.ff, "vocab": &o.vocab, "seq": &o.seq, "batch": &o.batch,
+	} {
+		if !cmd.Flags().Changed(name) {
+			*ptr = preset[name]
+		}
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{
+		{"hidden", o.hidden}, {"layers", o.layers}, {"heads", o.heads}, {"kv-heads", o.kv}, {"head-dim", o.headDim},
+		{"ff", o.ff}, {"seq", o.seq}, {"batch", o.batch}, {"threads", o.threads}, {"steps", o.steps},
+	} {
+		if p.v <= 0 {
+			return usageErrorf("--%s = %d: want a positive integer", p.name, p.v)
+		}
+	}
+	switch {
+	case o.vocab < 2:
+		return usageErrorf("--vocab = %d: want at least 2 (the last id is the mask token)", o.vocab)
+	case o.warmup < 0:
+		return usageErrorf("--warmup = %d: want 0 or more", o.warmup)
+	case o.heads%o.kv != 0:
+		return usageErrorf("--kv-heads = %d does not divide --heads = %d", o.kv, o.heads)
+	case o.headDim%2 != 0:
+		return usageErrorf("--head-dim = %d: want an even number (RoPE rotates halves)", o.headDim)
+	case o.objective != model.AR && o.objective != model.MDM:
+		return usageErrorf("--objective %q: want ar or mdm", o.objective)
+	case !(o.lr >= 0) || !(o.clip >= 0) || !(o.initStd >= 0):
+		return usageErrorf("--lr, --clip and --init-std must be >= 0")
+	case !(o.maskEps > 0 && o.maskEps < 1):
+		return usageErrorf("--mask-eps = %g: want 0 < mask_eps < 1", o.maskEps)
+	}
+	return nil
+}
+
+func (o *benchOptions) config() model.Config {
+	attention := model.Causal
+	if !model.IsCausal(o.objective) {
+		attention = model.Bidirectional
+	}
+	return model.Config{
+		ModelType: "qwen3", HiddenSize: o.hidden, IntermediateSize: o.ff, NumLayers: o.layers,
+		NumHeads: o.heads, NumKVHeads: o.kv, HeadDim: o.headDim, RMSNormEps: 1e-6, RopeTheta: 10000,
+		VocabSize: o.vocab, TieWordEmbeddings: o.tie, MaxPositionEmbeddings: max(2048, o.seq),
+		MaskTokenID: o.vocab - 1, Attention: attention,
+	}
+}
+
+// Stat is the median and the minimum of a phase's times, in milliseconds.
+type Stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+}
+
+func statOf(xs []float64) Stat {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	med := s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return Stat{Median: med, Min: s[0]}
+}
+
+// benchResult is the JSON object bench prints; names follow torch_ref.py bench where they exist.
+type benchResult struct {
+	Backend   string       `json:"backend"`
+	BLAS      benchBLAS    `json:"blas"`
+	CPU       string       `json:"cpu"`
+	GoVersion string       `json:"go"`
+	Threads   int          `json:"threads"`
+	LoadAvg   string       `json:"loadavg,omitempty"` // /proc/loadavg at start: others' work skews timings
+	Objective string       `json:"objective"`
+	Config    model.Config `json:"config"`
+	Batch     int          `json:"batch"`
+	Seq       int          `json:"seq"`
+	Tokens    int          `json:"tokens_per_step"`
+	Steps     int          `json:"steps"`
+	Warmup    int          `json:"warmup"`
+	Params    int          `json:"params"`
+	// MS holds forward (with the loss and zeroing the gradient), backward, optimizer (clipping and
+	// AdamW) and total, per step.
+	MS           map[string]Stat `json:"ms"`
+	CPUMS        Stat            `json:"cpu_ms_per_step"` // process CPU time, all threads
+	TokensPerS   benchRate       `json:"tokens_per_s"`
+	FLOPs        float64         `json:"flops_per_step"`
+	FLOPsFormula string          `json:"flops_formula"`
+	GFLOPs       benchRate       `json:"gflops_per_s"`
+	Allocs       float64         `json:"allocs_per_step"`
+	AllocBytes   float64         `json:"alloc_bytes_per_step"`
+	LastLoss     float64         `json:"last_loss"`
+}
+
+type benchBLAS struct {
+	Library  string `json:"library"`
+	Path     string `json:"path,omitempty"`
+	CoreName string `json:"openblas_corename,omitempty"`
+	Config   string `json:"openblas_config,omitempty"`
+	CoreSet  string `json:"coretype_set,omitempty"` // OPENBLAS_CORETYPE cbs chose from the CPU flags
+	Fallback string `json:"fallback_reason,omitempty"`
+}
+
+type benchRate struct {
+	Median float64 `json:"median"`
+	Best   float64 `json:"best"`
+}
+
+// benchFLOPs is torch_ref.py's count: 6 flops per linear weight per token (forward and both
+// backward products) over q, k, v, o, gate, up, down and the head, plus 12 per layer, position
+// and attention channel for the two attention products (full L x L, causal or not).
+func benchFLOPs(c model.Config, seq, tokens int) (flops float64, linear int) {
+	d, qd, kd := c.HiddenSize, c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	linear = c.NumLayers*(qd*d+2*kd*d+d*qd+3*d*c.IntermediateSize) + c.VocabSize*d
+	flops = 6*float64(linear)*float64(tokens) + 12*float64(c.NumLayers)*float64(seq)*float64(qd)*float64(tokens)
+	return flops, linear
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func runBench(o *benchOptions) (*benchResult, error) {
+	c := o.config()
+	if err := c.Validate(); err != nil {
+		return nil, &codedError{code: exitUsage, err: err}
+	}
+	be := cpu.New(o.threads)
+	p := model.NewParams[float32](c)
+	p.Init(o.seed, o.initStd)
+	m := model.New(p, be)
+	optCfg := model.DefaultOptim()
+	optCfg.LR, optCfg.Clip = o.lr, o.clip
+	opt := model.NewAdamW[float32](optCfg, len(p.Data))
+
+	B, L, causal := o.batch, o.seq, model.IsCausal(o.objective)
+	batch := model.NewBatch(B, L)
+	tokens, masks, probs := make([]int32, B*L), make([]bool, B*L), make([]float64, B)
+	draw := func(step int) error {
+		s := rng.New(o.seed, "bench", uint64(step))
+		// mdm keeps the last id for the mask token.
+		n := o.vocab
+		if !causal {
+			n--
+		}
+		for i := range tokens {
+			tokens[i] = int32(s.Intn(n))
+		}
+		if causal {
+			batch.SetAR(tokens, B)
+			return nil
+		}
+		for b := range probs {
+			probs[b] = (1-o.maskEps)*s.Float64() + o.maskEps
+			for i := 0; i < L; i++ {
+				masks[b*L+i] = s.Float64() < probs[b]
+			}
+		}
+		return batch.SetMDM(tokens, masks, probs, c.MaskTokenID, B)
+	}
+
+	phases := []string{"forward", "backward", "optimizer", "total"}
+	times := map[string][]float64{}
+	var cpuMS []float64
+	var ms0, ms1 runtime.MemStats
+	var loss float64
+	ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
+	for step := 0; step < o.warmup+o.steps; step++ {
+		if err := draw(step); err != nil {
+			return nil, err
+		}
+		if step == o.warmup {
+			runtime.ReadMemStats(&ms0)
+		}
+		c0 := cpuTime()
+		t0 := time.Now()
+		m.ZeroGrad()
+		loss = m.ForwardLoss(batch, causal)
+		t1 := time.Now()
+		m.Backward(batch, causal)
+		t2 := time.Now()
+		opt.Update(m, o.lr)
+		t3 := time.Now()
+		c1 := cpuTime()
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return nil, fmt.Errorf("step %d: loss is %v", step, loss)
+		}
+		if step < o.warmup {
+			continue
+		}
+		for i, dt := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t3.Sub(t0)} {
+			times[phases[i]] = append(times[phases[i]], ms(dt))
+		}
+		cpuMS = append(cpuMS, ms(c1-c0))
+	}
+	runtime.ReadMemStats(&ms1)
+
+	info := be.BLAS()
+	res := &benchResult{
+		Backend: be.Name(),
+		BLAS: benchBLAS{Library: info.Library, Path: info.Path, CoreName: info.CoreName, Config: info.Config,
+			CoreSet: info.CoreTypeSet, Fallback: info.FallbackReason},
+		CPU: blas.CPUInfo(), GoVersion: runtime.Version(), Threads: be.Threads(),
+		Objective: o.objective, Config: c, Batch: B, Seq: L, Tokens: B * L,
+		Steps: o.steps, Warmup: o.warmup, Params: len(p.Data),
+		MS: map[string]Stat{}, CPUMS: statOf(cpuMS), LastLoss: loss,
+		Allocs:     float64(ms1.Mallocs-ms0.Mallocs) / float64(o.steps),
+		AllocBytes: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.steps),
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.LoadAvg = strings.TrimSpace(string(b))
+	}
+	for _, ph := range phases {
+		res.MS[ph] = statOf(times[ph])
+	}
+	flops, linear := benchFLOPs(c, L, B*L)
+	res.FLOPs = flops
+	res.FLOPsFormula = fmt.Sprintf("6 * n_linear * tokens + 12 * layers * seq * (heads * head_dim) * tokens; "+
+		"n_linear = %d (q,k,v,o,gate,up,down in all layers + output head)", linear)
+	tot := res.MS["total"]
+	res.TokensPerS = benchRate{Median: float64(B*L) / tot.Median * 1e3, Best: float64(B*L) / tot.Min * 1e3}
+	res.GFLOPs = benchRate{Median: flops / tot.Median / 1e6, Best: flops / tot.Min / 1e6}
+	return res, nil
+}
+
+func (r *benchResult) writeTable(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "model      %d layers, hidden %d, heads %d/%d x %d, ff %d, vocab %d, tied %v (%d parameters)\n",
+		c.NumLayers, c.HiddenSize, c.NumHeads, c.NumKVHeads, c.HeadDim, c.IntermediateSize, c.VocabSize, c.TieWordEmbeddings, r.Params)
+	fmt.Fprintf(w, "step       %s, %d x %d = %d tokens; %d steps after %d warmup\n", r.Objective, r.Batch, r.Seq, r.Tokens, r.Steps, r.Warmup)
+	fmt.Fprintf(w, "backend    %s\n", r.Backend)
+	if r.BLAS.Library == "openblas" {
+		fmt.Fprintf(w, "openblas   core %s\n", r.BLAS.CoreName)
+	}
+	fmt.Fprintf(w, "cpu        %s, %d threads, %s\n", r.CPU, r.Threads, r.GoVersion)
+	if r.LoadAvg != "" {
+		fmt.Fprintf(w, "loadavg    %s\n", r.LoadAvg)
+	}
+	fmt.Fprintf(w, "\n%-10s %10s %10s\n", "ms/step", "median", "min")
+	for _, ph := range []string{"forward", "backward", "optimizer", "total"} {
+		fmt.Fprintf(w, "%-10s %10.1f %10.1f\n", ph, r.MS[ph].Median, r.MS[ph].Min)
+	}
+	fmt.Fprintf(w, "%-10s %10.1f %10.1f\n", "cpu time", r.CPUMS.Median, r.CPUMS.Min)
+	fmt.Fprintf(w, "\n%-10s %10s %10s\n", "", "median", "best")
+	fmt.Fprintf(w, "%-10s %10.0f %10.0f\n", "tokens/s", r.TokensPerS.Median, r.TokensPerS.Best)
+	fmt.Fprintf(w, "%-10s %10.1f %10.1f\n", "GFLOP/s", r.GFLOPs.Median, r.GFLOPs.Best)
+	fmt.Fprintf(w, "\nallocs     %.0f per step (%.1f MB)\n", r.Allocs, r.AllocBytes/1e6)
+	fmt.Fprintf(w, "last loss  %.4f\n", r.LastLoss)
+}

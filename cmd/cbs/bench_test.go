@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+)
+
+func runCaptured(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		code := exitError
+		if ce, ok := err.(*codedError); ok {
+			code = ce.code
+		}
+		return err.Error(), code
+	}
+	return out.String(), exitOK
+}
+
+// TestBenchJSON runs a few steps of the tiny preset and checks that the report is complete and
+// self-consistent. Timings are not asserted.
+func TestBenchJSON(t *testing.T) {
+	for _, objective := range []string{"ar", "mdm"} {
+		out, code := runCaptured(t, "bench", "--preset", "tiny", "--seq", "16", "--batch", "2",
+			"--steps", "2", "--warmup", "1", "--threads", "2", "--objective", objective, "--json")
+		if code != exitOK {
+			t.Fatalf("%s: exit %d: %s", objective, code, out)
+		}
+		var r benchResult
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%s: %v\n%s", objective, err, out)
+		}
+		if r.Objective != objective || r.Tokens != 32 || r.Steps != 2 || r.Threads != 2 {
+			t.Errorf("%s: objective %q, tokens %d, steps %d, threads %d", objective, r.Objective, r.Tokens, r.Steps, r.Threads)
+		}
+		c := r.Config
+		if c.HiddenSize != 64 || c.NumLayers != 2 || c.NumKVHeads != 2 || c.HeadDim != 16 || c.VocabSize != 260 {
+			t.Errorf("%s: tiny preset not applied: %+v", objective, c)
+		}
+		// torch_ref's count for tiny at 32 tokens: n_linear = 2 (64*64 + 2*32*64 + 64*64 + 3*64*128) + 260*64.
+		linear := 2*(64*64+2*32*64+64*64+3*64*128) + 260*64
+		if want := 6*float64(linear)*32 + 12*2*16*64*32; r.FLOPs != want {
+			t.Errorf("%s: flops %v, want %v", objective, r.FLOPs, want)
+		}
+		for _, ph := range []string{"forward", "backward", "optimizer", "total"} {
+			s, ok := r.MS[ph]
+			if !ok || !(s.Min > 0) || s.Min > s.Median {
+				t.Errorf("%s: phase %s: %+v", objective, ph, s)
+			}
+		}
+		if !(r.TokensPerS.Best >= r.TokensPerS.Median && r.TokensPerS.Median > 0) || !(r.GFLOPs.Median > 0) {
+			t.Errorf("%s: rates %+v %+v", objective, r.TokensPerS, r.GFLOPs)
+		}
+		// A random model predicts about uniformly: the loss is near log(vocab) (mdm: times the mean 1/p weight).
+		if math.IsNaN(r.LastLoss) || r.LastLoss <= 0 {
+			t.Errorf("%s: last loss %v", objective, r.LastLoss)
+		}
+		if objective == "ar" && math.Abs(r.LastLoss-math.Log(260)) > 0.5 {
+			t.Errorf("ar: last loss %v, want about log(260) = %v", r.LastLoss, math.Log(260))
+		}
+		if r.BLAS.Library == "" || r.Backend == "" || r.CPU == "" {
+			t.Errorf("%s: missing backend description: %+v %q %q", objective, r.BLAS, r.Backend, r.CPU)
+		}
+	}
+}
+
+func TestBenchTable(t *testing.T) {
+	out, code := runCaptured(t, "bench", "--preset", "tiny", "--seq", "8", "--batch", "1", "--steps", "1", "--warmup", "0")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	for _, want := range []string{"forward", "backward", "optimizer", "tokens/s", "GFLOP/s", "allocs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--objective", "xyz"},
+		{"bench", "--preset", "huge"},
+		{"bench", "--heads", "3", "--kv-heads", "2"},
+		{"bench", "--steps", "0"},
+	} {
+		if out, code := runCaptured(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d (%s), want %d", args, code, out, exitUsage)
+		}
+	}
+}
