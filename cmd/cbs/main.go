@@ -5,10 +5,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 
 	"github.com/spf13/cobra"
+
+	_ "cbs/data/bpe" // registers the gpt2 tokenizer
 )
 
 // Exit codes, shared by every verb.
@@ -61,17 +64,20 @@ Exit status: 0 ok, 1 error, 2 bad usage or config, 3 some branches failed, 130 i
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
+// run executes one command line and returns its exit status.
+func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "cbs:", err)
+	fmt.Fprintln(stderr, "cbs:", err)
 	var ce *codedError
 	if errors.As(err, &ce) {
 		return ce.code

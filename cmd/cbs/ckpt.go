@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"cbs/internal/safetensors"
+	"cbs/model"
+)
+
+func init() { verbs = append(verbs, newCkptCmd) }
+
+func newCkptCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "ckpt", Short: "Work with checkpoint directories"}
+	var asJSON bool
+	inspect := &cobra.Command{
+		Use:   "inspect DIR",
+		Short: "Print a checkpoint's config, parameter table and trainer state",
+		Long: `Print what a checkpoint holds: the architecture, every parameter tensor with its shape,
+group and stored dtype, the optimizer state and the trainer state. The sha256 of every file that
+trainer.json lists is checked.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep, err := inspectCheckpoint(args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, _ := json.MarshalIndent(rep, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			rep.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	inspect.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(inspect)
+	return cmd
+}
+
+type tensorRow struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+	Group string `json:"group"`
+	Size  int    `json:"size"`
+	DType string `json:"dtype"`
+}
+
+type ckptReport struct {
+	Dir          string              `json:"dir"`
+	Config       model.Config        `json:"config"`
+	Params       int                 `json:"params"`
+	Tensors      []tensorRow         `json:"tensors"`
+	Optimizer    map[string]string   `json:"optimizer,omitempty"`
+	Trainer      *model.TrainerState `json:"trainer,omitempty"`
+	FilesChecked bool                `json:"files_checked"`
+}
+
+func inspectCheckpoint(dir string) (*ckptReport, error) {
+	c, err := model.LoadConfig(filepath.Join(dir, model.ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	f, err := safetensors.Read(filepath.Join(dir, model.WeightsFile))
+	if err != nil {
+		return nil, err
+	}
+	rep := &ckptReport{Dir: dir, Config: c, Params: model.NumParams(c)}
+	for _, t := range model.Layout(c) {
+		st, ok := f.Tensor(t.Name)
+		dtype := "missing"
+		if ok {
+			dtype = st.DType
+		}
+		rep.Tensors = append(rep.Tensors, tensorRow{Name: t.Name, Shape: t.Shape, Group: t.Group, Size: t.Size, DType: dtype})
+	}
+	if of, err := safetensors.Read(filepath.Join(dir, model.OptimizerFile)); err == nil {
+		rep.Optimizer = of.Metadata
+	}
+	if rep.Trainer, err = model.LoadTrainerState(dir); err != nil {
+		return nil, err
+	}
+	rep.FilesChecked = rep.Trainer != nil
+	return rep, nil
+}
+
+func (r *ckptReport) print(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "checkpoint %s\n", r.Dir)
+	fmt.Fprintf(w, "  qwen3: hidden %d, layers %d, heads %d (kv %d, head_dim %d), ff %d, vocab %d, tied %v\n",
+		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.HeadDim, c.IntermediateSize, c.VocabSize, c.TieWordEmbeddings)
+	fmt.Fprintf(w, "  attention %s, mask token %d, rope_theta %g, rms_norm_eps %g, tokenizer %q\n",
+		c.Attention, c.MaskTokenID, c.RopeTheta, c.RMSNormEps, c.Tokenizer)
+	fmt.Fprintf(w, "  %d parameters\n\n", r.Params)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "tensor\tshape\tgroup\tparams\tdtype")
+	for _, t := range r.Tensors {
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%s\n", t.Name, t.Shape, t.Group, t.Size, t.DType)
+	}
+	tw.Flush()
+	if r.Optimizer != nil {
+		fmt.Fprintf(w, "\noptimizer: AdamW step %s, betas (%s, %s), eps %s, weight_decay %s, clip %s\n",
+			r.Optimizer["step"], r.Optimizer["beta1"], r.Optimizer["beta2"], r.Optimizer["eps"], r.Optimizer["weight_decay"], r.Optimizer["clip"])
+	} else {
+		fmt.Fprintln(w, "\noptimizer: none")
+	}
+	if t := r.Trainer; t != nil {
+		fmt.Fprintf(w, "trainer: %s objective, step %d, %d tokens seen, data cursor %d, seed %d, config %s\n",
+			t.Objective, t.Step, t.TokensSeen, t.DataCursor, t.Seed, t.ConfigFingerprint)
+		fmt.Fprintf(w, "files: sha256 of %d files verified\n", len(t.Files))
+	} else {
+		fmt.Fprintln(w, "trainer: none (weights only)")
+	}
+}

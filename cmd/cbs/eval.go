@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"cbs/compute"
+	"cbs/compute/cpu"
+	"cbs/data"
+	"cbs/model"
+)
+
+func init() { verbs = append(verbs, newEvalCmd) }
+
+type evalOptions struct {
+	checkpoint, tokens, objective string
+	mask, p                       string
+	seed                          uint64
+	maskEps                       float64
+	dtype                         string
+	threads                       int
+}
+
+func newEvalCmd() *cobra.Command {
+	o := &evalOptions{}
+	cmd := &cobra.Command{
+		Use:   "eval --checkpoint DIR --tokens X.npy --objective ar|mdm",
+		Short: "Print the loss of a checkpoint on a token array, as JSON",
+		Long: `Evaluate a checkpoint on the sequences of a .npy token array ([B, L] or [L]; int32, int64 or
+uint16). For mdm, --mask (bool [B, L]) and --p (float [B]) give the masked positions and masking
+probabilities; without them a mask is drawn from --seed. The loss is the objective's: mean
+next-token cross-entropy for ar; sum of masked cross-entropies weighted 1/p over B x L for mdm.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runEval(o)
+			if err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(res, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.checkpoint, "checkpoint", "", "checkpoint directory (config.json + model.safetensors)")
+	f.StringVar(&o.tokens, "tokens", "", ".npy token array")
+	f.StringVar(&o.objective, "objective", "", "ar or mdm")
+	f.StringVar(&o.mask, "mask", "", "mdm: .npy bool mask [B, L]")
+	f.StringVar(&o.p, "p", "", "mdm: .npy masking probabilities [B]")
+	f.Uint64Var(&o.seed, "seed", 0, "mdm: seed of the drawn mask when --mask is not given")
+	f.Float64Var(&o.maskEps, "mask-eps", data.DefaultMaskEps, "mdm: p = (1 - eps) t + eps")
+	f.StringVar(&o.dtype, "dtype", "float32", "float32 (fast backend) or float64 (reference backend)")
+	f.IntVar(&o.threads, "threads", 0, "CPU threads (0: all cores)")
+	return cmd
+}
+
+type evalResult struct {
+	Loss      float64 `json:"loss"`
+	Objective string  `json:"objective"`
+	Batch     int     `json:"batch"`
+	Seq       int     `json:"seq"`
+	Tokens    int     `json:"tokens"`
+	Predicted int     `json:"predicted"`
+	DType     string  `json:"dtype"`
+}
+
+func runEval(o *evalOptions) (*evalResult, error) {
+	switch {
+	case o.checkpoint == "":
+		return nil, usageErrorf("eval: --checkpoint DIR is required")
+	case o.tokens == "":
+		return nil, usageErrorf("eval: --tokens X.npy is required")
+	case o.objective != model.AR && o.objective != model.MDM:
+		return nil, usageErrorf("eval: --objective = %q, want ar or mdm", o.objective)
+	case (o.mask == "") != (o.p == ""):
+		return nil, usageErrorf("eval: give both --mask and --p, or neither")
+	case o.dtype != "float32" && o.dtype != "float64":
+		return nil, usageErrorf("eval: --dtype = %q, want float32 or float64", o.dtype)
+	}
+	toks, shape, err := data.ReadNPYTokensFile(o.tokens)
+	if err != nil {
+		return nil, err
+	}
+	if len(shape) == 0 || len(shape) > 2 || len(toks) == 0 {
+		return nil, usageErrorf("eval: %s has shape %v, want [B, L] or [L]", o.tokens, shape)
+	}
+	L := shape[len(shape)-1]
+	B := len(toks) / L
+	b := model.NewBatch(B, L)
+	res := &evalResult{Objective: o.objective, Batch: B, Seq: L, Tokens: B * L, DType: o.dtype}
+	c, err := model.LoadConfig(o.checkpoint + "/" + model.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range toks {
+		if t < 0 || int(t) >= c.VocabSize {
+			return nil, usageErrorf("eval: %s: token %d at position %d is outside [0, %d)", o.tokens, t, i, c.VocabSize)
+		}
+	}
+	if o.objective == model.AR {
+		b.SetAR(toks, B)
+		res.Predicted = B * (L - 1)
+	} else {
+		masks, p := make([]bool, B*L), make([]float64, B)
+		if o.mask != "" {
+			ma, err := data.ReadNPYFile(o.mask)
+			if err != nil {
+				return nil, err
+			}
+			pa, err := data.ReadNPYFile(o.p)
+			if err != nil {
+				return nil, err
+			}
+			if ma.Len() != B*L || ma.Bools == nil {
+				return nil, usageErrorf("eval: --mask %s: want a bool array of %d x %d, got %s %v", o.mask, B, L, ma.DType, ma.Shape)
+			}
+			if pa.Len() != B || pa.Floats == nil {
+				return nil, usageErrorf("eval: --p %s: want a float array of %d, got %s %v", o.p, B, pa.DType, pa.Shape)
+			}
+			copy(masks, ma.Bools)
+			copy(p, pa.Floats)
+		} else {
+			data.MDMBatchMasks(o.seed, data.PurposeEvalMask, 0, o.maskEps, L, masks, p)
+		}
+		for _, m := range masks {
+			if m {
+				res.Predicted++
+			}
+		}
+		if err := b.SetMDM(toks, masks, p, c.MaskTokenID, B); err != nil {
+			return nil, err
+		}
+	}
+	if o.dtype == "float64" {
+		res.Loss, err = evalLoss[float64](o.checkpoint, b, o.objective, cpu.Reference[float64]{})
+	} else {
+		res.Loss, err = evalLoss[float32](o.checkpoint, b, o.objective, cpu.New(o.threads))
+	}
+	return res, err
+}
+
+func evalLoss[T compute.Float](dir string, b *model.Batch, objective string, be compute.Backend[T]) (float64, error) {
+	p, err := model.Load[T](dir)
+	if err != nil {
+		return 0, err
+	}
+	return model.New(p, be).Loss(b, model.IsCausal(objective)), nil
+}
