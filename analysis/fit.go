@@ -1,0 +1,586 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/gonum/stat"
+
+	"cbs/internal/rng"
+)
+
+// curve is one batch size's mean loss curve.
+type curve struct{ tokens, loss []float64 }
+
+// ladder builds every group's mean curve from one choice of replicates per group (nil: all) and
+// of eval shards (nil: the logged eval loss).
+func (d *Data) ladder(reps [][]int, shards []int) []curve {
+	out := make([]curve, len(d.Groups))
+	for i := range d.Groups {
+		var r []int
+		if reps != nil {
+			r = reps[i]
+		}
+		out[i].tokens, out[i].loss = d.Groups[i].Mean(r, shards)
+	}
+	return out
+}
+
+// estimates are the point estimators run on one ladder of curves (the data or a resample).
+type estimates struct {
+	final  []float64
+	tol    Tolerance
+	tolErr error
+	knee   PowerLaw
+	kErr   error
+	hyp    []targetEstimate
+}
+
+type targetEstimate struct {
+	points   []Crossing
+	excluded []Excluded
+	h        Hyperbola
+	err      error
+}
+
+func estimate(batches []float64, curves []curve, mark float64, targets []float64, eps float64) estimates {
+	var e estimates
+	e.final = make([]float64, len(curves))
+	for i, c := range curves {
+		e.final[i], _ = lossAt(c.tokens, c.loss, mark)
+	}
+	e.tol, e.tolErr = ToleranceRule(batches, e.final, eps)
+	e.knee, e.kErr = FitPowerLaw(batches, e.final)
+	e.hyp = make([]targetEstimate, len(targets))
+	for ti, target := range targets {
+		te := &e.hyp[ti]
+		for i, c := range curves {
+			t, ok, why := CrossingTokens(c.tokens, c.loss, target)
+			if !ok {
+				te.excluded = append(te.excluded, Excluded{Batch: batches[i], Reason: why})
+				continue
+			}
+			te.points = append(te.points, Crossing{Batch: batches[i], Steps: t / batches[i], Tokens: t})
+		}
+		b, s := crossingXY(te.points)
+		te.h, te.err = FitHyperbola(b, s)
+	}
+	return e
+}
+
+func crossingXY(pts []Crossing) (b, s []float64) {
+	for _, p := range pts {
+		b = append(b, p.Batch)
+		s = append(s, p.Steps)
+	}
+	return b, s
+}
+
+// Analyze runs every estimator the data support and bootstraps their intervals. It returns an
+// error only for invalid options or unusable data; an estimator that cannot be fitted (too few
+// points, no convergence) is reported in the result with its reason.
+func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	res := &Result{
+		CodeVersion:   codeVersion,
+		Source:        d.Source,
+		Metric:        d.Metric,
+		Options:       opts,
+		CompareTokens: Num(math.NaN()),
+		Notes:         append([]string(nil), d.Notes...),
+	}
+	if len(d.Groups) == 0 {
+		return analyzeSteps(d, opts, res)
+	}
+	mark, err := commonMark(d.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.Source, err)
+	}
+	res.CompareTokens = Num(mark)
+	batches := d.Batches()
+	res.Ladder = ladderRows(d, mark)
+	full := d.ladder(nil, nil)
+	targets := opts.Targets
+	if len(targets) == 0 {
+		targets = autoTargets(full, opts.NumTargets)
+		if len(targets) == 0 {
+			res.Notes = append(res.Notes, "no target loss is crossed by three or more batch sizes: no steps-to-target fit")
+		}
+	}
+	b0 := opts.ReferenceBatch
+	if b0 == 0 {
+		b0 = batches[0]
+	}
+	pt := estimate(batches, full, mark, targets, opts.Eps)
+
+	// Bootstrap.
+	nshards := d.NumShards()
+	multiRep := false
+	var single []string
+	for _, g := range d.Groups {
+		if len(g.Replicates) > 1 {
+			multiRep = true
+		} else {
+			single = append(single, FormatTokens(g.Batch))
+		}
+	}
+	res.Bootstrap = BootstrapInfo{Method: "none", Level: opts.Level, Seed: opts.Seed, Shards: nshards}
+	var boots []estimates
+	if opts.Bootstrap > 0 {
+		res.Bootstrap.Resamples = opts.Bootstrap
+		if nshards > 1 || multiRep {
+			res.Bootstrap.Method = "data"
+			if nshards <= 1 && len(single) > 0 {
+				res.Notes = append(res.Notes, fmt.Sprintf("batch sizes %s have one replicate and the run logged no eval shards: their noise is missing from the intervals", strings.Join(single, ", ")))
+			}
+			boots = make([]estimates, opts.Bootstrap)
+			for r := range boots {
+				s := rng.Key(opts.Seed, "bootstrap", uint64(r))
+				var shards []int
+				if nshards > 1 {
+					shards = make([]int, nshards)
+					for i := range shards {
+						shards[i] = s.Intn(nshards)
+					}
+				}
+				reps := make([][]int, len(d.Groups))
+				for gi, g := range d.Groups {
+					reps[gi] = make([]int, len(g.Replicates))
+					for i := range reps[gi] {
+						reps[gi][i] = s.Intn(len(g.Replicates))
+					}
+				}
+				boots[r] = estimate(batches, inflate(d, full, d.ladder(reps, shards), nshards), mark, targets, opts.Eps)
+			}
+		} else {
+			res.Bootstrap.Method = "residual"
+			res.Notes = append(res.Notes, "one replicate per batch size and no eval shards: intervals resample fit residuals (model-based), and the tolerance rule has none")
+			boots = residualBoots(batches, pt, opts)
+		}
+	}
+
+	res.Tolerance = toleranceFit(batches, pt, boots, opts)
+	res.Knee = kneeFit(batches, pt, boots, opts)
+	res.Hyperbola = &HyperbolaFit{Tau: opts.Tau, ReferenceBatch: b0}
+	for ti, target := range targets {
+		var tb []targetEstimate
+		for _, b := range boots {
+			tb = append(tb, b.hyp[ti])
+		}
+		res.Hyperbola.Targets = append(res.Hyperbola.Targets, targetFit(target, pt.hyp[ti], tb, b0, opts))
+	}
+	res.Hyperbola.Trend = bcritTrend(res.Hyperbola.Targets)
+	return res, nil
+}
+
+// inflate scales each resampled curve's deviation from the data's curve by sqrt(m/(m-1)), m the
+// number of units resampled (replicates, or shards when there are fewer of those). A resample of
+// m units has (m-1)/m of the data's variance; with 4 replicates the plain percentile interval
+// covers markedly less than its nominal rate (Davison and Hinkley 1997, section 3.3).
+func inflate(d *Data, full, boot []curve, nshards int) []curve {
+	for gi := range boot {
+		m := len(d.Groups[gi].Replicates)
+		if nshards > 1 && (m < 2 || nshards < m) {
+			m = nshards
+		}
+		if m < 2 {
+			continue
+		}
+		c := math.Sqrt(float64(m) / float64(m-1))
+		for i, t := range boot[gi].tokens {
+			if l, ok := lossAt(full[gi].tokens, full[gi].loss, t); ok {
+				boot[gi].loss[i] = l + c*(boot[gi].loss[i]-l)
+			}
+		}
+	}
+	return boot
+}
+
+func ladderRows(d *Data, mark float64) []LadderRow {
+	var rows []LadderRow
+	for _, g := range d.Groups {
+		row := LadderRow{Batch: g.Batch, Replicates: len(g.Replicates)}
+		var ls []float64
+		for _, r := range g.Replicates {
+			row.IDs = append(row.IDs, r.ID)
+			if l, ok := lossAt(r.Tokens, r.Loss, mark); ok {
+				ls = append(ls, l)
+			}
+		}
+		row.Loss = Num(stat.Mean(ls, nil))
+		row.LossSD = Num(math.NaN())
+		if len(ls) > 1 {
+			row.LossSD = Num(stat.StdDev(ls, nil))
+		}
+		sort.Float64s(ls)
+		row.LossMin, row.LossMax = Num(ls[0]), Num(ls[len(ls)-1])
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// autoTargets spreads n target losses over the lower half of the range every curve crosses:
+// from just above the worst final loss to halfway up to the lowest starting loss. Late targets
+// are where the critical batch matters; early ones are dominated by warmup.
+func autoTargets(curves []curve, n int) []float64 {
+	var first, low []float64
+	for _, c := range curves {
+		if len(c.loss) == 0 {
+			continue
+		}
+		first = append(first, c.loss[0])
+		m := c.loss[0]
+		for _, l := range c.loss {
+			m = math.Min(m, l)
+		}
+		low = append(low, m)
+	}
+	if len(first) < 3 {
+		return nil
+	}
+	hi := first[0]
+	for _, f := range first {
+		hi = math.Min(hi, f)
+	}
+	sort.Float64s(low)
+	lo := low[len(low)-1]
+	if lo >= hi {
+		lo = low[2] // fewer branches, but at least three, reach it
+	}
+	if lo >= hi {
+		return nil
+	}
+	var out []float64
+	for i := 0; i < n; i++ {
+		f := 0.02
+		if n > 1 {
+			f += 0.48 * float64(i) / float64(n-1)
+		}
+		t := roundSig(lo+f*(hi-lo), 4)
+		if len(out) == 0 || t != out[len(out)-1] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// residualBoots resamples each fit's residuals (scaled by sqrt(n/dof) to undo the shrinkage of
+// fitted residuals) when the data hold no replicates or shards to resample.
+func residualBoots(batches []float64, pt estimates, opts Options) []estimates {
+	boots := make([]estimates, opts.Bootstrap)
+	for r := range boots {
+		s := rng.Key(opts.Seed, "bootstrap-residual", uint64(r))
+		e := &boots[r]
+		e.tolErr = fmt.Errorf("no resampling for the tolerance rule")
+		e.kErr = fmt.Errorf("no point fit")
+		if pt.kErr == nil && !pt.knee.Flat {
+			n := len(batches)
+			scale := math.Sqrt(float64(n) / float64(pt.knee.DOF))
+			l := make([]float64, n)
+			for i, b := range batches {
+				j := s.Intn(n)
+				l[i] = pt.knee.Loss(b) + scale*(pt.final[j]-pt.knee.Loss(batches[j]))
+			}
+			e.knee, e.kErr = FitPowerLaw(batches, l)
+		}
+		e.hyp = make([]targetEstimate, len(pt.hyp))
+		for ti, te := range pt.hyp {
+			e.hyp[ti].err = fmt.Errorf("no point fit")
+			if te.err != nil {
+				continue
+			}
+			e.hyp[ti].h, e.hyp[ti].err = residualHyperbola(te.h, te.points, &s)
+		}
+	}
+	return boots
+}
+
+func residualHyperbola(h Hyperbola, pts []Crossing, s *rng.Stream) (Hyperbola, error) {
+	n := len(pts)
+	scale := math.Sqrt(float64(n) / float64(h.DOF))
+	b, st := crossingXY(pts)
+	star := make([]float64, n)
+	for i := range pts {
+		j := s.Intn(n)
+		resid := math.Log(st[j]) - math.Log(h.Steps(b[j]))
+		star[i] = h.Steps(b[i]) * math.Exp(scale*resid)
+	}
+	return FitHyperbola(b, star)
+}
+
+// percentile returns the central level interval of vals and how many were used.
+func percentile(vals []float64, failed int, level float64) Interval {
+	iv := Interval{Lo: Num(math.NaN()), Hi: Num(math.NaN()), Used: len(vals), Failed: failed}
+	// Fewer than half the resamples succeeding means the interval would describe the lucky ones.
+	if len(vals) == 0 || len(vals) < failed {
+		return iv
+	}
+	x := append([]float64(nil), vals...)
+	sort.Float64s(x)
+	iv.Lo = Num(stat.Quantile((1-level)/2, stat.Empirical, x, nil))
+	iv.Hi = Num(stat.Quantile(1-(1-level)/2, stat.Empirical, x, nil))
+	return iv
+}
+
+func toleranceFit(batches []float64, pt estimates, boots []estimates, opts Options) *ToleranceFit {
+	tf := &ToleranceFit{Eps: opts.Eps, Lower: Num(math.NaN()), Upper: Num(math.NaN()), GeoMean: Num(math.NaN()), FailedAt: Num(math.NaN())}
+	for _, l := range pt.final {
+		tf.Losses = append(tf.Losses, Num(l))
+	}
+	if pt.tolErr != nil {
+		tf.Error = pt.tolErr.Error()
+		tf.Statement = "not estimated: " + tf.Error
+		return tf
+	}
+	t := pt.tol
+	tf.Lower, tf.Upper, tf.GeoMean, tf.Censored = Num(t.Lower), Num(t.Upper), Num(t.GeoMean), t.Censored
+	if t.FailedAt >= 0 {
+		tf.FailedAt = Num(batches[t.FailedAt])
+	}
+	tf.Statement = t.Statement()
+	counts := map[[2]float64]int{}
+	total := 0
+	for _, b := range boots {
+		if b.tolErr != nil {
+			continue
+		}
+		counts[[2]float64{b.tol.Lower, b.tol.Upper}]++
+		total++
+	}
+	for k, c := range counts {
+		tf.Resampled = append(tf.Resampled, ToleranceOutcome{Lower: Num(k[0]), Upper: Num(k[1]), Fraction: float64(c) / float64(total)})
+	}
+	sort.Slice(tf.Resampled, func(i, j int) bool { return tf.Resampled[i].Lower < tf.Resampled[j].Lower })
+	for _, o := range tf.Resampled {
+		if float64(o.Lower) == t.Lower {
+			tf.Statement += fmt.Sprintf("; the same interval in %.0f%% of %d resamples", 100*o.Fraction, total)
+		}
+	}
+	return tf
+}
+
+func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *KneeFit {
+	nan := Num(math.NaN())
+	kf := &KneeFit{Eps: opts.Eps, Linf: nan, A: nan, Alpha: nan, RMSE: nan, Knee: nan, KneeFit: nan}
+	if pt.kErr != nil {
+		kf.Error = pt.kErr.Error()
+		kf.Statement = "not estimated: " + kf.Error
+		return kf
+	}
+	p := pt.knee
+	kf.Linf, kf.A, kf.Alpha, kf.DOF, kf.RMSE = Num(p.Linf), Num(p.A), Num(p.Alpha), p.DOF, Num(p.RMSE)
+	knee := p.Knee(opts.Eps)
+	kf.KneeFit = Num(knee)
+	bmin, bmax := batches[0], batches[len(batches)-1]
+	switch {
+	case p.Flat:
+		kf.Censored = CensoredBelow
+		kf.Statement = fmt.Sprintf("CBS <= %s tokens: final loss does not fall with batch size", FormatTokens(bmin))
+	case knee > bmax:
+		kf.Censored = CensoredAbove
+		kf.Statement = fmt.Sprintf("CBS >= %s tokens: the fitted knee (%s) lies beyond the largest batch tried", FormatTokens(bmax), FormatSI(knee))
+	case knee < bmin:
+		kf.Censored = CensoredBelow
+		kf.Statement = fmt.Sprintf("CBS <= %s tokens: the fitted knee (%s) lies below the smallest batch tried", FormatTokens(bmin), FormatSI(knee))
+	default:
+		kf.Censored = NotCensored
+		kf.Knee = Num(knee)
+		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %g)", FormatSI(knee), opts.Eps)
+	}
+	kf.Statement += fmt.Sprintf("; %d points, 3 parameters, %d degree(s) of freedom", p.N, p.DOF)
+	if p.DOF <= 2 {
+		kf.Statement += ": the fit can hardly be checked against the data"
+	}
+	// Bootstrap.
+	grid := make([]float64, 41)
+	lo, hi := math.Log(bmin/1.5), math.Log(bmax*1.5)
+	for i := range grid {
+		grid[i] = math.Exp(lo + (hi-lo)*float64(i)/40)
+	}
+	var knees, alphas []float64
+	bands := make([][]float64, len(grid))
+	failed := 0
+	for _, b := range boots {
+		if b.kErr != nil {
+			failed++
+			continue
+		}
+		knees = append(knees, b.knee.Knee(opts.Eps))
+		alphas = append(alphas, b.knee.Alpha)
+		for i, x := range grid {
+			bands[i] = append(bands[i], b.knee.Loss(x))
+		}
+	}
+	if len(boots) > 0 {
+		kf.KneeCI = percentile(knees, failed, opts.Level)
+		kf.AlphaCI = percentile(alphas, failed, opts.Level)
+		if kf.KneeCI.Lo.Valid() || kf.KneeCI.Hi.Valid() {
+			kf.Statement += fmt.Sprintf("; %.0f%% interval of the fitted knee [%s, %s]", 100*opts.Level, fmtBound(kf.KneeCI.Lo), fmtBound(kf.KneeCI.Hi))
+		}
+	}
+	for i, x := range grid {
+		row := BandRow{Batch: x, Loss: Num(p.Loss(x)), Lo: nan, Hi: nan}
+		if len(boots) > 0 {
+			iv := percentile(bands[i], failed, opts.Level)
+			row.Lo, row.Hi = iv.Lo, iv.Hi
+		}
+		kf.Band = append(kf.Band, row)
+	}
+	return kf
+}
+
+func fmtBound(n Num) string {
+	if math.IsInf(float64(n), 1) {
+		return "inf"
+	}
+	if !n.Valid() {
+		return "?"
+	}
+	return FormatSI(float64(n))
+}
+
+func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 float64, opts Options) TargetFit {
+	nan := Num(math.NaN())
+	tf := TargetFit{Target: Num(target), Points: te.points, Excluded: te.excluded, SMin: nan, EMin: nan, RMSELog: nan,
+		Bcrit: nan, BcritFit: nan, Overhead: nan, OverFit: nan}
+	if te.err != nil {
+		tf.Error = te.err.Error()
+		tf.Statement = "not estimated: " + tf.Error
+		return tf
+	}
+	h := te.h
+	tf.SMin, tf.EMin, tf.DOF, tf.RMSELog = Num(h.A), Num(h.B), h.DOF, Num(h.RMSELog)
+	bc, over := h.Bcrit(), h.OverheadBatch(b0, opts.Tau)
+	tf.BcritFit, tf.OverFit = Num(bc), Num(over)
+	b, _ := crossingXY(te.points)
+	bmin, bmax := b[0], b[len(b)-1]
+	switch {
+	case bc > bmax:
+		tf.Censored = CensoredAbove
+		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", FormatTokens(bmax), target)
+	case bc < bmin:
+		tf.Censored = CensoredBelow
+		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", FormatTokens(bmin), target)
+	default:
+		tf.Censored = NotCensored
+		tf.Bcrit, tf.Overhead = Num(bc), Num(over)
+		tf.Statement = fmt.Sprintf("B_crit = %s tokens; S exceeds linear scaling from %s by %g at %s tokens", FormatSI(bc), FormatTokens(b0), opts.Tau, FormatSI(over))
+	}
+	tf.Statement += fmt.Sprintf(" (%d points, %d dof)", h.N, h.DOF)
+	if len(boots) > 0 {
+		var bcs, overs []float64
+		failed := 0
+		for _, bt := range boots {
+			if bt.err != nil {
+				failed++
+				continue
+			}
+			bcs = append(bcs, bt.h.Bcrit())
+			overs = append(overs, bt.h.OverheadBatch(b0, opts.Tau))
+		}
+		tf.BcritCI = percentile(bcs, failed, opts.Level)
+		tf.OverCI = percentile(overs, failed, opts.Level)
+	}
+	return tf
+}
+
+func bcritTrend(fits []TargetFit) *BcritTrend {
+	var x, y []float64
+	for _, f := range fits {
+		if f.Bcrit.Valid() {
+			x = append(x, math.Log(float64(f.Target)))
+			y = append(y, math.Log(float64(f.Bcrit)))
+		}
+	}
+	if len(x) < 3 {
+		return nil
+	}
+	c, slope := stat.LinearRegression(x, y, nil, false)
+	if slope == 0 || math.IsNaN(slope) {
+		return nil
+	}
+	return &BcritTrend{AlphaB: -1 / slope, LogC: c, Targets: len(x), DOF: len(x) - 2}
+}
+
+// analyzeSteps fits the hyperbola to a batch_size,steps table: one target, reached at the given
+// steps. Rows sharing a batch size are replicates and are resampled within their batch size.
+func analyzeSteps(d *Data, opts Options, res *Result) (*Result, error) {
+	pts := append([]StepsPoint(nil), d.Steps...)
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Batch < pts[j].Batch })
+	var te targetEstimate
+	byBatch := map[float64][]int{}
+	var order []float64
+	for i, p := range pts {
+		te.points = append(te.points, Crossing{Batch: p.Batch, Steps: p.Steps, Tokens: p.Steps * p.Batch})
+		if _, ok := byBatch[p.Batch]; !ok {
+			order = append(order, p.Batch)
+		}
+		byBatch[p.Batch] = append(byBatch[p.Batch], i)
+	}
+	for _, b := range order {
+		rows := byBatch[b]
+		var s []float64
+		for _, i := range rows {
+			s = append(s, pts[i].Steps)
+		}
+		res.Ladder = append(res.Ladder, LadderRow{Batch: b, Replicates: len(rows), Loss: Num(math.NaN()), LossSD: Num(math.NaN()), LossMin: Num(math.NaN()), LossMax: Num(math.NaN())})
+	}
+	b, s := crossingXY(te.points)
+	te.h, te.err = FitHyperbola(b, s)
+	b0 := opts.ReferenceBatch
+	if b0 == 0 {
+		b0 = order[0]
+	}
+	res.Bootstrap = BootstrapInfo{Method: "none", Level: opts.Level, Seed: opts.Seed}
+	var boots []targetEstimate
+	if opts.Bootstrap > 0 && te.err == nil {
+		res.Bootstrap.Resamples = opts.Bootstrap
+		multi := len(order) < len(pts)
+		if multi {
+			res.Bootstrap.Method = "data"
+		} else {
+			res.Bootstrap.Method = "residual"
+			res.Notes = append(res.Notes, "one row per batch size: intervals resample fit residuals (model-based)")
+		}
+		for r := 0; r < opts.Bootstrap; r++ {
+			var bt targetEstimate
+			if multi {
+				st := rng.Key(opts.Seed, "bootstrap", uint64(r))
+				var bb, ss []float64
+				for _, batch := range order {
+					rows := byBatch[batch]
+					// Deviations from the batch's mean log steps, inflated as in inflate.
+					var mean float64
+					for _, i := range rows {
+						mean += math.Log(pts[i].Steps) / float64(len(rows))
+					}
+					c := 1.0
+					if len(rows) > 1 {
+						c = math.Sqrt(float64(len(rows)) / float64(len(rows)-1))
+					}
+					for range rows {
+						i := rows[st.Intn(len(rows))]
+						bb = append(bb, pts[i].Batch)
+						ss = append(ss, math.Exp(mean+c*(math.Log(pts[i].Steps)-mean)))
+					}
+				}
+				bt.h, bt.err = FitHyperbola(bb, ss)
+			} else {
+				st := rng.Key(opts.Seed, "bootstrap-residual", uint64(r))
+				bt.h, bt.err = residualHyperbola(te.h, te.points, &st)
+			}
+			boots = append(boots, bt)
+		}
+	}
+	tf := targetFit(math.NaN(), te, boots, b0, opts)
+	tf.Statement = strings.ReplaceAll(tf.Statement, " that reach loss NaN", "")
+	res.Hyperbola = &HyperbolaFit{Tau: opts.Tau, ReferenceBatch: b0, Targets: []TargetFit{tf}}
+	return res, nil
+}

@@ -1,0 +1,230 @@
+package analysis_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cbs/analysis"
+	"cbs/analysis/synth"
+)
+
+// cbsSpec is a small sweep with a true B_crit of 64Ki tokens inside an 8-rung ladder.
+func cbsSpec() synth.Spec {
+	return synth.Spec{
+		Batches:   []int64{4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10},
+		Budget:    16 << 20,
+		EvalEvery: 512 << 10,
+		Shards:    4,
+		Bcrit:     64 << 10,
+		Seed:      1,
+	}
+}
+
+func TestPipelineRecoversBcrit(t *testing.T) {
+	dir := t.TempDir()
+	if err := synth.Write(dir, cbsSpec()); err != nil {
+		t.Fatal(err)
+	}
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := analysis.Defaults()
+	opts.Bootstrap = 0
+	// Losses at 16Mi tokens from 4Ki up: 2.8305, 2.8527, 2.8948, 2.9716, 3.1028, ...; with
+	// eps = 0.1 the rule passes 8Ki (+0.022) and 16Ki (+0.064) and stops at 32Ki (+0.141).
+	opts.Eps = 0.1
+	_, res, err := analysis.FitRun(run, opts, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Metric != analysis.MetricEval || res.CompareTokens != 16<<20 {
+		t.Errorf("metric %s at %v tokens", res.Metric, res.CompareTokens)
+	}
+	if len(res.Hyperbola.Targets) != opts.NumTargets {
+		t.Fatalf("%d targets", len(res.Hyperbola.Targets))
+	}
+	for _, tf := range res.Hyperbola.Targets {
+		if tf.Error != "" {
+			t.Errorf("target %v: %s", tf.Target, tf.Error)
+			continue
+		}
+		// Noise-free curves: only the interpolation between eval marks separates the crossings from
+		// the exact hyperbola.
+		if got := float64(tf.Bcrit); math.Abs(got/(64<<10)-1) > 0.05 {
+			t.Errorf("target %v: B_crit %v, want 64Ki within 5%%", tf.Target, got)
+		}
+	}
+	// At equal tokens the loss rises with batch: small steps first, then clearly past B_crit.
+	if res.Tolerance.Lower != 16<<10 || res.Tolerance.Upper != 32<<10 {
+		t.Errorf("tolerance rule: %s", res.Tolerance.Statement)
+	}
+	if res.Knee.Error == "" && res.Knee.Censored != analysis.CensoredBelow {
+		t.Errorf("final loss rises with batch, but the knee fit says %s", res.Knee.Statement)
+	}
+}
+
+func TestDiffusionLikeLadderIsCensoredAbove(t *testing.T) {
+	// Loss keeps falling with batch up to the largest batch, as in the diffusion report: every
+	// estimator must say "CBS >= largest", none a number.
+	spec := synth.Spec{
+		Batches:   []int64{1 << 20, 2 << 20, 4 << 20, 8 << 20},
+		Budget:    64 << 20,
+		EvalEvery: 8 << 20,
+		// A B_crit far beyond the ladder makes progress a function of tokens alone; the batch
+		// effect then makes the loss fall with batch.
+		Bcrit:       1 << 40,
+		Progress:    func(x float64) float64 { return synth.DefaultProgress(x * (1 << 20)) },
+		BatchEffect: func(b float64) float64 { return 40 * math.Pow(b, -0.3) },
+		Seed:        2,
+	}
+	dir := t.TempDir()
+	if err := synth.Write(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := analysis.Defaults()
+	opts.Bootstrap = 50
+	_, res, err := analysis.FitRun(run, opts, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Tolerance.Censored != analysis.CensoredAbove || !strings.HasPrefix(res.Tolerance.Statement, "CBS >= 8Mi tokens") {
+		t.Errorf("tolerance: %s", res.Tolerance.Statement)
+	}
+	if res.Knee.Censored != analysis.CensoredAbove || res.Knee.Knee.Valid() {
+		t.Errorf("knee: %s", res.Knee.Statement)
+	}
+	if !strings.Contains(res.Knee.Statement, "1 degree(s) of freedom") {
+		t.Errorf("knee statement hides its degrees of freedom: %s", res.Knee.Statement)
+	}
+	if res.Bootstrap.Method != "residual" {
+		t.Errorf("bootstrap method %s with one replicate and no shards", res.Bootstrap.Method)
+	}
+}
+
+func TestBootstrapIsReproducible(t *testing.T) {
+	dir := t.TempDir()
+	spec := cbsSpec()
+	spec.Batches = spec.Batches[2:]
+	spec.EvalNoise = 0.01
+	if err := synth.Write(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit := func(seed uint64) []byte {
+		opts := analysis.Defaults()
+		opts.Bootstrap, opts.Seed = 40, seed
+		_, res, err := analysis.FitRun(run, opts, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b, c := fit(3), fit(3), fit(4)
+	if !bytes.Equal(a, b) {
+		t.Error("same seed gave different results")
+	}
+	if bytes.Equal(a, c) {
+		t.Error("different seeds gave identical intervals")
+	}
+	var res analysis.Result
+	if err := json.Unmarshal(a, &res); err != nil {
+		t.Fatalf("cbs.json does not read back: %v", err)
+	}
+	if res.Bootstrap.Method != "data" || res.Bootstrap.Shards != 4 {
+		t.Errorf("bootstrap %+v", res.Bootstrap)
+	}
+}
+
+func TestMalformedRuns(t *testing.T) {
+	writeBranch := func(t *testing.T, dir, id, metrics string) {
+		t.Helper()
+		b := filepath.Join(dir, "branches", id)
+		if err := os.MkdirAll(b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(b, "branch.json"), []byte(`{"id":"`+id+`","batch_tokens":1024}`), 0o644)
+		if metrics != "-" {
+			os.WriteFile(filepath.Join(b, "metrics.jsonl"), []byte(metrics), 0o644)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"empty directory", func(t *testing.T, dir string) {}, "no branches directory"},
+		{"no branches", func(t *testing.T, dir string) { os.MkdirAll(filepath.Join(dir, "branches"), 0o755) }, "no branches found"},
+		{"no metrics file", func(t *testing.T, dir string) { writeBranch(t, dir, "b1", "-") }, "branch b1: no metrics.jsonl"},
+		{"empty metrics", func(t *testing.T, dir string) { writeBranch(t, dir, "b1", "\n") }, "has no metrics lines"},
+		{"NaN loss", func(t *testing.T, dir string) {
+			writeBranch(t, dir, "b1", "{\"tokens\":1024,\"train_loss\":3}\n{\"tokens\":2048,\"train_loss\":NaN}\n")
+		}, "metrics.jsonl line 2: non-finite number NaN"},
+		{"text line", func(t *testing.T, dir string) { writeBranch(t, dir, "b1", "step 1 loss 3\n") }, "line 1: not a JSON object"},
+		{"no tokens", func(t *testing.T, dir string) { writeBranch(t, dir, "b1", "{\"train_loss\":3}\n") }, "line 1: missing key tokens"},
+		{"bad state", func(t *testing.T, dir string) {
+			writeBranch(t, dir, "b1", "{\"tokens\":1024,\"train_loss\":3}\n")
+			os.WriteFile(filepath.Join(dir, "branches", "b1", "state.json"), []byte(`{"state":"finished"}`), 0o644)
+		}, `state = "finished": allowed`},
+		{"only diverged", func(t *testing.T, dir string) {
+			writeBranch(t, dir, "b1", "{\"tokens\":1024,\"train_loss\":NaN}\n")
+			os.WriteFile(filepath.Join(dir, "branches", "b1", "state.json"), []byte(`{"state":"diverged","reason":"loss is NaN"}`), 0o644)
+		}, "no branch to analyse; excluded: [b1: diverged (loss is NaN)]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			_, err := analysis.LoadRun(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestZeroLossIsRejected(t *testing.T) {
+	dir := t.TempDir()
+	b := filepath.Join(dir, "branches", "x")
+	os.MkdirAll(b, 0o755)
+	os.WriteFile(filepath.Join(b, "branch.json"), []byte(`{"id":"x","batch_tokens":1024}`), 0o644)
+	os.WriteFile(filepath.Join(b, "metrics.jsonl"), []byte("{\"tokens\":1024,\"eval_loss\":0}\n"), 0o644)
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = analysis.FitRun(run, analysis.Defaults(), "test")
+	if err == nil || !strings.Contains(err.Error(), "branch x: eval_loss = 0 at tokens 1024: losses must be finite and > 0") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestResumedMetricsKeepTheFinishedHistory(t *testing.T) {
+	in := "{\"tokens\":1,\"train_loss\":5}\n{\"tokens\":2,\"train_loss\":4}\n{\"tokens\":3,\"train_loss\":9}\n{\"tokens\":2,\"train_loss\":4.5}\n{\"tokens\":3,\"train_loss\":3}\n"
+	recs, err := analysis.ReadMetrics(strings.NewReader(in), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	for _, r := range recs {
+		got = append(got, r.TrainLoss)
+	}
+	if len(got) != 3 || got[0] != 5 || got[1] != 4.5 || got[2] != 3 {
+		t.Errorf("losses after a resume: %v, want [5 4.5 3]", got)
+	}
+}
