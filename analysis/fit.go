@@ -226,8 +226,9 @@ func ladderRows(d *Data, mark float64) []LadderRow {
 	return rows
 }
 
-// autoTargets spreads n target losses over the lower half of the range every curve crosses:
-// from just above the worst final loss to halfway up to the lowest starting loss. Late targets
+// autoTargets spreads n target losses over the lower half of the range most curves cross: from
+// just above the loss two thirds of the batch sizes reach to halfway up to the lowest starting
+// loss. Late targets
 // are where the critical batch matters; early ones are dominated by warmup.
 func autoTargets(curves []curve, n int) []float64 {
 	var first, low []float64
@@ -249,11 +250,12 @@ func autoTargets(curves []curve, n int) []float64 {
 	for _, f := range first {
 		hi = math.Min(hi, f)
 	}
+	// The largest batches get few steps at equal tokens and stop at high losses; a target every
+	// branch reaches would sit early in training. Two thirds of the batch sizes (at least three)
+	// must reach the lowest target.
 	sort.Float64s(low)
-	lo := low[len(low)-1]
-	if lo >= hi {
-		lo = low[2] // fewer branches, but at least three, reach it
-	}
+	k := max(3, (2*len(low)+2)/3)
+	lo := low[k-1]
 	if lo >= hi {
 		return nil
 	}
@@ -379,10 +381,12 @@ func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *
 	knee := p.Knee(opts.Eps)
 	kf.KneeFit = Num(knee)
 	bmin, bmax := batches[0], batches[len(batches)-1]
+	if p.Flat {
+		kf.Error = "not applicable: the final loss does not fall with batch size (no A > 0 fits better than a constant); the tolerance rule and the steps-to-target fits apply"
+		kf.Statement = kf.Error
+		return kf
+	}
 	switch {
-	case p.Flat:
-		kf.Censored = CensoredBelow
-		kf.Statement = fmt.Sprintf("CBS <= %s tokens: final loss does not fall with batch size", FormatTokens(bmin))
 	case knee > bmax:
 		kf.Censored = CensoredAbove
 		kf.Statement = fmt.Sprintf("CBS >= %s tokens: the fitted knee (%s) lies beyond the largest batch tried", FormatTokens(bmax), FormatSI(knee))
@@ -461,13 +465,16 @@ func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 flo
 	tf.BcritFit, tf.OverFit = Num(bc), Num(over)
 	b, _ := crossingXY(te.points)
 	bmin, bmax := b[0], b[len(b)-1]
+	// S(B)/S_min = 1 + B_crit/B: at B = B_crit/2 the S_min term is still a third of S and the
+	// bend is measurable; past that, the fitted S_min (and with it B_crit) is extrapolation.
+	// The same factor applies at the small end, where the E_min/B term fades.
 	switch {
-	case bc > bmax:
+	case bc > 2*bmax:
 		tf.Censored = CensoredAbove
-		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", FormatTokens(bmax), target)
-	case bc < bmin:
+		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", FormatTokens(2*bmax), target)
+	case bc < bmin/2:
 		tf.Censored = CensoredBelow
-		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", FormatTokens(bmin), target)
+		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", FormatTokens(bmin/2), target)
 	default:
 		tf.Censored = NotCensored
 		tf.Bcrit, tf.Overhead = Num(bc), Num(over)

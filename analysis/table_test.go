@@ -88,7 +88,7 @@ func TestStepsTableFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	tf = res.Hyperbola.Targets[0]
-	if tf.Censored != analysis.CensoredAbove || tf.Bcrit.Valid() || !strings.HasPrefix(tf.Statement, "B_crit >= 16Ki tokens") {
+	if tf.Censored != analysis.CensoredAbove || tf.Bcrit.Valid() || !strings.HasPrefix(tf.Statement, "B_crit >= 32Ki tokens") {
 		t.Errorf("no curvature in range: %s (B_crit %v)", tf.Statement, tf.Bcrit)
 	}
 
@@ -102,7 +102,7 @@ func TestStepsTableFit(t *testing.T) {
 	d, _ = analysis.ReadTable(strings.NewReader(b.String()), "s.csv")
 	res, _ = analysis.Analyze(d, opts, "v")
 	tf = res.Hyperbola.Targets[0]
-	if tf.Censored != analysis.CensoredBelow || !strings.HasPrefix(tf.Statement, "B_crit <= 1Mi tokens") {
+	if tf.Censored != analysis.CensoredBelow || !strings.HasPrefix(tf.Statement, "B_crit <= 512Ki tokens") {
 		t.Errorf("flat S: %s", tf.Statement)
 	}
 
