@@ -303,7 +303,8 @@ func (r *runner) setup() error {
 	L := s.SeqLen()
 	r.tokens, r.masks, r.probs = make([]int32, s.MicroBatch*L), make([]bool, s.MicroBatch*L), make([]float64, s.MicroBatch)
 	r.batch = model.NewBatch(s.MicroBatch, L)
-	r.logf("%d parameters, %s objective, corpus %s (%d tokens), backend %s", len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), be.Name())
+	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
+		len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), corpus.UnigramEntropy(), be.Name())
 	return nil
 }
 

@@ -27,7 +27,7 @@ func sampleArrays() []*Array {
 		{Shape: []int{2}, DType: "uint64", Ints: []int64{0, math.MaxInt64}},
 		{Shape: []int{5}, DType: "bool", Bools: []bool{true, false, false, true, true}},
 		{Shape: []int{3}, DType: "float32", Floats: []float64{0.5, -1.25, math.Inf(1)}},
-		{Shape: []int{1, 3}, DType: "float64", Floats: []float64{math.Pi, -0.0, 1e-300}},
+		{Shape: []int{1, 3}, DType: "float64", Floats: []float64{math.Pi, math.Copysign(0, -1), 1e-300}},
 		{Shape: []int{}, DType: "float64", Floats: []float64{2.5}},
 		{Shape: []int{0}, DType: "int32", Ints: []int64{}},
 		{Shape: []int{2, 0, 3}, DType: "bool", Bools: []bool{}},
