@@ -103,7 +103,12 @@ func (c *CPU) RMSNorm(out, rstd, x, w []float32, d int, eps float64) {
 	rows := len(x) / d
 	c.pool.run(chunks(rows, rowBlock), func(i int) {
 		lo, hi := span(i, rowBlock, rows)
-		RefRMSNorm(out[lo*d:hi*d], rstd[lo:hi], x[lo*d:hi*d], w, d, eps)
+		for r := lo; r < hi; r++ {
+			xr := x[r*d : (r+1)*d]
+			s := float32(1 / math.Sqrt(float64(dot(xr, xr))/float64(d)+eps))
+			rstd[r] = s
+			mulScale(out[r*d:(r+1)*d], xr, w, s)
+		}
 	})
 }
 
@@ -111,10 +116,21 @@ func (c *CPU) RMSNorm(out, rstd, x, w []float32, d int, eps float64) {
 func (c *CPU) RMSNormBackward(dx, dw, dout, x, w, rstd []float32, d int, accumulate bool) {
 	rows := len(x) / d
 	nb := chunks(rows, rowBlock)
-	partial := make([]float32, nb*d)
+	sc := getScratch(nb * d)
+	defer putScratch(sc)
+	partial := sc.buf
+	clear(partial)
 	c.pool.run(nb, func(i int) {
 		lo, hi := span(i, rowBlock, rows)
-		RefRMSNormBackward(dx[lo*d:hi*d], partial[i*d:(i+1)*d], dout[lo*d:hi*d], x[lo*d:hi*d], w, rstd[lo:hi], d, accumulate)
+		pw := partial[i*d : (i+1)*d]
+		for r := lo; r < hi; r++ {
+			xr, dy := x[r*d:(r+1)*d], dout[r*d:(r+1)*d]
+			s := rstd[r]
+			// With n = x s: dx = s dy w - x s^3 mean(dy w x).
+			sum := rmsBwd1(pw, dy, w, xr, s)
+			cc := float32(float64(s) * float64(s) * float64(s) * float64(sum) / float64(d))
+			rmsBwd2(dx[r*d:(r+1)*d], dy, w, xr, s, cc, accumulate)
+		}
 	})
 	for i := 0; i < nb; i++ {
 		for j := range dw {
@@ -183,20 +199,8 @@ func (c *CPU) Attention(o, probs, q, k, v []float32, B, L, H, KV, hd int, causal
 }
 
 func softmaxRow(row []float32) {
-	mx := row[0]
-	for _, v := range row[1:] {
-		mx = max(mx, v)
-	}
-	var z float32
-	for j, v := range row {
-		e := expf(v - mx)
-		row[j] = e
-		z += e
-	}
-	inv := 1 / z
-	for j := range row {
-		row[j] *= inv
-	}
+	z := expSubSum(row, row, maxOf(row))
+	scale(row, 1/z)
 }
 
 // AttentionBackward runs one task per (batch, kv head), looping over the query heads that share
@@ -205,10 +209,11 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, probs, q, k, v []float32, B, L, 
 	g := H / KV
 	qs, ks := H*hd, KV*hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	dP := make([]float32, B*KV*L*L)
 	c.pool.run(B*KV, func(t int) {
 		b, kh := t/KV, t%KV
-		scratch := dP[t*L*L : (t+1)*L*L]
+		sc := getScratch(L * L)
+		defer putScratch(sc)
+		scratch := sc.buf
 		kb, vb := k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
 		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
 		for j := 0; j < g; j++ {
@@ -225,13 +230,7 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, probs, q, k, v []float32, B, L, 
 			// dS = P (dP - rowsum(dP P)), scaled.
 			for i := 0; i < L; i++ {
 				pr, dr := P[i*L:(i+1)*L], scratch[i*L:(i+1)*L]
-				var dot float32
-				for j := range pr {
-					dot += pr[j] * dr[j]
-				}
-				for j := range pr {
-					dr[j] = pr[j] * (dr[j] - dot) * scale
-				}
+				softmaxBwd(dr, pr, dot(pr, dr), scale)
 			}
 			// dq = dS k; dk += dS^T q.
 			c.blas.Sgemm(false, false, L, hd, L, 1, scratch, L, kb, ks, 0, dqb, qs)
@@ -244,10 +243,7 @@ func (c *CPU) SwiGLU(out, gate, up []float32) {
 	n := len(out)
 	c.pool.run(chunks(n, 1<<14), func(i int) {
 		lo, hi := span(i, 1<<14, n)
-		for j := lo; j < hi; j++ {
-			g := gate[j]
-			out[j] = g / (1 + expf(-g)) * up[j]
-		}
+		swiglu(out[lo:hi], gate[lo:hi], up[lo:hi])
 	})
 }
 
@@ -255,12 +251,7 @@ func (c *CPU) SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
 	n := len(dout)
 	c.pool.run(chunks(n, 1<<14), func(i int) {
 		lo, hi := span(i, 1<<14, n)
-		for j := lo; j < hi; j++ {
-			g, u, d := gate[j], up[j], dout[j]
-			s := 1 / (1 + expf(-g))
-			dup[j] = d * g * s
-			dgate[j] = d * u * s * (1 + g*(1-s))
-		}
+		swigluBwd(dgate[lo:hi], dup[lo:hi], dout[lo:hi], gate[lo:hi], up[lo:hi])
 	})
 }
 
@@ -290,21 +281,23 @@ func crossEntropyRows(logits []float32, targets []int32, weights []float32, V in
 			}
 			continue
 		}
-		mx := x[0]
-		for _, v := range x[1:] {
-			mx = max(mx, v)
-		}
+		mx := maxOf(x)
+		xt := x[targets[r]]
+		// The exponentials go to x itself when it becomes the gradient, else to a buffer; the
+		// chunks are the same either way, so the loss does not depend on grad.
 		var z float64
-		for _, v := range x {
-			z += float64(expf(v - mx))
-		}
-		lse := float64(mx) + math.Log(z)
-		total += float64(wt) * (lse - float64(x[targets[r]]))
-		if grad {
-			shift := float32(lse)
-			for j, v := range x {
-				x[j] = wt * expf(v-shift)
+		var buf [256]float32
+		for lo := 0; lo < V; lo += len(buf) {
+			hi := min(lo+len(buf), V)
+			dst := buf[:hi-lo]
+			if grad {
+				dst = x[lo:hi]
 			}
+			z += float64(expSubSum(dst, x[lo:hi], mx))
+		}
+		total += float64(wt) * (float64(mx) + math.Log(z) - float64(xt))
+		if grad {
+			scale(x, float32(float64(wt)/z))
 			x[targets[r]] -= wt
 		}
 	}
@@ -317,11 +310,7 @@ func (c *CPU) Add(dst, a, b []float32) {
 	}
 }
 
-func (c *CPU) Scale(x []float32, s float32) {
-	for i := range x {
-		x[i] *= s
-	}
-}
+func (c *CPU) Scale(x []float32, s float32) { scale(x, s) }
 
 // SumSquares sums fixed blocks in float64, then the blocks in order.
 func (c *CPU) SumSquares(x []float32) float64 {

@@ -43,3 +43,21 @@ func chunks(n, size int) int { return (n + size - 1) / size }
 
 // span returns the item range of task i.
 func span(i, size, n int) (lo, hi int) { return i * size, min((i+1)*size, n) }
+
+// scratch is a reusable float32 buffer. The backend may be shared by models running
+// concurrently, so buffers come from a sync.Pool rather than fields of the backend.
+type scratch struct{ buf []float32 }
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// getScratch returns a buffer of n elements with arbitrary contents; putScratch returns it.
+func getScratch(n int) *scratch {
+	s := scratchPool.Get().(*scratch)
+	if cap(s.buf) < n {
+		s.buf = make([]float32, n)
+	}
+	s.buf = s.buf[:n]
+	return s
+}
+
+func putScratch(s *scratch) { scratchPool.Put(s) }

@@ -1,0 +1,173 @@
+package cpu
+
+import "os"
+
+// useSIMD selects the AVX2+FMA kernels of simd_amd64.s. CBS_SIMD=off forces the pure-Go loops
+// (for comparing the two on one machine). Either way the results do not depend on the thread
+// count: each kernel runs on slices whose bounds depend on the problem's shape alone.
+var useSIMD = hasAVX2FMA() && os.Getenv("CBS_SIMD") != "off"
+
+// The vector kernels take whole groups of 8 elements; these wrappers finish the tail in Go.
+
+// expSubSum sets dst = exp(src - sub) and returns the sum of dst.
+func expSubSum(dst, src []float32, sub float32) float32 {
+	n := len(src)
+	dst = dst[:n]
+	var s float32
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		s = expSubSumAVX2(&dst[0], &src[0], i, sub)
+	}
+	for ; i < n; i++ {
+		e := expf(src[i] - sub)
+		dst[i] = e
+		s += e
+	}
+	return s
+}
+
+// maxOf returns the largest element of a non-empty x.
+func maxOf(x []float32) float32 {
+	n := len(x)
+	i := 1
+	m := x[0]
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		m = maxAVX2(&x[0], i)
+	}
+	for ; i < n; i++ {
+		m = max(m, x[i])
+	}
+	return m
+}
+
+// scale multiplies x by s.
+func scale(x []float32, s float32) {
+	n := len(x)
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		scaleAVX2(&x[0], i, s)
+	}
+	for ; i < n; i++ {
+		x[i] *= s
+	}
+}
+
+// dot returns sum x y.
+func dot(x, y []float32) float32 {
+	n := len(x)
+	y = y[:n]
+	var s float32
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		s = dotAVX2(&x[0], &y[0], i)
+	}
+	for ; i < n; i++ {
+		s += x[i] * y[i]
+	}
+	return s
+}
+
+// mulScale sets out = x s w.
+func mulScale(out, x, w []float32, s float32) {
+	n := len(x)
+	out, w = out[:n], w[:n]
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		mulScaleAVX2(&out[0], &x[0], &w[0], i, s)
+	}
+	for ; i < n; i++ {
+		out[i] = x[i] * s * w[i]
+	}
+}
+
+// rmsBwd1 adds dy x s to dw and returns sum dy w x.
+func rmsBwd1(dw, dy, w, x []float32, s float32) float32 {
+	n := len(x)
+	dw, dy, w = dw[:n], dy[:n], w[:n]
+	var acc float32
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		acc = rmsBwd1AVX2(&dw[0], &dy[0], &w[0], &x[0], i, s)
+	}
+	for ; i < n; i++ {
+		g := dy[i] * x[i]
+		acc += g * w[i]
+		dw[i] += g * s
+	}
+	return acc
+}
+
+// rmsBwd2 sets (or adds to) dx the value s dy w - c x.
+func rmsBwd2(dx, dy, w, x []float32, s, c float32, accumulate bool) {
+	n := len(x)
+	dx, dy, w = dx[:n], dy[:n], w[:n]
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		acc := 0
+		if accumulate {
+			acc = 1
+		}
+		rmsBwd2AVX2(&dx[0], &dy[0], &w[0], &x[0], i, s, c, acc)
+	}
+	for ; i < n; i++ {
+		v := s*dy[i]*w[i] - c*x[i]
+		if accumulate {
+			dx[i] += v
+		} else {
+			dx[i] = v
+		}
+	}
+}
+
+// softmaxBwd sets dr = pr (dr - dot) scale.
+func softmaxBwd(dr, pr []float32, dot, scale float32) {
+	n := len(dr)
+	pr = pr[:n]
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		softmaxBwdAVX2(&dr[0], &pr[0], i, dot, scale)
+	}
+	for ; i < n; i++ {
+		dr[i] = pr[i] * (dr[i] - dot) * scale
+	}
+}
+
+// swiglu sets out = gate sigmoid(gate) up.
+func swiglu(out, gate, up []float32) {
+	n := len(out)
+	gate, up = gate[:n], up[:n]
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		swigluAVX2(&out[0], &gate[0], &up[0], i)
+	}
+	for ; i < n; i++ {
+		g := gate[i]
+		out[i] = g / (1 + expf(-g)) * up[i]
+	}
+}
+
+// swigluBwd sets dgate and dup from dout.
+func swigluBwd(dgate, dup, dout, gate, up []float32) {
+	n := len(dout)
+	dgate, dup, gate, up = dgate[:n], dup[:n], gate[:n], up[:n]
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		swigluBwdAVX2(&dgate[0], &dup[0], &dout[0], &gate[0], &up[0], i)
+	}
+	for ; i < n; i++ {
+		g, u, d := gate[i], up[i], dout[i]
+		s := 1 / (1 + expf(-g))
+		dup[i] = d * g * s
+		dgate[i] = d * u * s * (1 + g*(1-s))
+	}
+}
