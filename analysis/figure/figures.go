@@ -1,0 +1,517 @@
+package figure
+
+import (
+	"errors"
+	"fmt"
+	"image/color"
+	"math"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+
+	"cbs/analysis"
+)
+
+// Figure is a drawn plot with its name (the file stem) and what it was drawn from.
+type Figure struct {
+	Name   string
+	Plot   *plot.Plot
+	Width  vg.Length
+	Height vg.Length
+	// Inputs is recorded in the provenance file beside the image.
+	Inputs any
+}
+
+func height(width vg.Length) vg.Length {
+	if width > Column {
+		return width * 0.5
+	}
+	return width * 0.75
+}
+
+// LossCurves draws loss against tokens, one line per branch, coloured by batch size (replicates
+// share a colour and a legend entry).
+func LossCurves(d *analysis.Data, width vg.Length) (*Figure, error) {
+	if len(d.Groups) == 0 {
+		return nil, errors.New("loss curves: the data hold no loss curves")
+	}
+	ylabel := "loss"
+	if d.Metric != "" && d.Metric != "loss" {
+		ylabel = d.Metric
+	}
+	p := newPlot(width, "tokens", ylabel)
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}
+	tmin, tmax, lmin, lmax := math.Inf(1), 0.0, math.Inf(1), math.Inf(-1)
+	points := 0
+	for gi, g := range d.Groups {
+		col := sequential(gi, len(d.Groups))
+		for ri, r := range g.Replicates {
+			var xys plotter.XYs
+			for i, t := range r.Tokens {
+				if t <= 0 {
+					continue // a mark at zero tokens has no place on a log axis
+				}
+				xys = append(xys, plotter.XY{X: t, Y: r.Loss[i]})
+				tmin, tmax = math.Min(tmin, t), math.Max(tmax, t)
+				lmin, lmax = math.Min(lmin, r.Loss[i]), math.Max(lmax, r.Loss[i])
+			}
+			if len(xys) == 0 {
+				continue
+			}
+			points += len(xys)
+			l, err := plotter.NewLine(xys)
+			if err != nil {
+				return nil, fmt.Errorf("loss curves: branch %s: %w", r.ID, err)
+			}
+			l.Color, l.Width = col, vg.Points(1)
+			p.Add(l)
+			if ri == 0 {
+				p.Legend.Add(binaryUnits(g.Batch), l)
+			}
+		}
+	}
+	if points == 0 {
+		return nil, errors.New("loss curves: no mark with tokens > 0")
+	}
+	p.X.Min, p.X.Max = tmin, tmax
+	p.Y.Min, p.Y.Max = padLin(lmin, lmax, 0.03)
+	// Curves fall from the top left to the bottom right, leaving the bottom left free.
+	p.Legend.Top, p.Legend.Left = false, true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Points(4), vg.Points(2)
+	return &Figure{Name: "loss_vs_tokens", Plot: p, Width: width, Height: height(width),
+		Inputs: map[string]any{"source": d.Source, "metric": d.Metric, "batches": d.Batches()}}, nil
+}
+
+// errPoints carries points with asymmetric vertical error bars.
+type errPoints struct {
+	plotter.XYs
+	plotter.YErrors
+}
+
+// FinalLoss draws the loss at equal tokens against batch size: replicate means with min-max
+// error bars, the fitted L_inf + A B^-alpha with its bootstrap band, and the CBS as a dashed
+// vertical line, or an arrow with "CBS >= x" when the ladder does not bracket it. The knee fit
+// gives the CBS when it applies, the tolerance rule otherwise.
+func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
+	if len(res.Ladder) == 0 || !res.Ladder[0].Loss.Valid() {
+		return nil, errors.New("final loss: the result has no losses at equal tokens")
+	}
+	p := newPlot(width, "batch size (tokens, K = 1024)", fmt.Sprintf("loss at %s tokens", binaryUnits(float64(res.CompareTokens))))
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	bmin, bmax := res.Ladder[0].Batch, res.Ladder[len(res.Ladder)-1].Batch
+	lmin, lmax := math.Inf(1), math.Inf(-1)
+	var pts errPoints
+	for _, r := range res.Ladder {
+		l := float64(r.Loss)
+		pts.XYs = append(pts.XYs, plotter.XY{X: r.Batch, Y: l})
+		pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{l - float64(r.LossMin), float64(r.LossMax) - l})
+		lmin, lmax = math.Min(lmin, float64(r.LossMin)), math.Max(lmax, float64(r.LossMax))
+	}
+	blue := okabeIto[0]
+	if k := res.Knee; k != nil && k.Error == "" && len(k.Band) > 0 {
+		var band, lower, curve plotter.XYs
+		for _, b := range k.Band {
+			if b.Batch < bmin/1.2 || b.Batch > bmax*1.2 {
+				continue
+			}
+			curve = append(curve, plotter.XY{X: b.Batch, Y: float64(b.Loss)})
+			if b.Lo.Valid() && b.Hi.Valid() {
+				band = append(band, plotter.XY{X: b.Batch, Y: float64(b.Hi)})
+				lower = append(lower, plotter.XY{X: b.Batch, Y: float64(b.Lo)})
+			}
+		}
+		if len(band) > 1 {
+			for i := len(lower) - 1; i >= 0; i-- {
+				band = append(band, lower[i])
+			}
+			poly, err := plotter.NewPolygon(band)
+			if err != nil {
+				return nil, err
+			}
+			poly.Color = color.NRGBA{0, 114, 178, 70}
+			poly.LineStyle.Width = 0
+			p.Add(poly)
+			p.Legend.Add(fmt.Sprintf("%.0f%% band", 100*res.Bootstrap.Level), poly)
+		}
+		l, err := plotter.NewLine(curve)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, l.Width = blue, vg.Points(1)
+		p.Add(l)
+		p.Legend.Add("fit", l)
+		for _, c := range curve {
+			lmin, lmax = math.Min(lmin, c.Y), math.Max(lmax, c.Y)
+		}
+	}
+	p.X.Min, p.X.Max = padLog(bmin, bmax, 1.3)
+	p.Y.Min, p.Y.Max = padLin(lmin, lmax, 0.08)
+
+	// The CBS marker.
+	cbs, censored, label := math.NaN(), analysis.NotCensored, ""
+	if k := res.Knee; k != nil && k.Error == "" {
+		cbs, censored, label = float64(k.Knee), k.Censored, "knee"
+	} else if t := res.Tolerance; t != nil && t.Error == "" {
+		cbs, censored, label = float64(t.GeoMean), t.Censored, "tolerance rule"
+	}
+	if t := res.Tolerance; label == "tolerance rule" && censored == analysis.NotCensored {
+		// The rule gives an interval; shade it behind the points.
+		span, err := plotter.NewPolygon(plotter.XYs{{X: float64(t.Lower), Y: p.Y.Min}, {X: float64(t.Upper), Y: p.Y.Min},
+			{X: float64(t.Upper), Y: p.Y.Max}, {X: float64(t.Lower), Y: p.Y.Max}})
+		if err != nil {
+			return nil, err
+		}
+		span.Color, span.LineStyle.Width = color.NRGBA{213, 94, 0, 40}, 0
+		p.Add(span)
+		p.Legend.Add(fmt.Sprintf("interval, eps = %g", t.Eps), span)
+	}
+	eb, err := plotter.NewYErrorBars(pts)
+	if err != nil {
+		return nil, err
+	}
+	eb.LineStyle.Width = vg.Points(0.7)
+	eb.CapWidth = vg.Points(3)
+	sc, err := plotter.NewScatter(pts.XYs)
+	if err != nil {
+		return nil, err
+	}
+	sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = draw.CircleGlyph{}, vg.Points(2)
+	p.Add(eb, sc)
+	p.Legend.Add("mean, min-max", sc)
+	dash := []vg.Length{vg.Points(3), vg.Points(2)}
+	red := okabeIto[1]
+	switch {
+	case censored == analysis.CensoredAbove:
+		p.X.Max = bmax * 2.6
+		if err := arrow(p, bmax, bmax*2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, "CBS ≥ "+binaryUnits(bmax), dash); err != nil {
+			return nil, err
+		}
+	case censored == analysis.CensoredBelow:
+		p.X.Min = bmin / 2.6
+		if err := arrow(p, bmin, bmin/2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, "CBS ≤ "+binaryUnits(bmin), dash); err != nil {
+			return nil, err
+		}
+	case !math.IsNaN(cbs) && cbs > 0:
+		v, err := plotter.NewLine(plotter.XYs{{X: cbs, Y: p.Y.Min}, {X: cbs, Y: p.Y.Max}})
+		if err != nil {
+			return nil, err
+		}
+		v.Color, v.Dashes, v.Width = red, dash, vg.Points(1)
+		p.Add(v)
+		p.Legend.Add(fmt.Sprintf("CBS (%s) %s", label, binaryUnits(cbs)), v)
+	}
+	// Put the legend in the corner the data leave free: top right when loss falls with batch,
+	// bottom right when it rises.
+	first, last := float64(res.Ladder[0].Loss), float64(res.Ladder[len(res.Ladder)-1].Loss)
+	p.Legend.Top, p.Legend.Left = last < first, false
+	// Offsets move the legend inwards, away from the frame (down from the top, up from the bottom).
+	p.Legend.YOffs = vg.Points(4)
+	if p.Legend.Top {
+		p.Legend.YOffs = -vg.Points(2)
+	}
+	return &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, Height: height(width),
+		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}, nil
+}
+
+// arrow draws a dashed line at x0 and an arrow from x0 towards x1 at height y, labelled.
+func arrow(p *plot.Plot, x0, x1, y float64, c color.Color, text string, dash []vg.Length) error {
+	v, err := plotter.NewLine(plotter.XYs{{X: x0, Y: p.Y.Min}, {X: x0, Y: p.Y.Max}})
+	if err != nil {
+		return err
+	}
+	v.Color, v.Dashes, v.Width = c, dash, vg.Points(1)
+	shaft, err := plotter.NewLine(plotter.XYs{{X: x0, Y: y}, {X: x1, Y: y}})
+	if err != nil {
+		return err
+	}
+	shaft.Color, shaft.Width = c, vg.Points(1.2)
+	head, err := plotter.NewScatter(plotter.XYs{{X: x1, Y: y}})
+	if err != nil {
+		return err
+	}
+	shape := draw.GlyphDrawer(rightTriangle{})
+	if x1 < x0 {
+		shape = leftTriangle{}
+	}
+	head.GlyphStyle = draw.GlyphStyle{Color: c, Radius: vg.Points(3.5), Shape: shape}
+	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: plotter.XYs{{X: x0, Y: y}}, Labels: []string{text}})
+	if err != nil {
+		return err
+	}
+	lab.TextStyle[0].Color = c
+	lab.TextStyle[0].Font.Size = p.Legend.TextStyle.Font.Size
+	lab.TextStyle[0].YAlign = draw.YBottom
+	lab.Offset = vg.Point{X: vg.Points(2), Y: vg.Points(3)}
+	if x1 < x0 {
+		lab.TextStyle[0].XAlign = draw.XRight
+		lab.Offset.X = -vg.Points(2)
+	}
+	p.Add(v, shaft, head, lab)
+	return nil
+}
+
+type rightTriangle struct{}
+
+func (rightTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	c.SetColor(sty.Color)
+	r := sty.Radius
+	var path vg.Path
+	path.Move(vg.Point{X: pt.X + r, Y: pt.Y})
+	path.Line(vg.Point{X: pt.X - r, Y: pt.Y + r*0.7})
+	path.Line(vg.Point{X: pt.X - r, Y: pt.Y - r*0.7})
+	path.Close()
+	c.Fill(path)
+}
+
+type leftTriangle struct{}
+
+func (leftTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	c.SetColor(sty.Color)
+	r := sty.Radius
+	var path vg.Path
+	path.Move(vg.Point{X: pt.X - r, Y: pt.Y})
+	path.Line(vg.Point{X: pt.X + r, Y: pt.Y + r*0.7})
+	path.Line(vg.Point{X: pt.X + r, Y: pt.Y - r*0.7})
+	path.Close()
+	c.Fill(path)
+}
+
+// StepsTokens draws, for each target loss, the steps and tokens every batch size needed to reach
+// it on log-log axes, with the fitted hyperbola (S/S_min - 1)(E/E_min - 1) = 1 traced over B.
+func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
+	if res.Hyperbola == nil {
+		return nil, errors.New("steps vs tokens: no steps-to-target fit")
+	}
+	p := newPlot(width, "steps to target", "tokens to target")
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log10Ticks{}
+	smin, smax, emin, emax := math.Inf(1), 0.0, math.Inf(1), 0.0
+	drawn := 0
+	var inputs []analysis.TargetFit
+	for i, t := range res.Hyperbola.Targets {
+		if len(t.Points) == 0 {
+			continue
+		}
+		inputs = append(inputs, t)
+		col := okabeIto[i%len(okabeIto)]
+		var xys plotter.XYs
+		for _, c := range t.Points {
+			xys = append(xys, plotter.XY{X: c.Steps, Y: c.Tokens})
+			smin, smax = math.Min(smin, c.Steps), math.Max(smax, c.Steps)
+			emin, emax = math.Min(emin, c.Tokens), math.Max(emax, c.Tokens)
+		}
+		sc, err := plotter.NewScatter(xys)
+		if err != nil {
+			return nil, err
+		}
+		sc.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(2), Shape: glyphs[i%len(glyphs)]}
+		p.Add(sc)
+		name := "target"
+		if t.Target.Valid() {
+			name = fmt.Sprintf("L = %.4g", float64(t.Target))
+		}
+		if t.Error == "" {
+			a, b := float64(t.SMin), float64(t.EMin)
+			bl, bh := t.Points[0].Batch/2, t.Points[len(t.Points)-1].Batch*2
+			var curve plotter.XYs
+			for k := 0; k <= 60; k++ {
+				B := bl * math.Pow(bh/bl, float64(k)/60)
+				curve = append(curve, plotter.XY{X: a + b/B, Y: a*B + b})
+			}
+			l, err := plotter.NewLine(curve)
+			if err != nil {
+				return nil, err
+			}
+			l.Color, l.Width = col, vg.Points(0.8)
+			p.Add(l)
+			p.Legend.Add(name, sc, l)
+		} else {
+			p.Legend.Add(name+" (no fit)", sc)
+		}
+		drawn++
+	}
+	if drawn == 0 {
+		return nil, errors.New("steps vs tokens: no target was reached by any batch size")
+	}
+	p.X.Min, p.X.Max = padLog(smin, smax, 1.25)
+	p.Y.Min, p.Y.Max = padLog(emin, emax, 1.25)
+	p.Legend.Top, p.Legend.Left = true, false
+	return &Figure{Name: "steps_vs_tokens", Plot: p, Width: width, Height: height(width), Inputs: inputs}, nil
+}
+
+var glyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.CrossGlyph{}}
+
+// BcritTarget draws B_crit of the steps-to-target fits against the target loss, with bootstrap
+// intervals; censored fits are drawn as open triangles at their bound, pointing away from it.
+func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
+	if res.Hyperbola == nil {
+		return nil, errors.New("B_crit vs target: no steps-to-target fit")
+	}
+	p := newPlot(width, "target loss", "B_crit (tokens, K = 1024)")
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	var pts errPoints
+	var up, down plotter.XYs
+	lo, hi, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), 0.0
+	var inputs []analysis.TargetFit
+	for _, t := range res.Hyperbola.Targets {
+		if !t.Target.Valid() || t.Error != "" {
+			continue
+		}
+		inputs = append(inputs, t)
+		x := float64(t.Target)
+		lo, hi = math.Min(lo, x), math.Max(hi, x)
+		switch t.Censored {
+		case analysis.CensoredAbove:
+			y := 2 * t.Points[len(t.Points)-1].Batch
+			up = append(up, plotter.XY{X: x, Y: y})
+			ymin, ymax = math.Min(ymin, y), math.Max(ymax, y*1.5)
+		case analysis.CensoredBelow:
+			y := t.Points[0].Batch / 2
+			down = append(down, plotter.XY{X: x, Y: y})
+			ymin, ymax = math.Min(ymin, y/1.5), math.Max(ymax, y)
+		default:
+			y := float64(t.Bcrit)
+			l, h := y, y
+			if t.BcritCI.Lo.Valid() && t.BcritCI.Hi.Valid() {
+				l, h = math.Min(y, float64(t.BcritCI.Lo)), math.Max(y, float64(t.BcritCI.Hi))
+			}
+			pts.XYs = append(pts.XYs, plotter.XY{X: x, Y: y})
+			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{y - l, h - y})
+			ymin, ymax = math.Min(ymin, l), math.Max(ymax, h)
+		}
+	}
+	if len(pts.XYs)+len(up)+len(down) == 0 {
+		return nil, errors.New("B_crit vs target: no target has a fit")
+	}
+	if len(pts.XYs) > 0 {
+		eb, err := plotter.NewYErrorBars(pts)
+		if err != nil {
+			return nil, err
+		}
+		eb.CapWidth, eb.LineStyle.Width = vg.Points(3), vg.Points(0.7)
+		sc, err := plotter.NewScatter(pts.XYs)
+		if err != nil {
+			return nil, err
+		}
+		sc.GlyphStyle = draw.GlyphStyle{Color: okabeIto[0], Radius: vg.Points(2.2), Shape: draw.CircleGlyph{}}
+		p.Add(eb, sc)
+		p.Legend.Add(fmt.Sprintf("B_crit, %.0f%% interval", 100*res.Bootstrap.Level), sc)
+	}
+	for _, c := range []struct {
+		xys   plotter.XYs
+		shape draw.GlyphDrawer
+		name  string
+	}{{up, draw.PyramidGlyph{}, "lower bound"}, {down, invertedPyramid{}, "upper bound"}} {
+		if len(c.xys) == 0 {
+			continue
+		}
+		sc, err := plotter.NewScatter(c.xys)
+		if err != nil {
+			return nil, err
+		}
+		sc.GlyphStyle = draw.GlyphStyle{Color: okabeIto[1], Radius: vg.Points(2.5), Shape: c.shape}
+		p.Add(sc)
+		p.Legend.Add(c.name+" (censored)", sc)
+	}
+	if tr := res.Hyperbola.Trend; tr != nil {
+		var curve plotter.XYs
+		for k := 0; k <= 20; k++ {
+			x := lo + (hi-lo)*float64(k)/20
+			curve = append(curve, plotter.XY{X: x, Y: math.Exp(tr.LogC - math.Log(x)/tr.AlphaB)})
+		}
+		l, err := plotter.NewLine(curve)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, l.Dashes, l.Width = okabeIto[6], []vg.Length{vg.Points(3), vg.Points(2)}, vg.Points(0.8)
+		p.Add(l)
+		p.Legend.Add(fmt.Sprintf("trend, alpha_B = %.2g", tr.AlphaB), l)
+	}
+	p.X.Min, p.X.Max = padLin(lo, hi, 0.08)
+	p.Y.Min, p.Y.Max = padLog(ymin, ymax, 1.6)
+	if p.Y.Max/p.Y.Min < 5 {
+		// Keep at least two powers of two on the axis so it has labels.
+		mid := math.Sqrt(ymin * ymax)
+		p.Y.Min, p.Y.Max = mid/2.3, mid*2.3
+	}
+	p.Legend.Top, p.Legend.Left = true, false
+	return &Figure{Name: "bcrit_vs_target", Plot: p, Width: width, Height: height(width), Inputs: inputs}, nil
+}
+
+type invertedPyramid struct{}
+
+func (invertedPyramid) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	c.SetColor(sty.Color)
+	r := sty.Radius
+	var path vg.Path
+	path.Move(vg.Point{X: pt.X, Y: pt.Y - r})
+	path.Line(vg.Point{X: pt.X + r, Y: pt.Y + r*0.7})
+	path.Line(vg.Point{X: pt.X - r, Y: pt.Y + r*0.7})
+	path.Close()
+	c.Fill(path)
+}
+
+// NoiseScale draws the simple gradient noise scale against tokens, one line per branch.
+func NoiseScale(series []analysis.NoiseSeries, width vg.Length) (*Figure, error) {
+	if len(series) == 0 {
+		return nil, errors.New("noise scale: no branch logged gradient-noise fields")
+	}
+	p := newPlot(width, "tokens", "B_simple (tokens, K = 1024)")
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	var batches []float64
+	seen := map[float64]bool{}
+	for _, s := range series {
+		if !seen[s.Batch] {
+			seen[s.Batch] = true
+			batches = append(batches, s.Batch)
+		}
+	}
+	sort.Float64s(batches)
+	index := map[float64]int{}
+	for i, b := range batches {
+		index[b] = i
+	}
+	tmin, tmax, ymin, ymax := math.Inf(1), 0.0, math.Inf(1), 0.0
+	legend := map[float64]bool{}
+	for _, s := range series {
+		var xys plotter.XYs
+		for i, t := range s.Tokens {
+			if t <= 0 || !(s.BSimple[i] > 0) {
+				continue
+			}
+			xys = append(xys, plotter.XY{X: t, Y: s.BSimple[i]})
+			tmin, tmax = math.Min(tmin, t), math.Max(tmax, t)
+			ymin, ymax = math.Min(ymin, s.BSimple[i]), math.Max(ymax, s.BSimple[i])
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, l.Width = sequential(index[s.Batch], len(batches)), vg.Points(0.8)
+		p.Add(l)
+		if !legend[s.Batch] {
+			legend[s.Batch] = true
+			p.Legend.Add(binaryUnits(s.Batch), l)
+		}
+	}
+	if tmax == 0 {
+		return nil, errors.New("noise scale: no positive B_simple value")
+	}
+	p.X.Min, p.X.Max = tmin, tmax
+	p.Y.Min, p.Y.Max = padLog(ymin, ymax, 1.3)
+	if ymax/ymin < 4 {
+		// Keep at least two powers of two on the axis so it has labels.
+		mid := math.Sqrt(ymin * ymax)
+		p.Y.Min, p.Y.Max = mid/2.1, mid*2.1
+	}
+	p.Title.Text = "gradient noise scale (a predictor, not the CBS)"
+	p.Legend.Top, p.Legend.Left = false, false
+	return &Figure{Name: "noise_scale_vs_tokens", Plot: p, Width: width, Height: height(width), Inputs: series}, nil
+}
