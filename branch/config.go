@@ -14,37 +14,25 @@ import (
 	"cbs/model"
 )
 
-// TrainConfig is the TOML file of `cbs train --config`: one run. Every table is optional except
-// [data] and [train]; unknown keys are errors.
-type TrainConfig struct {
-	Experiment struct {
-		Name string `toml:"name"`
-		Seed uint64 `toml:"seed"`
-		Out  string `toml:"out"`
-	} `toml:"experiment"`
-	Model     *ModelInit `toml:"model"`
-	Parent    ParentConfig
-	Objective struct {
-		Name    string   `toml:"name"`
-		MaskEps *float64 `toml:"mask_eps"`
-	} `toml:"objective"`
-	Data      data.SourceConfig `toml:"data"`
-	Optimizer *Optim            `toml:"optimizer"`
-	Schedule  *Schedule         `toml:"schedule"`
-	Train     struct {
-		Budget          Tokens `toml:"budget"`
-		Batch           Tokens `toml:"batch"`
-		MicroBatch      int    `toml:"micro_batch"`
-		CheckpointEvery Tokens `toml:"checkpoint_every"`
-	} `toml:"train"`
-	Eval struct {
-		Every  Tokens `toml:"every"`
-		Tokens Tokens `toml:"tokens"`
-	} `toml:"eval"`
-	Run struct {
-		Threads int    `toml:"threads"`
-		Device  string `toml:"device"`
-	} `toml:"run"`
+// Common holds the tables a train config and a sweep config share. Each config embeds it and
+// adds its own tables ([train] for one run; [branches] and [analysis] for a sweep).
+type Common struct {
+	Experiment Experiment        `toml:"experiment"`
+	Model      *ModelInit        `toml:"model"`
+	Parent     ParentConfig      `toml:"parent"`
+	Objective  ObjectiveConfig   `toml:"objective"`
+	Data       data.SourceConfig `toml:"data"`
+	Optimizer  Optim             `toml:"optimizer"`
+	Schedule   Schedule          `toml:"schedule"`
+	Eval       EvalConfig        `toml:"eval"`
+	Run        RunConfig         `toml:"run"`
+}
+
+// Experiment is the [experiment] table.
+type Experiment struct {
+	Name string `toml:"name"`
+	Seed uint64 `toml:"seed"`
+	Out  string `toml:"out"`
 }
 
 // ParentConfig is the [parent] table.
@@ -53,14 +41,35 @@ type ParentConfig struct {
 	OptimizerState string `toml:"optimizer_state"`
 }
 
-// ConfigError is a rejected config: bad usage, exit code 2.
-type ConfigError struct{ Err error }
+// ObjectiveConfig is the [objective] table.
+type ObjectiveConfig struct {
+	Name    string  `toml:"name"`
+	MaskEps float64 `toml:"mask_eps"`
+}
 
-func (e *ConfigError) Error() string { return e.Err.Error() }
-func (e *ConfigError) Unwrap() error { return e.Err }
+// EvalConfig is the [eval] table.
+type EvalConfig struct {
+	Every  Tokens `toml:"every"`
+	Tokens Tokens `toml:"tokens"`
+}
 
-func configErrorf(format string, args ...any) error {
-	return &ConfigError{fmt.Errorf(format, args...)}
+// RunConfig is the [run] table: how a run executes, never what it computes.
+type RunConfig struct {
+	Executor string `toml:"executor"`
+	Parallel int    `toml:"parallel"`
+	Device   string `toml:"device"`
+	Threads  int    `toml:"threads"`
+}
+
+// DefaultCommon returns the defaults of the shared tables.
+func DefaultCommon() Common {
+	return Common{
+		Parent:    ParentConfig{OptimizerState: "keep"},
+		Objective: ObjectiveConfig{Name: model.AR, MaskEps: data.DefaultMaskEps},
+		Optimizer: DefaultOptimizer(),
+		Schedule:  Schedule{Shape: ShapeCosine, MinLRRatio: 0.1},
+		Run:       RunConfig{Executor: "local", Parallel: 1, Device: "cpu"},
+	}
 }
 
 // DefaultOptimizer returns the [optimizer] defaults.
@@ -69,23 +78,23 @@ func DefaultOptimizer() Optim {
 	return Optim{LR: d.LR, Betas: [2]float64{d.Beta1, d.Beta2}, Eps: d.Eps, WeightDecay: d.WeightDecay, Clip: d.Clip, DecayEmbedding: true}
 }
 
-// LoadTrainConfig reads and validates a train config and resolves it into a Spec. Relative
-// paths in it are relative to the config file's directory, except experiment.out, which is
-// relative to the working directory (default runs/<name>).
-func LoadTrainConfig(path string) (*Spec, string, error) {
-	raw, err := os.ReadFile(path)
+// ConfigError is a rejected config: bad usage, exit code 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ConfigErrorf builds a ConfigError.
+func ConfigErrorf(format string, args ...any) error {
+	return &ConfigError{fmt.Errorf(format, args...)}
+}
+
+// DecodeStrict decodes TOML text into v (which holds its defaults) and refuses unknown keys,
+// listing them with their full paths and the tables allowed.
+func DecodeStrict(path, text string, v any, tables string) error {
+	md, err := toml.Decode(text, v)
 	if err != nil {
-		return nil, "", err
-	}
-	var c TrainConfig
-	c.Parent.OptimizerState = "keep"
-	opt := DefaultOptimizer()
-	c.Optimizer = &opt
-	sch := Schedule{Shape: ShapeCosine, MinLRRatio: 0.1}
-	c.Schedule = &sch
-	md, err := toml.Decode(string(raw), &c)
-	if err != nil {
-		return nil, "", configErrorf("%s: %v", path, err)
+		return ConfigErrorf("%s: %v", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
@@ -93,8 +102,14 @@ func LoadTrainConfig(path string) (*Spec, string, error) {
 			keys[i] = k.String()
 		}
 		sort.Strings(keys)
-		return nil, "", configErrorf("%s: unknown key %s (allowed tables: experiment, model, parent, objective, data, optimizer, schedule, train, eval, run)", path, strings.Join(keys, ", "))
+		return ConfigErrorf("%s: unknown key %s (allowed tables: %s)", path, strings.Join(keys, ", "), tables)
 	}
+	return nil
+}
+
+// Resolve checks the shared tables and fills a Spec with everything but the batch, budget and
+// micro-batch. Relative paths are taken relative to the config file's directory (base).
+func (c *Common) Resolve(path string) (*Spec, error) {
 	base := filepath.Dir(path)
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -105,48 +120,42 @@ func LoadTrainConfig(path string) (*Spec, string, error) {
 	if c.Experiment.Name == "" {
 		c.Experiment.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
-	out := c.Experiment.Out
-	if out == "" {
-		out = filepath.Join("runs", c.Experiment.Name)
-	}
-	if c.Objective.Name == "" {
-		c.Objective.Name = model.AR
-	}
-	maskEps := 1e-3
-	if c.Objective.MaskEps != nil {
-		maskEps = *c.Objective.MaskEps
-	}
 	d := c.Data
-	d.Glob, d.Path, d.CacheDir = rel(d.Glob), rel(d.Path), rel(d.CacheDir)
 	if d.Source == "" {
-		return nil, "", configErrorf("%s: data.source is required (synthetic, files, goroot or npy)", path)
+		return nil, ConfigErrorf("%s: data.source is required (synthetic, files, goroot or npy)", path)
 	}
+	d.Glob, d.Path, d.CacheDir = rel(d.Glob), rel(d.Path), rel(d.CacheDir)
 	d.Seed = c.Experiment.Seed
 	d.EvalTokens = int64(c.Eval.Tokens)
-	if d, err = d.Resolve(); err != nil {
-		return nil, "", &ConfigError{fmt.Errorf("%s: %w", path, err)}
+	d, err := d.Resolve()
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("%s: %w", path, err)}
 	}
 	spec := &Spec{
-		ID: c.Experiment.Name, Seed: c.Experiment.Seed, Objective: c.Objective.Name, MaskEps: maskEps,
-		Data: d, Optim: *c.Optimizer, Schedule: *c.Schedule, Budget: c.Train.Budget,
-		BatchTokens: c.Train.Batch, MicroBatch: c.Train.MicroBatch, LRScale: 1,
-		EvalEvery: c.Eval.Every, EvalSeed: c.Experiment.Seed, CheckpointEvery: c.Train.CheckpointEvery,
-		Threads: c.Run.Threads, Device: c.Run.Device,
+		ID: c.Experiment.Name, Seed: c.Experiment.Seed, InitSeed: c.Experiment.Seed, EvalSeed: c.Experiment.Seed,
+		Objective: c.Objective.Name, MaskEps: c.Objective.MaskEps, Data: d, Optim: c.Optimizer,
+		Schedule: c.Schedule, LRScale: 1, EvalEvery: c.Eval.Every, Threads: c.Run.Threads, Device: c.Run.Device,
 	}
-	if spec.Device == "" {
-		spec.Device = "cpu"
+	switch spec.Device {
+	case "cpu", "auto":
+		spec.Device = "cpu" // the only backend in this build
+	default:
+		return nil, ConfigErrorf("%s: run.device = %q: want \"cpu\" or \"auto\" (this build has no GPU backend)", path, c.Run.Device)
 	}
-	if spec.Device != "cpu" && spec.Device != "auto" {
-		return nil, "", configErrorf("%s: run.device = %q: only \"cpu\" (or \"auto\", which means cpu in this build) is available", path, spec.Device)
+	if c.Run.Threads < 0 {
+		return nil, ConfigErrorf("%s: run.threads = %d, want >= 0 (0: all cores)", path, c.Run.Threads)
 	}
 	if c.Parent.Checkpoint != "" {
+		if c.Model != nil {
+			return nil, ConfigErrorf("%s: give either parent.checkpoint or a [model] table, not both", path)
+		}
 		spec.Parent = rel(c.Parent.Checkpoint)
 		spec.OptimizerState = c.Parent.OptimizerState
 		if _, err := os.Stat(filepath.Join(spec.Parent, model.WeightsFile)); err != nil {
-			return nil, "", configErrorf("%s: parent.checkpoint = %q: %v", path, c.Parent.Checkpoint, errors.Unwrap(err))
+			return nil, ConfigErrorf("%s: parent.checkpoint = %q: %v", path, c.Parent.Checkpoint, errors.Unwrap(err))
 		}
-		if c.Model != nil {
-			return nil, "", configErrorf("%s: give either parent.checkpoint or a [model] table, not both", path)
+		if _, err := model.LoadConfig(filepath.Join(spec.Parent, model.ConfigFile)); err != nil {
+			return nil, ConfigErrorf("%s: parent.checkpoint: %v", path, err)
 		}
 	} else if c.Model != nil {
 		m := *c.Model
@@ -166,12 +175,57 @@ func LoadTrainConfig(path string) (*Spec, string, error) {
 			m.RMSNormEps = 1e-6
 		}
 		spec.Init = &m
+	} else {
+		return nil, ConfigErrorf("%s: parent.checkpoint or a [model] table is required", path)
 	}
-	if c.Train.MicroBatch == 0 && c.Train.Batch > 0 && d.SeqLen > 0 {
-		spec.MicroBatch = int(c.Train.Batch) / d.SeqLen
+	return spec, nil
+}
+
+// TrainConfig is the TOML file of `cbs train --config`: one run.
+type TrainConfig struct {
+	Common
+	Train TrainTable `toml:"train"`
+}
+
+// TrainTable is the [train] table.
+type TrainTable struct {
+	Budget          Tokens `toml:"budget"`
+	Batch           Tokens `toml:"batch"`
+	MicroBatch      int    `toml:"micro_batch"`
+	CheckpointEvery Tokens `toml:"checkpoint_every"`
+}
+
+const trainTables = "experiment, model, parent, objective, data, optimizer, schedule, train, eval, run"
+
+// LoadTrainConfig reads and validates a train config and resolves it into a Spec and the run
+// directory (experiment.out, else runs/<name>, relative to the working directory).
+func LoadTrainConfig(path string) (*Spec, string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	c := TrainConfig{Common: DefaultCommon()}
+	if err := DecodeStrict(path, string(raw), &c, trainTables); err != nil {
+		return nil, "", err
+	}
+	if c.Run.Executor != "local" {
+		return nil, "", ConfigErrorf("%s: run.executor = %q: cbs train runs locally; executors belong to sweeps", path, c.Run.Executor)
+	}
+	spec, err := c.Resolve(path)
+	if err != nil {
+		return nil, "", err
+	}
+	spec.Budget, spec.BatchTokens, spec.MicroBatch = c.Train.Budget, c.Train.Batch, c.Train.MicroBatch
+	spec.CheckpointEvery = c.Train.CheckpointEvery
+	if spec.MicroBatch == 0 && c.Train.Batch > 0 {
+		spec.MicroBatch = int(c.Train.Batch) / spec.SeqLen()
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, "", &ConfigError{fmt.Errorf("%s: %w", path, err)}
+	}
+	out := c.Experiment.Out
+	if out == "" {
+		out = filepath.Join("runs", c.Experiment.Name)
 	}
 	return spec, out, nil
 }

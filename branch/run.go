@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"cbs/compute/cpu"
@@ -50,6 +51,8 @@ type State struct {
 	Reason string `json:"reason,omitempty"`
 	Step   int    `json:"step"`
 	Tokens int64  `json:"tokens"`
+	// StreamHash identifies the training tokens consumed so far (see model.TrainerState).
+	StreamHash string `json:"stream_hash,omitempty"`
 }
 
 // Metrics is one line of metrics.jsonl. Only values that the config and seed determine go here.
@@ -173,7 +176,7 @@ func (r *runner) logf(format string, args ...any) {
 }
 
 func (r *runner) writeState(state, reason string) {
-	b, _ := json.MarshalIndent(State{State: state, Reason: reason, Step: r.state.Step, Tokens: r.state.TokensSeen}, "", "  ")
+	b, _ := json.MarshalIndent(State{State: state, Reason: reason, Step: r.state.Step, Tokens: r.state.TokensSeen, StreamHash: r.state.StreamHash}, "", "  ")
 	if err := atomicio.WriteFile(filepath.Join(r.opts.Dir, StateFile), append(b, '\n'), 0o644); err != nil {
 		r.logf("writing state: %v", err)
 	}
@@ -250,7 +253,7 @@ func (r *runner) setup() error {
 			return fmt.Errorf("model: %w", err)
 		}
 		params = model.NewParams[float32](c)
-		params.Init(s.Seed, s.Init.InitStd)
+		params.Init(s.InitSeed, s.Init.InitStd)
 		r.state = model.TrainerState{Seed: s.Seed}
 	}
 	c := params.Config
@@ -433,12 +436,26 @@ func (s Schedule) withTotal(t Tokens) Schedule {
 func (r *runner) fill() error {
 	s := r.spec
 	first := r.cursor.Read(r.tokens)
+	r.hashTokens(r.tokens)
 	if s.Objective == model.AR {
 		r.batch.SetAR(r.tokens, s.BatchSeqs())
 		return nil
 	}
 	data.MDMBatchMasks(s.Seed, data.PurposeTrainMask, first, s.MaskEps, s.SeqLen(), r.masks, r.probs)
 	return r.batch.SetMDM(r.tokens, r.masks, r.probs, r.m.Cfg.MaskTokenID, s.BatchSeqs())
+}
+
+// hashTokens folds tokens into the running stream hash (FNV-1a over the token ids).
+func (r *runner) hashTokens(tokens []int32) {
+	h := uint64(14695981039346656037)
+	if r.state.StreamHash != "" {
+		h, _ = strconv.ParseUint(r.state.StreamHash, 16, 64)
+	}
+	for _, t := range tokens {
+		h ^= uint64(uint32(t))
+		h *= 1099511628211
+	}
+	r.state.StreamHash = strconv.FormatUint(h, 16)
 }
 
 // gns records the gradient-noise-scale estimates of SCIENCE.md 4.4: unbiased |G|^2 and

@@ -47,8 +47,11 @@ func (o Optim) ModelOptim() model.OptimConfig {
 // Spec is one fully resolved training run: everything that determines its numbers, plus where
 // and how fast to run it. cbs train --config builds one; a sweep expands into one per branch.
 type Spec struct {
-	ID        string     `json:"id"`
-	Seed      uint64     `json:"seed"`
+	ID string `json:"id"`
+	// Seed keys the data order and the training masks; replicates differ in it alone.
+	Seed uint64 `json:"seed"`
+	// InitSeed draws a fresh model's weights (shared by every branch of a sweep).
+	InitSeed  uint64     `json:"init_seed"`
 	Objective string     `json:"objective"`
 	MaskEps   float64    `json:"mask_eps"`
 	Init      *ModelInit `json:"init,omitempty"`

@@ -36,6 +36,9 @@ type TrainerState struct {
 	// DataCursor is the index of the next training sequence in the token stream.
 	DataCursor int64  `json:"data_cursor"`
 	Seed       uint64 `json:"seed"`
+	// StreamHash is a running FNV-1a hash of every training token consumed, in order: two runs
+	// saw the same token stream exactly when their hashes agree.
+	StreamHash string `json:"stream_hash,omitempty"`
 	// ConfigFingerprint identifies the run configuration that produced the checkpoint.
 	ConfigFingerprint string `json:"config_fingerprint,omitempty"`
 	// Schedule records the LR schedule the run followed.
