@@ -106,7 +106,12 @@ batch_size and tokens are in tokens (65536, 64Ki, 4M); steps and loss are positi
 Lines starting with # are comments. With --table nothing is written unless --out is given.
 
 Exit status: 0 ok, 1 error (unreadable or malformed data), 2 bad usage.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageErrorf("fit takes one RUN_DIR, got %d arguments", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.resolve(args); err != nil {
 				return err

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"gonum.org/v1/plot/vg"
+
+	"cbs/analysis"
+	"cbs/analysis/figure"
+)
+
+func init() { verbs = append(verbs, newPlotCmd) }
+
+type plotOptions struct {
+	runDir string
+	table  string
+	out    string
+	format string
+	width  string
+	flags  analysisFlags
+	opts   analysis.Options
+	widthL vg.Length
+}
+
+func newPlotCmd() *cobra.Command {
+	o := &plotOptions{}
+	cmd := &cobra.Command{
+		Use:   "plot RUN_DIR | plot --table FILE.csv --out DIR",
+		Short: "Draw the figures of a sweep",
+		Long: `plot draws every figure the data support: loss against tokens, final loss against batch size
+with the fitted curve and the CBS, steps against tokens to reach each target loss with the fitted
+hyperbolas, B_crit against target loss, and the gradient noise scale against tokens. Beside each
+figure it writes <file>.json with the inputs, the fit options and the code version. A figure the
+data cannot support is skipped with the reason on stderr, never drawn empty.
+
+The estimator flags are those of cbs fit. Paths of the written figures go to stdout.
+
+Exit status: 0 ok, 1 error, 2 bad usage.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageErrorf("plot takes one RUN_DIR, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.resolve(args); err != nil {
+				return err
+			}
+			return runPlot(o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.table, "table", "", "plot a CSV table (see cbs fit --help) instead of a run directory")
+	fs.StringVar(&o.out, "out", "", "directory for the figures (default RUN_DIR/figures)")
+	fs.StringVar(&o.format, "format", "svg", "file format: svg, png or pdf")
+	fs.StringVar(&o.width, "width", "column", "figure width: column (3.25 in), full (6.75 in) or inches")
+	o.flags.bind(fs)
+	return cmd
+}
+
+func (o *plotOptions) resolve(args []string) error {
+	switch {
+	case len(args) == 1 && o.table != "":
+		return usageErrorf("give a run directory or --table, not both")
+	case len(args) == 0 && o.table == "":
+		return usageErrorf("missing RUN_DIR (or --table FILE.csv)")
+	case len(args) == 1:
+		o.runDir = args[0]
+	}
+	if o.out == "" {
+		if o.runDir == "" {
+			return usageErrorf("--table needs --out DIR for the figures")
+		}
+		o.out = filepath.Join(o.runDir, "figures")
+	}
+	o.format = strings.ToLower(o.format)
+	ok := false
+	for _, f := range figure.Formats {
+		ok = ok || f == o.format
+	}
+	if !ok {
+		return usageErrorf("--format %q: allowed %s", o.format, strings.Join(figure.Formats, ", "))
+	}
+	w, err := parseFigureWidth(o.width)
+	if err != nil {
+		return err
+	}
+	o.widthL = w
+	o.opts, err = o.flags.resolve()
+	return err
+}
+
+func parseFigureWidth(s string) (vg.Length, error) {
+	switch s {
+	case "column":
+		return figure.Column, nil
+	case "full":
+		return figure.Full, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v >= 1 && v <= 20) {
+		return 0, usageErrorf("--width %q: allowed column, full or a width in inches from 1 to 20", s)
+	}
+	return vg.Length(v) * vg.Inch, nil
+}
+
+// drawFigures fits the data and saves every figure it supports into dir.
+func drawFigures(run *analysis.Run, d *analysis.Data, res *analysis.Result, dir, format string, width vg.Length, stderr io.Writer) ([]string, []figure.Skipped, error) {
+	var noise []analysis.NoiseSeries
+	if run != nil {
+		noise = analysis.NoiseScales(run, res.Options.EMATokens)
+	}
+	if len(d.Groups) == 0 {
+		d = nil
+	}
+	figs, skipped := figure.All(d, res, noise, width)
+	if err := mkdirFor(filepath.Join(dir, "x")); err != nil {
+		return nil, nil, err
+	}
+	var paths []string
+	for _, f := range figs {
+		path, err := f.Save(dir, format, res)
+		if err != nil {
+			return nil, nil, err
+		}
+		paths = append(paths, path)
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(stderr, "cbs: skipped %s: %s\n", s.Name, s.Reason)
+	}
+	return paths, skipped, nil
+}
+
+func runPlot(o *plotOptions, stdout, stderr io.Writer) error {
+	run, d, res, err := fitData(o.runDir, o.table, o.opts)
+	if err != nil {
+		return err
+	}
+	paths, _, err := drawFigures(run, d, res, o.out, o.format, o.widthL, stderr)
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		return fmt.Errorf("no figure could be drawn from %s", res.Source)
+	}
+	for _, p := range paths {
+		fmt.Fprintln(stdout, p)
+	}
+	return nil
+}

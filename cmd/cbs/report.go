@@ -1,0 +1,204 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"cbs/analysis"
+	"cbs/analysis/figure"
+	"cbs/internal/atomicio"
+)
+
+func init() { verbs = append(verbs, newReportCmd) }
+
+type reportOptions struct {
+	runDir string
+	out    string
+	flags  analysisFlags
+	opts   analysis.Options
+}
+
+func newReportCmd() *cobra.Command {
+	o := &reportOptions{}
+	cmd := &cobra.Command{
+		Use:   "report RUN_DIR",
+		Short: "Write a Markdown report of a sweep: plan, estimates and figures",
+		Long: `report fits the run (as cbs fit does, writing RUN_DIR/fit/cbs.json), draws its figures as SVG
+into a figures/ directory beside the report, and writes one Markdown file (default
+RUN_DIR/report.md) with the plan of branches, the estimator table and the figures, linked by
+relative paths so the report reads well where the directory is published.
+
+The estimator flags are those of cbs fit.
+
+Exit status: 0 ok, 1 error, 2 bad usage.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErrorf("report takes one RUN_DIR, got %d arguments", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.runDir = args[0]
+			var err error
+			if o.opts, err = o.flags.resolve(); err != nil {
+				return err
+			}
+			return runReport(o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.out, "out", "", "report file (default RUN_DIR/report.md)")
+	o.flags.bind(cmd.Flags())
+	return cmd
+}
+
+func runReport(o *reportOptions, stdout, stderr io.Writer) error {
+	run, d, res, err := fitData(o.runDir, "", o.opts)
+	if err != nil {
+		return err
+	}
+	out := o.out
+	if out == "" {
+		out = filepath.Join(o.runDir, "report.md")
+	}
+	if err := writeFitJSON(filepath.Join(o.runDir, "fit", "cbs.json"), res); err != nil {
+		return err
+	}
+	figDir := filepath.Join(filepath.Dir(out), "figures")
+	paths, skipped, err := drawFigures(run, d, res, figDir, "svg", figure.Full, stderr)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	writeReport(&b, run, res, paths, skipped, filepath.Dir(out))
+	if err := mkdirFor(out); err != nil {
+		return err
+	}
+	if err := atomicio.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, out)
+	return nil
+}
+
+// mdEscape keeps table cells intact: a | would end the cell.
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+var figureCaptions = map[string]string{
+	"loss_vs_tokens":        "Loss against tokens, one line per branch.",
+	"final_loss_vs_batch":   "Loss at equal tokens against batch size, with replicate ranges, the fitted curve and its band where the knee fit applies, and the CBS.",
+	"steps_vs_tokens":       "Steps and tokens each batch size needed to reach each target loss, with the fitted hyperbolas (S/S_min - 1)(E/E_min - 1) = 1.",
+	"bcrit_vs_target":       "B_crit = E_min/S_min of each steps-to-target fit against the target loss; triangles are bounds where the ladder does not bracket B_crit.",
+	"noise_scale_vs_tokens": "Simple gradient noise scale against tokens: a predictor that underestimates the CBS of Adam-trained language models, not the CBS.",
+}
+
+func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures []string, skipped []figure.Skipped, base string) {
+	fmt.Fprintf(w, "# Critical batch size: %s\n\n", filepath.Base(filepath.Clean(run.Dir)))
+	fmt.Fprintf(w, "Code version `%s`. Losses compared: `%s` at %s tokens. ", res.CodeVersion, res.Metric, analysis.FormatTokens(float64(res.CompareTokens)))
+	if res.Bootstrap.Method == "none" {
+		fmt.Fprintf(w, "No bootstrap intervals.\n\n")
+	} else {
+		fmt.Fprintf(w, "Intervals: %.0f%% percentile bootstrap (%s, %d resamples, seed %d).\n\n", 100*res.Bootstrap.Level, res.Bootstrap.Method, res.Bootstrap.Resamples, res.Bootstrap.Seed)
+	}
+
+	fmt.Fprintf(w, "Token counts: Ki and Mi are powers of two (64Ki = 65536), K, M and B powers of ten; the figures' axes use K = 1024.\n\n")
+	fmt.Fprintf(w, "## Plan\n\n")
+	fmt.Fprintln(w, "| branch | batch (tokens) | batch (seqs) | micro-batch x accum | steps | budget (tokens) | peak LR | replicate | state |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
+	for _, b := range run.Branches {
+		s := b.Spec
+		var lrs []string
+		for g, v := range s.LRPeak {
+			lrs = append(lrs, fmt.Sprintf("%s %.3g", g, v))
+		}
+		sort.Strings(lrs)
+		state := b.State.State
+		if state == "" {
+			state = "unknown"
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d x %d | %d | %s | %s | %d | %s |\n", mdEscape(s.ID), analysis.FormatTokens(float64(s.BatchTokens)), s.BatchSeqs,
+			s.MicroBatch, s.Accum, s.Steps, analysis.FormatTokens(float64(s.BudgetTokens)), mdEscape(strings.Join(lrs, ", ")), s.Replicate, state)
+	}
+	for _, e := range run.Excluded {
+		fmt.Fprintf(w, "\nExcluded: %s\n", mdEscape(e))
+	}
+
+	fmt.Fprintf(w, "\n## Estimates\n\n")
+	fmt.Fprintln(w, "| estimator | result |")
+	fmt.Fprintln(w, "| --- | --- |")
+	if t := res.Tolerance; t != nil {
+		fmt.Fprintf(w, "| tolerance rule (eps %g) | %s |\n", t.Eps, mdEscape(t.Statement))
+	}
+	if k := res.Knee; k != nil {
+		fmt.Fprintf(w, "| knee of L(B) = L_inf + A B^-alpha (eps %g) | %s |\n", k.Eps, mdEscape(k.Statement))
+	}
+	if n := res.NoiseScale; n != nil {
+		byBatch := map[float64][]float64{}
+		var batches []float64
+		for _, r := range n.Branches {
+			if _, ok := byBatch[r.Batch]; !ok {
+				batches = append(batches, r.Batch)
+			}
+			if r.Final.Valid() {
+				byBatch[r.Batch] = append(byBatch[r.Batch], float64(r.Final))
+			}
+		}
+		var parts []string
+		for _, b := range batches {
+			var sum float64
+			for _, v := range byBatch[b] {
+				sum += v
+			}
+			if len(byBatch[b]) > 0 {
+				parts = append(parts, fmt.Sprintf("%s: %s", analysis.FormatTokens(b), analysis.FormatSI(sum/float64(len(byBatch[b])))))
+			}
+		}
+		fmt.Fprintf(w, "| gradient noise scale B_simple at the end (by batch) | %s. A predictor, not the CBS. |\n", strings.Join(parts, "; "))
+	}
+	if h := res.Hyperbola; h != nil && len(h.Targets) > 0 {
+		fmt.Fprintf(w, "\nSteps to target, S(B) = S_min (1 + B_crit/B) fitted on log S; overhead batch: where S exceeds linear scaling from B0 = %s by tau = %g.\n\n", analysis.FormatTokens(h.ReferenceBatch), h.Tau)
+		fmt.Fprintln(w, "| target loss | batches | dof | B_crit (tokens) | interval | overhead batch | interval | S_min | E_min (tokens) |")
+		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |")
+		for _, t := range h.Targets {
+			if t.Error != "" {
+				fmt.Fprintf(w, "| %s | %d | - | %s | | | | | |\n", fmtLoss(t.Target), len(t.Points), mdEscape(t.Error))
+				continue
+			}
+			bc, over := fmtNum(t.Bcrit, analysis.FormatSI), fmtNum(t.Overhead, analysis.FormatSI)
+			switch t.Censored {
+			case analysis.CensoredAbove:
+				bc, over = "&ge; "+analysis.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
+			case analysis.CensoredBelow:
+				bc, over = "&le; "+analysis.FormatTokens(t.Points[0].Batch/2), "-"
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI), over,
+				fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatSI))
+		}
+		if tr := h.Trend; tr != nil {
+			fmt.Fprintf(w, "\nTrend over targets: B_crit ~ L^(-1/alpha_B) with alpha_B = %.3g (%d targets, %d dof).\n", tr.AlphaB, tr.Targets, tr.DOF)
+		}
+	}
+
+	fmt.Fprintf(w, "\n## Figures\n\n")
+	for _, p := range figures {
+		rel, err := filepath.Rel(base, p)
+		if err != nil {
+			rel = p
+		}
+		name := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
+		fmt.Fprintf(w, "![%s](%s)\n\n%s\n\n", name, filepath.ToSlash(rel), figureCaptions[name])
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(w, "Not drawn: %s (%s).\n\n", s.Name, mdEscape(s.Reason))
+	}
+	if len(res.Notes) > 0 {
+		fmt.Fprintf(w, "## Notes\n\n")
+		for _, n := range res.Notes {
+			fmt.Fprintf(w, "- %s\n", mdEscape(n))
+		}
+	}
+}
