@@ -98,6 +98,9 @@ type Options struct {
 	Dir      string         // run directory
 	Progress func(Progress) // called after every step; may be nil
 	Log      io.Writer      // human-readable log lines (also appended to log.txt); may be nil
+	// Corpus, when set, is used instead of opening spec.Data again: branches of one sweep
+	// share it. It must have been opened from the same data config.
+	Corpus *data.Corpus
 }
 
 // gnsEMA is the smoothing of the gradient-noise-scale numerator and denominator estimates.
@@ -189,9 +192,12 @@ func (r *runner) setup() error {
 		return err
 	}
 	r.writeState(StateRunning, "")
-	corpus, err := data.Open(s.Data)
-	if err != nil {
-		return err
+	corpus := r.opts.Corpus
+	if corpus == nil {
+		var err error
+		if corpus, err = data.Open(s.Data); err != nil {
+			return err
+		}
 	}
 	r.corpus = corpus
 	tok := corpus.Tokenizer()

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"cbs/data"
 	"cbs/model"
@@ -136,4 +138,21 @@ func (s *Spec) Fingerprint() string {
 	b, _ := json.Marshal(c)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
+}
+
+// LoadSpec reads dir/branch.json, the resolved spec a sweep wrote for one branch.
+func LoadSpec(dir string) (*Spec, error) {
+	path := filepath.Join(dir, SpecFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, &ConfigError{fmt.Errorf("%s: %w", path, err)}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, &ConfigError{fmt.Errorf("%s: %w", path, err)}
+	}
+	return &s, nil
 }

@@ -120,3 +120,6 @@ func (t Tokens) Human() string {
 	}
 	return strconv.FormatInt(int64(t), 10)
 }
+
+// MarshalText writes the exact form String gives (for TOML output).
+func (t Tokens) MarshalText() ([]byte, error) { return []byte(t.String()), nil }

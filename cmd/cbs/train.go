@@ -20,6 +20,7 @@ func init() { verbs = append(verbs, newTrainCmd) }
 
 type trainOptions struct {
 	config  string
+	branch  string
 	out     string
 	threads int
 	quiet   bool
@@ -28,7 +29,7 @@ type trainOptions struct {
 func newTrainCmd() *cobra.Command {
 	o := &trainOptions{}
 	cmd := &cobra.Command{
-		Use:   "train --config FILE",
+		Use:   "train (--config FILE | --branch DIR)",
 		Short: "Train one run (resumable: run the same command again to continue)",
 		Long: `Train one model as a config file describes: from a fresh initialisation or a parent
 checkpoint, with the AR or MDM objective, an LR schedule in tokens, evals and checkpoints every
@@ -36,17 +37,20 @@ N tokens. The run directory holds branch.json, metrics.jsonl, perf.jsonl, state.
 ckpt/. Running the same command again continues from the last checkpoint; SIGINT finishes the
 current step, writes a checkpoint and exits with status 130.
 
+--branch DIR runs one branch of an expanded sweep from its branch.json (what a cluster job runs).
+
 Exit status: 0 done, 1 error, 2 bad config, 3 diverged, 130 interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.config == "" {
-				return usageErrorf("train: --config FILE is required")
+			if (o.config == "") == (o.branch == "") {
+				return usageErrorf("train: give --config FILE or --branch DIR")
 			}
 			return runTrain(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "TOML config of the run")
+	f.StringVar(&o.branch, "branch", "", "branch directory of an expanded sweep (holds branch.json)")
 	f.StringVar(&o.out, "out", "", "run directory (default: experiment.out, else runs/<name>)")
 	f.IntVar(&o.threads, "threads", -1, "CPU threads (default: run.threads, else all cores); never changes the numbers")
 	f.BoolVar(&o.quiet, "quiet", false, "no progress lines")
@@ -74,7 +78,15 @@ func interruptible(parent context.Context) (context.Context, func()) {
 }
 
 func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) error {
-	spec, out, err := branch.LoadTrainConfig(o.config)
+	var spec *branch.Spec
+	var out string
+	var err error
+	if o.branch != "" {
+		spec, err = branch.LoadSpec(o.branch)
+		out = o.branch
+	} else {
+		spec, out, err = branch.LoadTrainConfig(o.config)
+	}
 	var ce *branch.ConfigError
 	if errors.As(err, &ce) {
 		return &codedError{code: exitUsage, err: err}

@@ -1,0 +1,268 @@
+// Package sweep turns a study's TOML config into branches that differ only in batch size, runs
+// them (locally, concurrently, resumably), and keeps the run directory: the config as given and
+// resolved, the manifest, the lock and each branch's directory.
+package sweep
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"cbs/analysis"
+	"cbs/branch"
+)
+
+// Config is a sweep's TOML file: the tables shared with train configs, plus [branches] and
+// [analysis].
+type Config struct {
+	branch.Common
+	Branches Branches      `toml:"branches"`
+	Analysis AnalysisTable `toml:"analysis"`
+}
+
+// Branches is the [branches] table: the batch-size ladder and what every branch shares.
+type Branches struct {
+	Budget     branch.Tokens   `toml:"budget"`
+	BatchSizes []branch.Tokens `toml:"batch_sizes"`
+	// ReferenceBatch is B_ref of the LR scaling rule; default: the smallest batch.
+	ReferenceBatch branch.Tokens `toml:"reference_batch"`
+	LRScaling      LRScaling     `toml:"lr_scaling"`
+	MicroBatch     int           `toml:"micro_batch"`
+	Replicates     int           `toml:"replicates"`
+	// CheckpointEvery is how often branches checkpoint (they always do at the end and when
+	// interrupted); default: every eval mark.
+	CheckpointEvery branch.Tokens `toml:"checkpoint_every"`
+}
+
+// AnalysisTable is the [analysis] table, the options of `cbs fit` for this sweep.
+type AnalysisTable struct {
+	Metric     string    `toml:"metric"`
+	Eps        float64   `toml:"eps"`
+	Targets    []float64 `toml:"targets"`
+	NumTargets int       `toml:"num_targets"`
+	Tau        float64   `toml:"tau"`
+	Bootstrap  int       `toml:"bootstrap"`
+	Level      float64   `toml:"level"`
+	EMATokens  float64   `toml:"ema_tokens"`
+}
+
+// Options converts the table to analysis options.
+func (a AnalysisTable) Options(seed uint64, reference float64) analysis.Options {
+	return analysis.Options{Metric: a.Metric, EMATokens: a.EMATokens, Eps: a.Eps, Targets: a.Targets,
+		NumTargets: a.NumTargets, Tau: a.Tau, ReferenceBatch: reference, Bootstrap: a.Bootstrap, Seed: seed, Level: a.Level}
+}
+
+func defaultAnalysis() AnalysisTable {
+	d := analysis.Defaults()
+	return AnalysisTable{Metric: d.Metric, Eps: d.Eps, NumTargets: d.NumTargets, Tau: d.Tau, Bootstrap: d.Bootstrap, Level: d.Level}
+}
+
+// LRScaling is the rule that sets each branch's peak LR from its batch: base x (B / B_ref)^p
+// with p from "none" (0), "sqrt" (0.5), "linear" (1) or a number, or an explicit list of
+// multipliers, one per batch size.
+type LRScaling struct {
+	Rule  string    // none, sqrt, linear, power, list
+	Power float64   // for power (and the named rules)
+	List  []float64 // for list
+}
+
+// UnmarshalTOML accepts a rule name, a number (the power) or a list of multipliers.
+func (l *LRScaling) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		switch x {
+		case "none":
+			*l = LRScaling{Rule: "none", Power: 0}
+		case "sqrt":
+			*l = LRScaling{Rule: "sqrt", Power: 0.5}
+		case "linear":
+			*l = LRScaling{Rule: "linear", Power: 1}
+		default:
+			return fmt.Errorf("branches.lr_scaling = %q, want \"none\", \"sqrt\", \"linear\", a power p or a list of multipliers", x)
+		}
+	case int64:
+		*l = LRScaling{Rule: "power", Power: float64(x)}
+	case float64:
+		*l = LRScaling{Rule: "power", Power: x}
+	case []any:
+		l.Rule, l.List = "list", nil
+		for i, e := range x {
+			var f float64
+			switch n := e.(type) {
+			case float64:
+				f = n
+			case int64:
+				f = float64(n)
+			default:
+				return fmt.Errorf("branches.lr_scaling[%d] = %v, want a number", i, e)
+			}
+			l.List = append(l.List, f)
+		}
+	default:
+		return fmt.Errorf("branches.lr_scaling = %v, want \"none\", \"sqrt\", \"linear\", a power p or a list of multipliers", v)
+	}
+	return nil
+}
+
+// MarshalTOML writes the rule back in the form it was given (for resolved.toml).
+func (l LRScaling) MarshalTOML() ([]byte, error) {
+	switch l.Rule {
+	case "none", "sqrt", "linear":
+		return []byte(fmt.Sprintf("%q", l.Rule)), nil
+	case "list":
+		s := "["
+		for i, v := range l.List {
+			if i > 0 {
+				s += ", "
+			}
+			s += fmt.Sprintf("%v", v)
+		}
+		return []byte(s + "]"), nil
+	}
+	return []byte(fmt.Sprintf("%v", l.Power)), nil
+}
+
+// Factor is the multiplier of the base LR for batch i of the ladder.
+func (l LRScaling) Factor(i int, batch, ref branch.Tokens) float64 {
+	if l.Rule == "list" {
+		return l.List[i]
+	}
+	return math.Pow(float64(batch)/float64(ref), l.Power)
+}
+
+func (l LRScaling) String() string {
+	switch l.Rule {
+	case "list":
+		return fmt.Sprintf("list %v", l.List)
+	case "power":
+		return fmt.Sprintf("power %g", l.Power)
+	}
+	return l.Rule
+}
+
+const sweepTables = "experiment, model, parent, objective, data, optimizer, schedule, branches, eval, run, analysis"
+
+// Load reads a sweep config, validates it and expands it into a Plan.
+func Load(path string) (*Plan, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c := Config{Common: branch.DefaultCommon(), Analysis: defaultAnalysis()}
+	c.Branches.Replicates = 1
+	c.Branches.LRScaling = LRScaling{Rule: "sqrt", Power: 0.5}
+	if err := branch.DecodeStrict(path, string(raw), &c, sweepTables); err != nil {
+		return nil, err
+	}
+	return expand(path, raw, &c)
+}
+
+// Plan is an expanded sweep: every branch's resolved spec and where the run lives.
+type Plan struct {
+	ConfigPath string
+	Raw        []byte
+	Config     Config
+	Out        string
+	Branches   []*branch.Spec
+	Reference  branch.Tokens
+}
+
+func expand(path string, raw []byte, c *Config) (*Plan, error) {
+	bad := func(format string, args ...any) error {
+		return branch.ConfigErrorf("%s: "+format, append([]any{path}, args...)...)
+	}
+	base, err := c.Common.Resolve(path)
+	if err != nil {
+		return nil, err
+	}
+	b := c.Branches
+	switch {
+	case len(b.BatchSizes) == 0:
+		return nil, bad("branches.batch_sizes is required: the ladder of global batch sizes, in tokens")
+	case b.Budget <= 0:
+		return nil, bad("branches.budget = %d, want a positive number of tokens", b.Budget)
+	case b.Replicates < 1:
+		return nil, bad("branches.replicates = %d, want >= 1", b.Replicates)
+	case b.MicroBatch < 0:
+		return nil, bad("branches.micro_batch = %d, want a positive number of sequences", b.MicroBatch)
+	case c.Run.Executor != "local":
+		return nil, bad("run.executor = %q: want \"local\" (the only executor in this build)", c.Run.Executor)
+	case c.Run.Parallel < 1:
+		return nil, bad("run.parallel = %d, want >= 1", c.Run.Parallel)
+	}
+	for i, bs := range b.BatchSizes {
+		if bs <= 0 {
+			return nil, bad("branches.batch_sizes[%d] = %d, want a positive number of tokens", i, bs)
+		}
+		if i > 0 && bs <= b.BatchSizes[i-1] {
+			return nil, bad("branches.batch_sizes must increase: [%d] = %v follows %v", i, bs, b.BatchSizes[i-1])
+		}
+	}
+	if b.LRScaling.Rule == "list" && len(b.LRScaling.List) != len(b.BatchSizes) {
+		return nil, bad("branches.lr_scaling lists %d multipliers for %d batch sizes", len(b.LRScaling.List), len(b.BatchSizes))
+	}
+	for i, v := range b.LRScaling.List {
+		if !(v > 0) || math.IsInf(v, 0) {
+			return nil, bad("branches.lr_scaling[%d] = %g, want a positive multiplier", i, v)
+		}
+	}
+	ref := b.ReferenceBatch
+	if ref == 0 {
+		ref = b.BatchSizes[0]
+	}
+	if ref < 0 {
+		return nil, bad("branches.reference_batch = %d, want a positive number of tokens", ref)
+	}
+	if b.MicroBatch == 0 {
+		b.MicroBatch = int(b.BatchSizes[0]) / base.SeqLen()
+		if b.MicroBatch == 0 {
+			return nil, bad("branches.batch_sizes[0] = %d tokens is less than one sequence of data.seq_len = %d", b.BatchSizes[0], base.SeqLen())
+		}
+	}
+	ckptEvery := b.CheckpointEvery
+	if ckptEvery == 0 {
+		ckptEvery = c.Eval.Every
+	}
+	out := c.Experiment.Out
+	if out == "" {
+		out = filepath.Join("runs", c.Experiment.Name)
+	}
+	p := &Plan{ConfigPath: path, Raw: raw, Config: *c, Out: out, Reference: ref}
+	p.Config.Branches = b
+	absolutize(base)
+	for i, bs := range b.BatchSizes {
+		for r := 0; r < b.Replicates; r++ {
+			s := *base
+			s.Data.Seed = base.Seed + uint64(r)
+			s.Seed = base.Seed + uint64(r)
+			s.Replicate = r
+			s.ID = fmt.Sprintf("b%s-r%d", bs, r)
+			s.BatchTokens, s.Budget, s.MicroBatch = bs, b.Budget, b.MicroBatch
+			s.LRScale = b.LRScaling.Factor(i, bs, ref)
+			s.CheckpointEvery = ckptEvery
+			if err := s.Validate(); err != nil {
+				return nil, bad("branch %s (branches.batch_sizes[%d] = %v): %v", s.ID, i, bs, err)
+			}
+			p.Branches = append(p.Branches, &s)
+		}
+	}
+	sort.SliceStable(p.Branches, func(i, j int) bool { return p.Branches[i].BatchTokens < p.Branches[j].BatchTokens })
+	return p, nil
+}
+
+// absolutize makes the spec's paths absolute, so a branch directory runs from anywhere
+// (`cbs train --branch DIR` on a cluster node).
+func absolutize(s *branch.Spec) {
+	abs := func(p string) string {
+		if p == "" {
+			return p
+		}
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	s.Parent, s.Data.Path, s.Data.Glob, s.Data.CacheDir = abs(s.Parent), abs(s.Data.Path), abs(s.Data.Glob), abs(s.Data.CacheDir)
+}

@@ -1,0 +1,153 @@
+package sweep
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"cbs/internal/atomicio"
+)
+
+// Files of a sweep's run directory.
+const (
+	SweepFile    = "sweep.toml"
+	ResolvedFile = "resolved.toml"
+	ManifestFile = "manifest.json"
+	BranchesDir  = "branches"
+	lockFile     = ".lock"
+)
+
+// BranchDir is the directory of branch id.
+func BranchDir(out, id string) string { return filepath.Join(out, BranchesDir, id) }
+
+// Resolved renders the config with every default filled in.
+func (p *Plan) Resolved() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := toml.NewEncoder(&buf)
+	enc.Indent = ""
+	if err := enc.Encode(p.Config); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// incomparable reports whether a key, when changed, makes old and new branches incomparable.
+// How a sweep runs ([run]), how it is analysed ([analysis]) and where it lives do not.
+func comparableKey(k string) bool {
+	return strings.HasPrefix(k, "run.") || strings.HasPrefix(k, "analysis.") || k == "experiment.out"
+}
+
+// Fingerprint identifies the parts of the resolved config that determine the numbers.
+func (p *Plan) Fingerprint() (string, error) {
+	res, err := p.Resolved()
+	if err != nil {
+		return "", err
+	}
+	flat, err := flatten(res)
+	if err != nil {
+		return "", err
+	}
+	keys := make([]string, 0, len(flat))
+	for k := range flat {
+		if !comparableKey(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, flat[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func flatten(text []byte) (map[string]string, error) {
+	var m map[string]any
+	if _, err := toml.Decode(string(text), &m); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if t, ok := v.(map[string]any); ok {
+			for k, e := range t {
+				key := k
+				if prefix != "" {
+					key = prefix + "." + k
+				}
+				walk(key, e)
+			}
+			return
+		}
+		out[prefix] = fmt.Sprintf("%v", v)
+	}
+	walk("", m)
+	return out, nil
+}
+
+// DiffKeys lists the keys whose values differ between two resolved configs and that would make
+// the results incomparable.
+func DiffKeys(oldText, newText []byte) ([]string, error) {
+	a, err := flatten(oldText)
+	if err != nil {
+		return nil, err
+	}
+	b, err := flatten(newText)
+	if err != nil {
+		return nil, err
+	}
+	var diff []string
+	for k, v := range a {
+		if w, ok := b[k]; (!ok || w != v) && !comparableKey(k) {
+			diff = append(diff, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok && !comparableKey(k) {
+			diff = append(diff, k)
+		}
+	}
+	sort.Strings(diff)
+	return diff, nil
+}
+
+// ErrChangedConfig is returned when a run directory holds a sweep of a different config.
+var ErrChangedConfig = errors.New("config changed")
+
+// prepare creates or checks the run directory: the same config (up to [run] and [analysis])
+// resumes; a changed one is refused with the differing keys.
+func (p *Plan) prepare() error {
+	if err := os.MkdirAll(filepath.Join(p.Out, BranchesDir), 0o755); err != nil {
+		return err
+	}
+	res, err := p.Resolved()
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(filepath.Join(p.Out, ResolvedFile))
+	switch {
+	case err == nil:
+		diff, err := DiffKeys(old, res)
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(p.Out, ResolvedFile), err)
+		}
+		if len(diff) > 0 {
+			return fmt.Errorf("%w: %s holds a sweep whose results would not be comparable with this config; differing keys: %s (use another experiment.out, or remove the directory)",
+				ErrChangedConfig, p.Out, strings.Join(diff, ", "))
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := atomicio.WriteFile(filepath.Join(p.Out, SweepFile), p.Raw, 0o644); err != nil {
+		return err
+	}
+	return atomicio.WriteFile(filepath.Join(p.Out, ResolvedFile), res, 0o644)
+}
