@@ -89,23 +89,9 @@ func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[f
 		}
 	})
 	t.Run("attention", func(t *testing.T) {
-		const B, L, H, KV, hd = 2, 7, 4, 2, 8
-		q, k, v := randVec(B*L*H*hd, 9, 1), randVec(B*L*KV*hd, 10, 1), randVec(B*L*KV*hd, 11, 1)
-		do := randVec(B*L*H*hd, 12, 1)
-		for _, causal := range []bool{false, true} {
-			o1, o2 := make([]float32, len(q)), make([]float32, len(q))
-			p1, p2 := make([]float32, B*H*L*L), make([]float32, B*H*L*L)
-			fast.Attention(o1, p1, q, k, v, B, L, H, KV, hd, causal)
-			ref.Attention(o2, p2, q, k, v, B, L, H, KV, hd, causal)
-			closeTo(t, "o", o1, o2, tol)
-			closeTo(t, "probs", p1, p2, tol)
-			dq1, dk1, dv1 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-			dq2, dk2, dv2 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-			fast.AttentionBackward(dq1, dk1, dv1, do, p2, q, k, v, B, L, H, KV, hd, causal)
-			ref.AttentionBackward(dq2, dk2, dv2, do, p2, q, k, v, B, L, H, KV, hd, causal)
-			closeTo(t, "dq", dq1, dq2, 1e-5)
-			closeTo(t, "dk", dk1, dk2, 1e-5)
-			closeTo(t, "dv", dv1, dv2, 1e-5)
+		// L = 150 spans several causal row blocks, the last one partial.
+		for _, sz := range []struct{ B, L, H, KV, hd int }{{2, 7, 4, 2, 8}, {1, 150, 4, 2, 16}} {
+			checkAttention(t, fast, ref, sz.B, sz.L, sz.H, sz.KV, sz.hd)
 		}
 	})
 	t.Run("swiglu", func(t *testing.T) {
@@ -171,4 +157,36 @@ func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[f
 			t.Errorf("SumSquares %v, reference %v", s1, s2)
 		}
 	})
+}
+
+func checkAttention(t *testing.T, fast, ref compute.Backend[float32], B, L, H, KV, hd int) {
+	const tol = 2e-6
+	q, k, v := randVec(B*L*H*hd, 9, 1), randVec(B*L*KV*hd, 10, 1), randVec(B*L*KV*hd, 11, 1)
+	do := randVec(B*L*H*hd, 12, 1)
+	for _, causal := range []bool{false, true} {
+		o1, o2 := make([]float32, len(q)), make([]float32, len(q))
+		p1, p2 := make([]float32, B*H*L*L), make([]float32, B*H*L*L)
+		// Outputs start as NaN: every element must be written, as buffers are reused across steps.
+		nan := float32(math.NaN())
+		fill := func(xs ...[]float32) {
+			for _, x := range xs {
+				for i := range x {
+					x[i] = nan
+				}
+			}
+		}
+		fill(o1, p1)
+		fast.Attention(o1, p1, q, k, v, B, L, H, KV, hd, causal)
+		ref.Attention(o2, p2, q, k, v, B, L, H, KV, hd, causal)
+		closeTo(t, "o", o1, o2, tol)
+		closeTo(t, "probs", p1, p2, tol)
+		dq1, dk1, dv1 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+		dq2, dk2, dv2 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+		fill(dq1, dk1, dv1)
+		fast.AttentionBackward(dq1, dk1, dv1, do, p2, q, k, v, B, L, H, KV, hd, causal)
+		ref.AttentionBackward(dq2, dk2, dv2, do, p2, q, k, v, B, L, H, KV, hd, causal)
+		closeTo(t, "dq", dq1, dq2, 1e-5)
+		closeTo(t, "dk", dk1, dk2, 1e-5)
+		closeTo(t, "dv", dv1, dv2, 1e-5)
+	}
 }
