@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cbs/internal/rng"
+)
+
+const tinyParent = `
+[experiment]
+name = "parent"
+seed = 1
+[model]
+hidden_size = 32
+layers = 2
+heads = 4
+kv_heads = 2
+intermediate_size = 64
+[objective]
+name = "mdm"
+[data]
+source = "synthetic"
+seq_len = 32
+synthetic_tokens = 262144
+[train]
+budget = "16Ki"
+batch = "1Ki"
+micro_batch = 8
+[eval]
+tokens = "4Ki"
+`
+
+const tinySweep = `
+[experiment]
+name = "tiny-sweep"
+seed = 1
+[parent]
+checkpoint = "parent/ckpt"
+optimizer_state = "keep"
+[objective]
+name = "mdm"
+[data]
+source = "synthetic"
+seq_len = 32
+synthetic_tokens = 262144
+[optimizer]
+lr = 2e-3
+[schedule]
+shape = "cosine"
+warmup = "4Ki"
+[branches]
+budget = "%s"
+batch_sizes = ["1Ki", "2Ki", "4Ki"]
+lr_scaling = "sqrt"
+micro_batch = 8
+[eval]
+every = "16Ki"
+tokens = "4Ki"
+[run]
+parallel = 3
+`
+
+// sweepFixture trains the parent with cbs train and writes the sweep config beside it.
+func sweepFixture(t *testing.T, budget string) (dir, cfg string) {
+	t.Helper()
+	dir = t.TempDir()
+	parent := writeConfig(t, dir, "parent.toml", tinyParent)
+	if code, _, stderr := cbs(t, "train", "--config", parent, "--out", filepath.Join(dir, "parent"), "--quiet"); code != 0 {
+		t.Fatalf("parent: %s", stderr)
+	}
+	cfg = writeConfig(t, dir, "sweep.toml", fmt.Sprintf(tinySweep, budget))
+	return dir, cfg
+}
+
+type metricLine struct {
+	Tokens   int64    `json:"tokens"`
+	Step     int      `json:"step"`
+	LR       float64  `json:"lr"`
+	EvalLoss *float64 `json:"eval_loss"`
+}
+
+func readMetrics(t *testing.T, path string) []metricLine {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []metricLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m metricLine
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestSweepEndToEnd: a parent trained by cbs train, three batch sizes, MDM on synthetic data.
+// Every branch consumed the same tokens in the same order, the LR-vs-tokens curves coincide up
+// to each branch's peak scale, eval marks are identical, and steps = budget / batch.
+func TestSweepEndToEnd(t *testing.T) {
+	dir, cfg := sweepFixture(t, "64Ki")
+	out := filepath.Join(dir, "runs")
+	cfgOut := writeConfig(t, dir, "sweep-out.toml", strings.Replace(mustRead(t, cfg), "seed = 1\n[parent]", fmt.Sprintf("seed = 1\nout = %q\n[parent]", out), 1))
+	start := time.Now()
+	code, stdout, stderr := cbs(t, "sweep", "--config", cfgOut)
+	if code != 0 {
+		t.Fatalf("sweep exited %d: %s", code, stderr)
+	}
+	t.Logf("sweep took %v", time.Since(start))
+	if strings.TrimSpace(stdout) != out {
+		t.Errorf("stdout %q, want the run directory %q", stdout, out)
+	}
+	hashes := map[string]bool{}
+	var marks []string
+	lrCurves := map[int64][]float64{}
+	for _, b := range []struct {
+		id    string
+		batch int64
+		scale float64
+	}{{"b1Ki-r0", 1024, 1}, {"b2Ki-r0", 2048, math.Sqrt2}, {"b4Ki-r0", 4096, 2}} {
+		bdir := filepath.Join(out, "branches", b.id)
+		var st struct {
+			State      string `json:"state"`
+			StreamHash string `json:"stream_hash"`
+		}
+		json.Unmarshal([]byte(mustRead(t, filepath.Join(bdir, "state.json"))), &st)
+		if st.State != "done" {
+			t.Errorf("%s: state %q", b.id, st.State)
+		}
+		hashes[st.StreamHash] = true
+		ms := readMetrics(t, filepath.Join(bdir, "metrics.jsonl"))
+		if want := int(65536 / b.batch); len(ms) != want || ms[len(ms)-1].Step != want {
+			t.Errorf("%s: %d steps, want budget/batch = %d", b.id, len(ms), want)
+		}
+		var m []string
+		for _, l := range ms {
+			if l.EvalLoss != nil {
+				m = append(m, fmt.Sprint(l.Tokens))
+			}
+			lrCurves[l.Tokens] = append(lrCurves[l.Tokens], l.LR/(2e-3*b.scale))
+		}
+		if marks == nil {
+			marks = m
+		} else if strings.Join(m, ",") != strings.Join(marks, ",") {
+			t.Errorf("%s: eval marks %v, first branch %v", b.id, m, marks)
+		}
+	}
+	if len(hashes) != 1 {
+		t.Errorf("branches consumed different token streams: %v", hashes)
+	}
+	if strings.Join(marks, ",") != "16384,32768,49152,65536" {
+		t.Errorf("eval marks %v, want every 16Ki", marks)
+	}
+	for tok, fs := range lrCurves {
+		for _, f := range fs[1:] {
+			if math.Abs(f-fs[0]) > 1e-12 {
+				t.Errorf("at %d tokens the LR schedule factors differ across branches: %v", tok, fs)
+			}
+		}
+	}
+	for _, f := range []string{"sweep.toml", "resolved.toml", "manifest.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("run directory lacks %s", f)
+		}
+	}
+	// Running again does nothing: every branch is done.
+	code, _, stderr = cbs(t, "sweep", "--config", cfgOut)
+	if code != 0 || !strings.Contains(stderr, "already finished") {
+		t.Errorf("second run: exit %d, %q", code, stderr)
+	}
+	// status lists the three branches as done.
+	code, stdout, _ = cbs(t, "status", out)
+	if code != 0 || strings.Count(stdout, " done ") != 3 {
+		t.Errorf("status: exit %d\n%s", code, stdout)
+	}
+	// A changed config that would make results incomparable is refused, naming the key.
+	changed := writeConfig(t, dir, "changed.toml", strings.Replace(mustRead(t, cfgOut), "lr = 2e-3", "lr = 3e-3", 1))
+	code, _, stderr = cbs(t, "sweep", "--config", changed)
+	if code != exitUsage || !strings.Contains(stderr, "optimizer.lr") {
+		t.Errorf("changed config: exit %d, %q; want 2 naming optimizer.lr", code, stderr)
+	}
+	// Changing only how it runs is fine.
+	faster := writeConfig(t, dir, "faster.toml", strings.Replace(mustRead(t, cfgOut), "parallel = 3", "parallel = 1", 1))
+	if code, _, stderr = cbs(t, "sweep", "--config", faster); code != 0 {
+		t.Errorf("config differing only in run.parallel: exit %d, %q", code, stderr)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestSweepKillResume kills a sweep with SIGKILL at random moments, re-runs it each time, and
+// compares the finished run with an uninterrupted one, byte for byte.
+func TestSweepKillResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs several sweeps")
+	}
+	bin := cbsBinary(t)
+	dir, cfg := sweepFixture(t, "128Ki")
+	withOut := func(name string) string {
+		return writeConfig(t, dir, name+".toml", strings.Replace(mustRead(t, cfg), "seed = 1\n[parent]", fmt.Sprintf("seed = 1\nout = %q\n[parent]", filepath.Join(dir, name)), 1))
+	}
+	ref, killed := withOut("ref"), withOut("killed")
+	if o, err := exec.Command(bin, "sweep", "--config", ref).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted sweep: %v\n%s", err, o)
+	}
+	s := rng.New(uint64(time.Now().UnixNano()), "sweep-kill", 0)
+	kills := 0
+	for attempt := 0; attempt < 5; attempt++ {
+		cmd := exec.Command(bin, "sweep", "--config", killed)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-time.After(time.Duration(100+s.Intn(900)) * time.Millisecond):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("attempt %d: %v", attempt, err)
+			}
+		}
+	}
+	if o, err := exec.Command(bin, "sweep", "--config", killed).CombinedOutput(); err != nil {
+		t.Fatalf("final run: %v\n%s", err, o)
+	}
+	t.Logf("killed %d times", kills)
+	var files []string
+	filepath.Walk(filepath.Join(dir, "ref", "branches"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && (strings.HasSuffix(p, "metrics.jsonl") || strings.HasSuffix(p, ".safetensors")) {
+			rel, _ := filepath.Rel(filepath.Join(dir, "ref"), p)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	if len(files) != 9 {
+		t.Fatalf("reference run has %d metrics/weight files, want 9: %v", len(files), files)
+	}
+	for _, f := range files {
+		if fileHash(t, filepath.Join(dir, "ref", f)) != fileHash(t, filepath.Join(dir, "killed", f)) {
+			t.Errorf("%s differs between the uninterrupted and the killed-and-resumed sweep", f)
+		}
+	}
+}
+
+// TestSweepRejectsBadConfig: every rejected config exits 2 naming the key.
+func TestSweepRejectsBadConfig(t *testing.T) {
+	dir, cfg := sweepFixture(t, "64Ki")
+	base := mustRead(t, cfg)
+	for _, tc := range []struct{ name, from, to, key string }{
+		{"unknown key", "[branches]", "[branches]\nbatch_size = 3", "branches.batch_size"},
+		{"unknown table", "[run]", "[runner]\nx = 1\n[run]", "runner"},
+		{"zero budget", `budget = "64Ki"`, `budget = 0`, "branches.budget"},
+		{"negative budget", `budget = "64Ki"`, `budget = -1024`, "branches.budget"},
+		{"batch not a multiple", `["1Ki", "2Ki", "4Ki"]`, `["1Ki", "1100", "4Ki"]`, "micro_batch"},
+		{"eval marks", "\nevery = \"16Ki\"", "\nevery = \"3Ki\"", "eval.every"},
+		{"warmup longer than budget", `warmup = "4Ki"`, `warmup = "1Mi"`, "schedule.warmup"},
+		{"lr scaling list", `lr_scaling = "sqrt"`, `lr_scaling = [1.0, 2.0]`, "branches.lr_scaling"},
+		{"lr scaling word", `lr_scaling = "sqrt"`, `lr_scaling = "cubic"`, "branches.lr_scaling"},
+		{"missing parent", `checkpoint = "parent/ckpt"`, `checkpoint = "nowhere"`, "parent.checkpoint"},
+		{"unknown objective", `name = "mdm"`, `name = "bert"`, "objective.name"},
+		{"decreasing ladder", `["1Ki", "2Ki", "4Ki"]`, `["2Ki", "1Ki"]`, "branches.batch_sizes"},
+		{"optimizer state", `optimizer_state = "keep"`, `optimizer_state = "fresh"`, "parent.optimizer_state"},
+	} {
+		if !strings.Contains(base, tc.from) {
+			t.Fatalf("%s: fixture lacks %q", tc.name, tc.from)
+		}
+		bad := writeConfig(t, dir, "bad.toml", strings.Replace(base, tc.from, tc.to, 1))
+		for _, verb := range [][]string{{"config", "validate", bad}, {"sweep", "--config", bad}} {
+			code, _, stderr := cbs(t, verb...)
+			if code != exitUsage || !strings.Contains(stderr, tc.key) {
+				t.Errorf("%s (%s): exit %d, %q; want 2 naming %s", tc.name, verb[0], code, stderr, tc.key)
+			}
+		}
+	}
+}
+
+// TestSweepDivergedBranch: a branch whose loss explodes is marked diverged, the others finish,
+// and the exit status is 3.
+func TestSweepDivergedBranch(t *testing.T) {
+	dir, cfg := sweepFixture(t, "32Ki")
+	hot := writeConfig(t, dir, "hot.toml", strings.Replace(strings.Replace(mustRead(t, cfg), `lr_scaling = "sqrt"`, `lr_scaling = [1.0, 1.0, 400.0]`, 1), "[optimizer]\nlr = 2e-3", "[optimizer]\nlr = 2e-3\nclip = 0", 1))
+	hot = writeConfig(t, dir, "hot.toml", strings.Replace(mustRead(t, hot), "seed = 1\n[parent]", fmt.Sprintf("seed = 1\nout = %q\n[parent]", filepath.Join(dir, "hot")), 1))
+	code, _, stderr := cbs(t, "sweep", "--config", hot)
+	if code != exitSomeFailed || !strings.Contains(stderr, "b4Ki-r0") {
+		t.Fatalf("exit %d, %q; want 3 naming b4Ki-r0", code, stderr)
+	}
+	state := mustRead(t, filepath.Join(dir, "hot", "branches", "b4Ki-r0", "state.json"))
+	if !strings.Contains(state, `"diverged"`) || !strings.Contains(state, "step") {
+		t.Errorf("diverged branch state: %s", state)
+	}
+	for _, id := range []string{"b1Ki-r0", "b2Ki-r0"} {
+		if s := mustRead(t, filepath.Join(dir, "hot", "branches", id, "state.json")); !strings.Contains(s, `"done"`) {
+			t.Errorf("%s did not finish: %s", id, s)
+		}
+	}
+	// Without --retry-failed a rerun leaves it alone and still reports it.
+	code, _, _ = cbs(t, "sweep", "--config", hot)
+	if code != exitSomeFailed {
+		t.Errorf("rerun: exit %d, want 3", code)
+	}
+}
