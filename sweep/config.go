@@ -145,7 +145,13 @@ func (l LRScaling) String() string {
 const sweepTables = "experiment, model, parent, objective, data, optimizer, schedule, branches, eval, run, analysis"
 
 // Load reads a sweep config, validates it and expands it into a Plan.
-func Load(path string) (*Plan, error) {
+func Load(path string) (*Plan, error) { return LoadScaled(path, 1) }
+
+// LoadScaled is Load with every token quantity of the sweep (budget, batch sizes, reference
+// batch, warmup, decay, eval and checkpoint intervals) multiplied by scale, a power of two, so
+// a study can be shrunk for a quick look or grown for a bigger machine with its arithmetic
+// (steps per branch, eval marks, divisibility) intact. The model and the parent stay as they are.
+func LoadScaled(path string, scale float64) (*Plan, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -156,7 +162,34 @@ func Load(path string) (*Plan, error) {
 	if err := branch.DecodeStrict(path, string(raw), &c, sweepTables); err != nil {
 		return nil, err
 	}
+	if scale != 1 {
+		if err := c.scale(scale); err != nil {
+			return nil, branch.ConfigErrorf("%s: %v", path, err)
+		}
+	}
 	return expand(path, raw, &c)
+}
+
+func (c *Config) scale(s float64) error {
+	if e := math.Log2(s); !(s > 0) || e != math.Trunc(e) {
+		return fmt.Errorf("scale = %g, want a power of two (0.25, 0.5, 1, 2, ...)", s)
+	}
+	mul := func(t *branch.Tokens) { *t = branch.Tokens(math.Round(float64(*t) * s)) }
+	b := &c.Branches
+	mul(&b.Budget)
+	mul(&b.ReferenceBatch)
+	mul(&b.CheckpointEvery)
+	for i := range b.BatchSizes {
+		mul(&b.BatchSizes[i])
+	}
+	mul(&c.Schedule.Warmup)
+	mul(&c.Schedule.Decay)
+	mul(&c.Eval.Every)
+	if s < 1 && b.MicroBatch > 1 {
+		// Keep the smallest batch a whole number of micro-batches.
+		b.MicroBatch = max(1, int(math.Round(float64(b.MicroBatch)*s)))
+	}
+	return nil
 }
 
 // Plan is an expanded sweep: every branch's resolved spec and where the run lives.
