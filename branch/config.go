@@ -3,6 +3,7 @@ package branch
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -181,6 +182,26 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	return spec, nil
 }
 
+// Overrides replace parts of a config after it is read: how `cbs reproduce` points a stage at
+// its run directory and at the checkpoint of the stage before it.
+type Overrides struct {
+	Out    string  // experiment.out
+	Parent string  // parent.checkpoint (absolute, or relative to the working directory)
+	Scale  float64 // token quantities x Scale (sweeps; 0 or 1: unchanged)
+}
+
+// Apply sets the overridden fields of c.
+func (o Overrides) Apply(c *Common) {
+	if o.Out != "" {
+		c.Experiment.Out = o.Out
+	}
+	if o.Parent != "" {
+		if abs, err := filepath.Abs(o.Parent); err == nil {
+			c.Parent.Checkpoint = abs
+		}
+	}
+}
+
 // TrainConfig is the TOML file of `cbs train --config`: one run.
 type TrainConfig struct {
 	Common
@@ -200,6 +221,12 @@ const trainTables = "experiment, model, parent, objective, data, optimizer, sche
 // LoadTrainConfig reads and validates a train config and resolves it into a Spec and the run
 // directory (experiment.out, else runs/<name>, relative to the working directory).
 func LoadTrainConfig(path string) (*Spec, string, error) {
+	return LoadTrainConfigWith(path, Overrides{})
+}
+
+// LoadTrainConfigWith is LoadTrainConfig with overrides; Scale multiplies the budget, warmup,
+// decay and the eval and checkpoint intervals (the batch stays).
+func LoadTrainConfigWith(path string, o Overrides) (*Spec, string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", err
@@ -207,6 +234,15 @@ func LoadTrainConfig(path string) (*Spec, string, error) {
 	c := TrainConfig{Common: DefaultCommon()}
 	if err := DecodeStrict(path, string(raw), &c, trainTables); err != nil {
 		return nil, "", err
+	}
+	o.Apply(&c.Common)
+	if o.Scale != 0 && o.Scale != 1 {
+		mul := func(t *Tokens) { *t = Tokens(math.Round(float64(*t) * o.Scale)) }
+		mul(&c.Train.Budget)
+		mul(&c.Train.CheckpointEvery)
+		mul(&c.Schedule.Warmup)
+		mul(&c.Schedule.Decay)
+		mul(&c.Eval.Every)
 	}
 	if c.Run.Executor != "local" {
 		return nil, "", ConfigErrorf("%s: run.executor = %q: cbs train runs locally; executors belong to sweeps", path, c.Run.Executor)

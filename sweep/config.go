@@ -145,13 +145,14 @@ func (l LRScaling) String() string {
 const sweepTables = "experiment, model, parent, objective, data, optimizer, schedule, branches, eval, run, analysis"
 
 // Load reads a sweep config, validates it and expands it into a Plan.
-func Load(path string) (*Plan, error) { return LoadScaled(path, 1) }
+func Load(path string) (*Plan, error) { return LoadWith(path, branch.Overrides{}) }
 
-// LoadScaled is Load with every token quantity of the sweep (budget, batch sizes, reference
-// batch, warmup, decay, eval and checkpoint intervals) multiplied by scale, a power of two, so
-// a study can be shrunk for a quick look or grown for a bigger machine with its arithmetic
-// (steps per branch, eval marks, divisibility) intact. The model and the parent stay as they are.
-func LoadScaled(path string, scale float64) (*Plan, error) {
+// LoadWith is Load with overrides applied to the decoded config before it is checked: a run
+// directory, a parent checkpoint, and a scale. Scale multiplies every token quantity of the
+// sweep (budget, batch sizes, reference batch, warmup, decay, eval and checkpoint intervals) by
+// a power of two, so a study can be shrunk for a quick look or grown for a bigger machine with
+// its arithmetic (steps per branch, eval marks, divisibility) intact.
+func LoadWith(path string, o branch.Overrides) (*Plan, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -162,8 +163,9 @@ func LoadScaled(path string, scale float64) (*Plan, error) {
 	if err := branch.DecodeStrict(path, string(raw), &c, sweepTables); err != nil {
 		return nil, err
 	}
-	if scale != 1 {
-		if err := c.scale(scale); err != nil {
+	o.Apply(&c.Common)
+	if o.Scale != 0 && o.Scale != 1 {
+		if err := c.scale(o.Scale); err != nil {
 			return nil, branch.ConfigErrorf("%s: %v", path, err)
 		}
 	}
