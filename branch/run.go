@@ -262,6 +262,14 @@ func (r *runner) setup() error {
 		params.Init(s.InitSeed, s.Init.InitStd)
 		r.state = model.TrainerState{Seed: s.Seed}
 	}
+	if resumed == nil && s.Objective == model.MDM && params.Config.MaskTokenID < 0 {
+		// A2D conversion of a checkpoint with no spare token: add a mask row.
+		params = model.AddMaskToken(params)
+		if r.opt != nil {
+			r.opt = growMoments(r.opt, params)
+		}
+		r.logf("added mask token %d (vocab_size %d) for the mdm objective", params.Config.MaskTokenID, params.Config.VocabSize)
+	}
 	c := params.Config
 	if c.VocabSize < tok.VocabSize() {
 		return fmt.Errorf("model vocab_size = %d is smaller than tokenizer %s's %d", c.VocabSize, tok.Name(), tok.VocabSize())
@@ -315,6 +323,26 @@ func (r *runner) setup() error {
 	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
 		len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), corpus.UnigramEntropy(), be.Name())
 	return nil
+}
+
+// growMoments carries AdamW moments over to params whose tensors grew at their ends (a new
+// vocabulary row); the new entries start at zero.
+func growMoments(o *model.AdamW[float32], params *model.Params[float32]) *model.AdamW[float32] {
+	n := model.NewAdamW[float32](o.Cfg, len(params.Data))
+	n.Step = o.Step
+	off := 0
+	for _, t := range params.Tensors {
+		// The old tensor had the same name and order; its size is its shape with one row less
+		// only for the grown tensors, so copy what the old layout held.
+		oldSize := t.Size
+		if t.Name == "model.embed_tokens.weight" || t.Name == "lm_head.weight" {
+			oldSize -= t.Shape[1]
+		}
+		copy(n.M[t.Offset:t.Offset+oldSize], o.M[off:off+oldSize])
+		copy(n.V[t.Offset:t.Offset+oldSize], o.V[off:off+oldSize])
+		off += oldSize
+	}
+	return n
 }
 
 // truncateJSONL keeps the lines of path whose "step" is at most step.
