@@ -14,11 +14,11 @@ import (
 func tinySpec(objective string) *Spec {
 	s := &Spec{
 		ID: "t", Seed: 1, InitSeed: 1, EvalSeed: 1, Objective: objective, MaskEps: 1e-3,
-		Init:        &ModelInit{Hidden: 16, Layers: 1, Heads: 2, KVHeads: 1, HeadDim: 8, FF: 32, InitStd: 0.02, RopeTheta: 10000, RMSNormEps: 1e-6},
-		Data:        data.SourceConfig{Source: "synthetic", SeqLen: 16, SyntheticTokens: 1 << 16, EvalTokens: 512},
-		Optim:       DefaultOptimizer(),
-		Schedule:    Schedule{Shape: ShapeConstant},
-		Budget:      4096, BatchTokens: 512, MicroBatch: 16, LRScale: 1, EvalEvery: 2048, Threads: 1,
+		Init:     &ModelInit{Hidden: 16, Layers: 1, Heads: 2, KVHeads: 1, HeadDim: 8, FF: 32, InitStd: 0.02, RopeTheta: 10000, RMSNormEps: 1e-6},
+		Data:     data.SourceConfig{Source: "synthetic", SeqLen: 16, SyntheticTokens: 1 << 16, EvalTokens: 512},
+		Optim:    DefaultOptimizer(),
+		Schedule: Schedule{Shape: ShapeConstant},
+		Budget:   4096, BatchTokens: 512, MicroBatch: 16, LRScale: 1, EvalEvery: 2048, Threads: 1,
 	}
 	var err error
 	if s.Data, err = s.Data.Resolve(); err != nil {
