@@ -1,0 +1,366 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"cbs/analysis"
+	"cbs/analysis/figure"
+	"cbs/branch"
+	"cbs/compute/blas"
+	"cbs/internal/atomicio"
+	"cbs/sweep"
+)
+
+func init() { verbs = append(verbs, newReproduceCmd) }
+
+// study is experiments/<name>/experiment.toml: the stages of a reproducible study.
+type study struct {
+	Name  string `toml:"name"`
+	Title string `toml:"title"`
+	// Runs names the directory under runs/ the stages write to (default: the study's name);
+	// studies that share stages share it, so a shared stage runs once.
+	Runs   string  `toml:"runs"`
+	Stages []stage `toml:"stage"`
+}
+
+// stage is one step: a train run or a sweep, optionally starting from an earlier stage's
+// checkpoint.
+type stage struct {
+	Name   string `toml:"name"`
+	Kind   string `toml:"kind"` // train, sweep or compare
+	Config string `toml:"config"`
+	Parent string `toml:"parent"` // name of an earlier train stage
+	// Sweeps and Labels: the earlier sweep stages a compare stage draws on one figure.
+	Sweeps []string `toml:"sweeps"`
+	Labels []string `toml:"labels"`
+}
+
+type reproduceOptions struct {
+	name        string
+	experiments string
+	runs        string
+	results     string
+	scale       float64
+	threads     int
+}
+
+func newReproduceCmd() *cobra.Command {
+	o := &reproduceOptions{}
+	cmd := &cobra.Command{
+		Use:   "reproduce NAME",
+		Short: "Run a study under experiments/ and regenerate its figures and fit tables under results/",
+		Long: `Run the stages of experiments/NAME/experiment.toml in order (training runs and sweeps, each
+starting from the previous stage's checkpoint where it says so), then fit, plot and report every
+sweep into results/NAME/. Stages whose outputs are complete are skipped and interrupted ones
+resume, so running the command again continues where it stopped.
+
+--scale multiplies every token quantity (budgets, batch ladders, warmups, eval intervals) by a
+power of two, for a quick look (0.25) or a bigger machine (4); scaled runs go to
+runs/NAME-xSCALE and results/NAME-xSCALE.
+
+Exit status: 0 ok, 1 error, 2 bad config, 3 some branches failed, 130 interrupted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.name = args[0]
+			return runReproduce(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.Float64Var(&o.scale, "scale", 1, "multiply token budgets and batch ladders by this power of two")
+	f.StringVar(&o.experiments, "experiments", "experiments", "directory of studies")
+	f.StringVar(&o.runs, "runs", "runs", "directory for run outputs")
+	f.StringVar(&o.results, "results", "results", "directory for figures, fit tables and reports")
+	f.IntVar(&o.threads, "threads", -1, "CPU threads (default: each config's run.threads, else all cores)")
+	return cmd
+}
+
+func loadStudy(dir string) (*study, error) {
+	path := filepath.Join(dir, "experiment.toml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			entries, _ := os.ReadDir(filepath.Dir(dir))
+			var names []string
+			for _, e := range entries {
+				if _, err := os.Stat(filepath.Join(filepath.Dir(dir), e.Name(), "experiment.toml")); err == nil {
+					names = append(names, e.Name())
+				}
+			}
+			return nil, usageErrorf("reproduce: no study %q (%s not found); studies: %s", filepath.Base(dir), path, strings.Join(names, ", "))
+		}
+		return nil, err
+	}
+	var s study
+	if err := branch.DecodeStrict(path, string(raw), &s, "name, title, runs, stage"); err != nil {
+		return nil, &codedError{code: exitUsage, err: err}
+	}
+	seen := map[string]string{}
+	for i, st := range s.Stages {
+		switch {
+		case st.Name == "":
+			return nil, usageErrorf("%s: stage[%d].name is required", path, i)
+		case st.Kind != "train" && st.Kind != "sweep" && st.Kind != "compare":
+			return nil, usageErrorf("%s: stage[%d].kind = %q, want train, sweep or compare", path, i, st.Kind)
+		case st.Kind == "compare":
+			if len(st.Sweeps) < 2 || len(st.Labels) != len(st.Sweeps) {
+				return nil, usageErrorf("%s: stage[%d]: a compare stage needs two or more sweeps and one label each", path, i)
+			}
+			for _, name := range st.Sweeps {
+				if seen[name] != "sweep" {
+					return nil, usageErrorf("%s: stage[%d].sweeps: %q is not an earlier sweep stage", path, i, name)
+				}
+			}
+		case st.Config == "":
+			return nil, usageErrorf("%s: stage[%d].config is required", path, i)
+		case st.Parent != "" && seen[st.Parent] != "train":
+			return nil, usageErrorf("%s: stage[%d].parent = %q, want the name of an earlier train stage", path, i, st.Parent)
+		}
+		seen[st.Name] = st.Kind
+	}
+	if len(s.Stages) == 0 {
+		return nil, usageErrorf("%s: no [[stage]] tables", path)
+	}
+	return &s, nil
+}
+
+// stageRecord is the provenance of one stage.
+type stageRecord struct {
+	Name     string  `json:"name"`
+	Kind     string  `json:"kind"`
+	Config   string  `json:"config"`
+	Out      string  `json:"out"`
+	Skipped  bool    `json:"skipped"`
+	WallS    float64 `json:"wall_s"`
+	Results  string  `json:"results,omitempty"`
+	Fingerpr string  `json:"config_fingerprint,omitempty"`
+}
+
+type provenance struct {
+	Study       string        `json:"study"`
+	Scale       float64       `json:"scale"`
+	CodeVersion string        `json:"code_version"`
+	Machine     sweep.Machine `json:"machine"`
+	Go          string        `json:"go"`
+	BLAS        string        `json:"blas"`
+	Stages      []stageRecord `json:"stages"`
+}
+
+func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Writer) error {
+	if e := math.Log2(o.scale); !(o.scale > 0) || e != math.Trunc(e) {
+		return usageErrorf("reproduce: --scale = %g, want a power of two (0.25, 0.5, 1, 2, ...)", o.scale)
+	}
+	dir := filepath.Join(o.experiments, o.name)
+	s, err := loadStudy(dir)
+	if err != nil {
+		return err
+	}
+	suffix := ""
+	if o.scale != 1 {
+		suffix = fmt.Sprintf("-x%g", o.scale)
+	}
+	runName := s.Runs
+	if runName == "" {
+		runName = o.name
+	}
+	runRoot := filepath.Join(o.runs, runName+suffix)
+	resRoot := filepath.Join(o.results, o.name+suffix)
+	ctx, stop := interruptible(ctx)
+	defer stop()
+
+	host, _ := os.Hostname()
+	_, info := blas.Default()
+	prov := provenance{Study: o.name, Scale: o.scale, CodeVersion: codeVersion(), Go: runtime.Version(), BLAS: info.String(),
+		Machine: sweep.Machine{Hostname: host, CPU: blas.CPUInfo(), Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH}}
+	outs := map[string]string{}
+	results := map[string]*analysis.Result{}
+	var summaries []string
+	for _, st := range s.Stages {
+		cfg := filepath.Join(dir, st.Config)
+		out := filepath.Join(runRoot, st.Name)
+		ov := branch.Overrides{Out: out, Scale: o.scale}
+		if st.Parent != "" {
+			ov.Parent = filepath.Join(outs[st.Parent], branch.CkptDir)
+		}
+		rec := stageRecord{Name: st.Name, Kind: st.Kind, Config: cfg, Out: out}
+		start := time.Now()
+		fmt.Fprintf(stderr, "== %s: stage %s (%s %s)\n", o.name, st.Name, st.Kind, cfg)
+		switch st.Kind {
+		case "train":
+			skipped, err := reproduceTrain(ctx, cfg, ov, o.threads, stderr)
+			if err != nil {
+				return err
+			}
+			rec.Skipped = skipped
+		case "sweep":
+			res := filepath.Join(resRoot, st.Name)
+			summary, fp, fit, err := reproduceSweep(ctx, cfg, ov, o.threads, res, stdout, stderr)
+			if err != nil {
+				return err
+			}
+			rec.Results, rec.Fingerpr = res, fp
+			results[st.Name] = fit
+			summaries = append(summaries, summary)
+		case "compare":
+			rec.Config, rec.Out = "", ""
+			var in []figure.CompareInput
+			for i, name := range st.Sweeps {
+				in = append(in, figure.CompareInput{Label: st.Labels[i], Result: results[name]})
+			}
+			f, err := figure.Compare(in, figure.Full)
+			if err != nil {
+				return err
+			}
+			dir := filepath.Join(resRoot, st.Name)
+			var paths []string
+			for _, format := range []string{"svg", "png"} {
+				path, err := f.Save(dir, format, nil)
+				if err != nil {
+					return err
+				}
+				paths = append(paths, path)
+			}
+			rec.Results = dir
+			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, compareTable(in), strings.Join(paths, "\n  ")))
+		}
+		rec.WallS = time.Since(start).Seconds()
+		outs[st.Name] = out
+		prov.Stages = append(prov.Stages, rec)
+	}
+	if err := mkdirFor(filepath.Join(resRoot, "x")); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(prov, "", "  ")
+	if err := atomicio.WriteFile(filepath.Join(resRoot, "provenance.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, strings.Join(summaries, "\n"))
+	return nil
+}
+
+func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, threads int, stderr io.Writer) (skipped bool, err error) {
+	spec, out, err := branch.LoadTrainConfigWith(cfg, ov)
+	if err != nil {
+		return false, &codedError{code: exitUsage, err: err}
+	}
+	var st branch.State
+	if b, err := os.ReadFile(filepath.Join(out, branch.StateFile)); err == nil && json.Unmarshal(b, &st) == nil && st.State == branch.StateDone {
+		if prev, err := branch.LoadSpec(out); err == nil && prev.Fingerprint() == spec.Fingerprint() {
+			fmt.Fprintf(stderr, "%s: done already, skipped\n", out)
+			return true, nil
+		}
+	}
+	if threads >= 0 {
+		spec.Threads = threads
+	}
+	last := time.Time{}
+	err = branch.Run(ctx, spec, branch.Options{Dir: out, Log: stderr, Progress: func(p branch.Progress) {
+		if time.Since(last) >= 10*time.Second || p.Step == p.Steps {
+			last = time.Now()
+			fmt.Fprintf(stderr, "%s: step %d/%d, %s tokens, loss %.4f, %.0f tok/s\n", p.ID, p.Step, p.Steps, branch.Tokens(p.Tokens).Human(), p.TrainLoss, p.TokensPerS)
+		}
+	}})
+	switch {
+	case errors.Is(err, branch.ErrInterrupted):
+		return false, &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: run the same command to continue")}
+	case errors.Is(err, branch.ErrDiverged):
+		return false, &codedError{code: exitSomeFailed, err: err}
+	}
+	return false, err
+}
+
+// compareTable is the tolerance-rule CBS of each compared sweep, one line each.
+func compareTable(in []figure.CompareInput) string {
+	var b strings.Builder
+	for _, c := range in {
+		t := c.Result.Tolerance
+		switch {
+		case t == nil || t.Error != "":
+			fmt.Fprintf(&b, "%-8s tolerance rule failed\n", c.Label)
+		default:
+			fmt.Fprintf(&b, "%-8s %s\n", c.Label, t.Statement)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, threads int, resDir string, stdout, stderr io.Writer) (summary, fingerprint string, fit *analysis.Result, err error) {
+	plan, err := sweep.LoadWith(cfg, ov)
+	if err != nil {
+		var ce *branch.ConfigError
+		if errors.As(err, &ce) {
+			return "", "", nil, &codedError{code: exitUsage, err: err}
+		}
+		return "", "", nil, err
+	}
+	if threads >= 0 {
+		plan.Config.Run.Threads = threads
+	}
+	outcome, err := sweep.Execute(ctx, plan, sweep.Options{Log: stderr, Terminal: isTerminal(stderr), CodeVersion: codeVersion()})
+	switch {
+	case errors.Is(err, sweep.ErrInterrupted):
+		return "", "", nil, &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: run the same command to continue")}
+	case errors.Is(err, sweep.ErrChangedConfig):
+		return "", "", nil, &codedError{code: exitUsage, err: err}
+	case err != nil:
+		return "", "", nil, err
+	}
+	if outcome.AnyFailed() {
+		return "", "", nil, &codedError{code: exitSomeFailed, err: fmt.Errorf("some branches did not finish:\n  %s", strings.Join(outcome.Failed, "\n  "))}
+	}
+	fingerprint, _ = plan.Fingerprint()
+	opts := plan.Config.Analysis.Options(plan.Config.Experiment.Seed, float64(plan.Reference))
+	run, d, res, err := fitData(plan.Out, "", opts)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("fit %s: %w", plan.Out, err)
+	}
+	for _, path := range []string{filepath.Join(plan.Out, "fit", "cbs.json"), filepath.Join(resDir, "cbs.json")} {
+		if err := writeFitJSON(path, res); err != nil {
+			return "", "", nil, err
+		}
+	}
+	figDir := filepath.Join(resDir, "figures")
+	paths, skipped, err := drawFigures(run, d, res, figDir, "svg", figure.Full, stderr)
+	if err != nil {
+		return "", "", nil, err
+	}
+	pngs, _, err := drawFigures(run, d, res, figDir, "png", figure.Full, io.Discard)
+	if err != nil {
+		return "", "", nil, err
+	}
+	var rep strings.Builder
+	writeReport(&rep, run, res, paths, skipped, resDir)
+	reportPath := filepath.Join(resDir, "report.md")
+	if err := atomicio.WriteFile(reportPath, []byte(rep.String()), 0o644); err != nil {
+		return "", "", nil, err
+	}
+	resolved, err := plan.Resolved()
+	if err == nil {
+		err = atomicio.WriteFile(filepath.Join(resDir, "resolved.toml"), resolved, 0o644)
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "== %s\n", plan.Out)
+	printFit(&sb, res)
+	fmt.Fprintf(&sb, "\nreport:  %s\nfit:     %s\nfigures:\n", reportPath, filepath.Join(resDir, "cbs.json"))
+	for i := range paths {
+		fmt.Fprintf(&sb, "  %s\n", paths[i])
+		if i < len(pngs) {
+			fmt.Fprintf(&sb, "  %s\n", pngs[i])
+		}
+	}
+	return sb.String(), fingerprint, res, nil
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReproduceQuickstart runs the quickstart study shrunk 4x and checks that the fit table,
+// the figures, the report and the provenance are produced (not their numbers).
+func TestReproduceQuickstart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model and a sweep (about a minute)")
+	}
+	dir := t.TempDir()
+	runs, results := filepath.Join(dir, "runs"), filepath.Join(dir, "results")
+	args := []string{"reproduce", "quickstart", "--scale", "0.25", "--experiments", "../../experiments", "--runs", runs, "--results", results}
+	code, stdout, stderr := cbs(t, args...)
+	if code != 0 {
+		t.Fatalf("reproduce exited %d\n%s", code, stderr)
+	}
+	res := filepath.Join(results, "quickstart-x0.25")
+	for _, f := range []string{"sweep/cbs.json", "sweep/report.md", "sweep/figures/loss_vs_tokens.svg",
+		"sweep/figures/final_loss_vs_batch.png", "sweep/figures/loss_vs_tokens.svg.json", "provenance.json"} {
+		if _, err := os.Stat(filepath.Join(res, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	var fit struct {
+		Tolerance *struct {
+			Statement string `json:"statement"`
+		} `json:"tolerance"`
+	}
+	b, _ := os.ReadFile(filepath.Join(res, "sweep", "cbs.json"))
+	if err := json.Unmarshal(b, &fit); err != nil || fit.Tolerance == nil || fit.Tolerance.Statement == "" {
+		t.Errorf("cbs.json has no tolerance-rule estimate: %v", err)
+	}
+	if !strings.Contains(stdout, "tolerance rule") || !strings.Contains(stdout, "figures:") {
+		t.Errorf("the summary lacks the estimate or the figure paths:\n%s", stdout)
+	}
+	// A second run skips every stage and still writes the results.
+	code, _, stderr = cbs(t, args...)
+	if code != 0 || !strings.Contains(stderr, "skipped") || !strings.Contains(stderr, "already finished") {
+		t.Errorf("rerun: exit %d\n%s", code, stderr)
+	}
+}
+
+func TestReproduceUnknownStudy(t *testing.T) {
+	code, _, stderr := cbs(t, "reproduce", "nonesuch", "--experiments", "../../experiments")
+	if code != exitUsage || !strings.Contains(stderr, "quickstart") {
+		t.Errorf("exit %d, %q: want 2 listing the studies", code, stderr)
+	}
+	code, _, stderr = cbs(t, "reproduce", "quickstart", "--scale", "0.3", "--experiments", "../../experiments")
+	if code != exitUsage || !strings.Contains(stderr, "power of two") {
+		t.Errorf("--scale 0.3: exit %d, %q", code, stderr)
+	}
+}
