@@ -20,6 +20,10 @@ type Config struct {
 	branch.Common
 	Branches Branches      `toml:"branches"`
 	Analysis AnalysisTable `toml:"analysis"`
+	// Slurm and External are nil unless the config has the table or run.executor needs it, so
+	// the resolved config of a local sweep does not change shape.
+	Slurm    *SlurmTable    `toml:"slurm,omitempty"`
+	External *ExternalTable `toml:"external,omitempty"`
 }
 
 // Branches is the [branches] table: the batch-size ladder and what every branch shares.
@@ -142,7 +146,7 @@ func (l LRScaling) String() string {
 	return l.Rule
 }
 
-const sweepTables = "experiment, model, parent, objective, data, optimizer, schedule, branches, eval, run, analysis"
+const sweepTables = "experiment, model, parent, objective, data, optimizer, schedule, branches, eval, run, slurm, external, analysis"
 
 // Load reads a sweep config, validates it and expands it into a Plan.
 func Load(path string) (*Plan, error) { return LoadWith(path, branch.Overrides{}) }
@@ -208,7 +212,16 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 	bad := func(format string, args ...any) error {
 		return branch.ConfigErrorf("%s: "+format, append([]any{path}, args...)...)
 	}
-	base, err := c.Common.Resolve(path)
+	if err := c.resolveExecutor(path); err != nil {
+		return nil, err
+	}
+	var base *branch.Spec
+	var err error
+	if c.Run.Executor == ExecutorExternal {
+		base, err = c.resolveExternal(path)
+	} else {
+		base, err = c.Common.Resolve(path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +235,6 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 		return nil, bad("branches.replicates = %d, want >= 1", b.Replicates)
 	case b.MicroBatch < 0:
 		return nil, bad("branches.micro_batch = %d, want a positive number of sequences", b.MicroBatch)
-	case c.Run.Executor != "local":
-		return nil, bad("run.executor = %q: want \"local\" (the only executor in this build)", c.Run.Executor)
 	case c.Run.Parallel < 1:
 		return nil, bad("run.parallel = %d, want >= 1", c.Run.Parallel)
 	}
@@ -277,7 +288,7 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 			s.BatchTokens, s.Budget, s.MicroBatch = bs, b.Budget, b.MicroBatch
 			s.LRScale = b.LRScaling.Factor(i, bs, ref)
 			s.CheckpointEvery = ckptEvery
-			if err := s.Validate(); err != nil {
+			if err := validate(&s, c.Run.Executor); err != nil {
 				return nil, bad("branch %s (branches.batch_sizes[%d] = %v): %v", s.ID, i, bs, err)
 			}
 			p.Branches = append(p.Branches, &s)

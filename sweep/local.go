@@ -30,12 +30,22 @@ type Options struct {
 	Terminal bool
 	// CodeVersion is recorded in the manifest.
 	CodeVersion string
+	// DryRun writes to Stdout what would run (for Slurm: the job scripts and the sbatch command
+	// lines) and changes nothing.
+	DryRun bool
+	Stdout io.Writer
+	// Binary is the cbs executable that Slurm job scripts call, by absolute path so the nodes
+	// need no installed cbs; default: this process's executable.
+	Binary string
 }
 
 // Outcome is what became of each branch.
 type Outcome struct {
 	States map[string]string // branch id -> final state
 	Failed []string          // failed or diverged branches, with reasons
+	// Submitted is the Slurm submission made, nil when nothing was submitted; the branches then
+	// finish after Execute returns.
+	Submitted *Submission
 }
 
 // AnyFailed reports whether a branch failed or diverged.
@@ -44,12 +54,27 @@ func (o *Outcome) AnyFailed() bool { return len(o.Failed) > 0 }
 // ErrInterrupted: the context was cancelled; running branches checkpointed.
 var ErrInterrupted = branch.ErrInterrupted
 
-// Execute runs the plan's branches locally, run.parallel at a time, sharing run.threads cores.
-// Done branches are skipped, interrupted ones continue from their checkpoints, failed and
-// diverged ones are left alone unless RetryFailed.
+// Execute runs the plan's branches with run.executor. Done branches are skipped, interrupted
+// ones continue from their checkpoints, failed and diverged ones are left alone unless
+// RetryFailed. The local executor trains them in this process, run.parallel at a time, sharing
+// run.threads cores; the external one runs the [external] command per branch; Slurm submits
+// them and returns (see SubmitSlurm).
 func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	switch {
+	case p.Config.usesSlurm():
+		return SubmitSlurm(ctx, p, opts)
+	case p.Config.Run.Executor == ExecutorExternal:
+		return executeExternal(ctx, p, opts)
+	case opts.DryRun:
+		fmt.Fprintf(opts.Stdout, "# run.executor = \"local\": cbs sweep trains these branches in this process\n")
+		p.Print(opts.Stdout)
+		return &Outcome{States: map[string]string{}}, nil
 	}
 	if err := os.MkdirAll(p.Out, 0o755); err != nil {
 		return nil, err
@@ -71,24 +96,12 @@ func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	perBranch := max(1, threads/parallel)
 
 	corpora := &corpusCache{m: map[uint64]*data.Corpus{}}
-	if err := writeManifest(p, opts.CodeVersion, corpora, perBranch); err != nil {
+	_, blasInfo := blas.Default()
+	if err := writeManifest(p, opts.CodeVersion, corpora, fmt.Sprintf("cpu, %d threads per branch, %s", perBranch, blasInfo)); err != nil {
 		return nil, err
 	}
 
-	out := &Outcome{States: map[string]string{}}
-	var todo []*branch.Spec
-	for _, s := range p.Branches {
-		st := readState(BranchDir(p.Out, s.ID))
-		switch {
-		case st.State == branch.StateDone:
-			out.States[s.ID] = st.State
-		case (st.State == branch.StateFailed || st.State == branch.StateDiverged) && !opts.RetryFailed:
-			out.States[s.ID] = st.State
-			out.Failed = append(out.Failed, fmt.Sprintf("%s: %s (%s; rerun with --retry-failed)", s.ID, st.State, st.Reason))
-		default:
-			todo = append(todo, s)
-		}
-	}
+	out, todo := p.todo(opts)
 	if len(todo) == 0 {
 		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
 		return out, nil
@@ -151,6 +164,26 @@ func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	return out, nil
 }
 
+// todo reads the branches' states: done ones, and failed or diverged ones unless RetryFailed,
+// go into the outcome; the rest are returned, in plan order.
+func (p *Plan) todo(opts Options) (*Outcome, []*branch.Spec) {
+	out := &Outcome{States: map[string]string{}}
+	var todo []*branch.Spec
+	for _, s := range p.Branches {
+		st := readState(BranchDir(p.Out, s.ID))
+		switch {
+		case st.State == branch.StateDone:
+			out.States[s.ID] = st.State
+		case (st.State == branch.StateFailed || st.State == branch.StateDiverged) && !opts.RetryFailed:
+			out.States[s.ID] = st.State
+			out.Failed = append(out.Failed, fmt.Sprintf("%s: %s (%s; rerun with --retry-failed)", s.ID, st.State, st.Reason))
+		default:
+			todo = append(todo, s)
+		}
+	}
+	return out, todo
+}
+
 func readState(dir string) branch.State {
 	var st branch.State
 	b, err := os.ReadFile(filepath.Join(dir, branch.StateFile))
@@ -182,15 +215,15 @@ func (c *corpusCache) get(cfg data.SourceConfig) (*data.Corpus, error) {
 
 // Manifest is manifest.json: what a reader needs to know where the numbers came from.
 type Manifest struct {
-	Experiment        string    `json:"experiment"`
-	ConfigFingerprint string    `json:"config_fingerprint"`
-	CodeVersion       string    `json:"code_version"`
-	Parent            string    `json:"parent,omitempty"`
-	ParentSHA256      string    `json:"parent_sha256,omitempty"`
-	Corpus            data.Info `json:"corpus"`
-	Machine           Machine   `json:"machine"`
-	Backend           string    `json:"backend"`
-	Branches          []string  `json:"branches"`
+	Experiment        string     `json:"experiment"`
+	ConfigFingerprint string     `json:"config_fingerprint"`
+	CodeVersion       string     `json:"code_version"`
+	Parent            string     `json:"parent,omitempty"`
+	ParentSHA256      string     `json:"parent_sha256,omitempty"`
+	Corpus            *data.Info `json:"corpus,omitempty"` // absent for an external trainer
+	Machine           Machine    `json:"machine"`
+	Backend           string     `json:"backend"`
+	Branches          []string   `json:"branches"`
 }
 
 // Machine describes where the sweep ran.
@@ -201,28 +234,42 @@ type Machine struct {
 	OS       string `json:"os"`
 }
 
-func writeManifest(p *Plan, version string, corpora *corpusCache, threads int) error {
+// writeManifest records where the numbers come from. corpora is nil for an external trainer,
+// whose data cbs does not read; backend describes what trains the branches.
+func writeManifest(p *Plan, version string, corpora *corpusCache, backend string) error {
 	fp, err := p.Fingerprint()
 	if err != nil {
 		return err
 	}
 	b0 := p.Branches[0]
-	corpus, err := corpora.get(b0.Data)
-	if err != nil {
-		return err
-	}
 	host, _ := os.Hostname()
-	_, info := blas.Default()
 	m := Manifest{
 		Experiment: p.Config.Experiment.Name, ConfigFingerprint: fp, CodeVersion: version,
-		Corpus:  corpus.Info(),
 		Machine: Machine{Hostname: host, CPU: blas.CPUInfo(), Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH},
-		Backend: fmt.Sprintf("cpu, %d threads per branch, %s", threads, info),
+		Backend: backend,
+	}
+	if corpora != nil {
+		corpus, err := corpora.get(b0.Data)
+		if err != nil {
+			return err
+		}
+		info := corpus.Info()
+		m.Corpus = &info
 	}
 	if b0.Parent != "" {
 		m.Parent = b0.Parent
-		if m.ParentSHA256, err = sha256File(filepath.Join(b0.Parent, model.WeightsFile)); err != nil {
-			return err
+		weights := filepath.Join(b0.Parent, model.WeightsFile)
+		if p.Config.Run.Executor == ExecutorExternal {
+			// An external trainer's checkpoint is a file or a directory in its own format.
+			weights = ""
+			if fi, err := os.Stat(b0.Parent); err == nil && fi.Mode().IsRegular() {
+				weights = b0.Parent
+			}
+		}
+		if weights != "" {
+			if m.ParentSHA256, err = sha256File(weights); err != nil {
+				return err
+			}
 		}
 	}
 	for _, s := range p.Branches {

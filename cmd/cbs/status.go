@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -29,6 +31,15 @@ type branchStatus struct {
 	EvalLoss   *float64 `json:"eval_loss,omitempty"`
 	TokensPerS float64  `json:"tokens_per_s,omitempty"`
 	ETASeconds float64  `json:"eta_s,omitempty"`
+	// Slurm is the branch's latest array task, for a sweep submitted to Slurm.
+	Slurm *sweep.SlurmTask `json:"slurm,omitempty"`
+}
+
+// statusReport is what cbs status --json prints.
+type statusReport struct {
+	Branches []branchStatus `json:"branches"`
+	// FitJob is the latest afterok job of a Slurm sweep.
+	FitJob *sweep.SlurmTask `json:"fit_job,omitempty"`
 }
 
 func newStatusCmd() *cobra.Command {
@@ -37,7 +48,13 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [RUN_DIR]",
 		Short: "Show each branch of a sweep: state, tokens done, last loss, ETA",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `status reads each branch's state.json, metrics.jsonl and perf.jsonl. For a sweep submitted to
+Slurm it also asks squeue and scontrol about the array tasks and the fit job recorded in
+RUN_DIR/slurm/jobs.jsonl; the state files stay the source of truth, since the scheduler forgets
+a job some minutes after it ended.
+
+Exit status: 0 ok, 1 error, 2 bad usage.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var dir string
 			switch {
@@ -56,14 +73,23 @@ func newStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rep := statusReport{Branches: rows}
+			slurm, err := joinSlurm(cmd.Context(), dir, &rep)
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "cbs status: %v; showing the run directory alone\n", err)
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				b, _ := json.MarshalIndent(rows, "", "  ")
+				b, _ := json.MarshalIndent(rep, "", "  ")
 				fmt.Fprintln(out, string(b))
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "branch\tstate\ttokens\tstep\ttrain loss\teval loss\ttok/s\tETA")
+			head := "branch\tstate\ttokens\tstep\ttrain loss\teval loss\ttok/s\tETA"
+			if slurm {
+				head += "\tslurm"
+			}
+			fmt.Fprintln(tw, head)
 			for _, r := range rows {
 				eta := ""
 				if r.ETASeconds > 0 {
@@ -73,15 +99,62 @@ func newStatusCmd() *cobra.Command {
 				if r.Reason != "" {
 					state += " (" + r.Reason + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%.0f\t%s\n", r.ID, state, branch.Tokens(r.Tokens).Human(),
+				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%.0f\t%s", r.ID, state, branch.Tokens(r.Tokens).Human(),
 					branch.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), r.TokensPerS, eta)
+				if slurm {
+					fmt.Fprintf(tw, "\t%s", slurmCell(r.Slurm))
+				}
+				fmt.Fprintln(tw)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if rep.FitJob != nil {
+				fmt.Fprintf(out, "\nfit and plot job: %s\n", slurmCell(rep.FitJob))
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVar(&config, "config", "", "find the run directory from a sweep config")
 	return cmd
+}
+
+// joinSlurm adds what Slurm says about a submitted sweep's tasks; it reports whether the run
+// directory has Slurm submissions at all.
+func joinSlurm(ctx context.Context, dir string, rep *statusReport) (bool, error) {
+	subs, err := sweep.ReadSubmissions(dir)
+	if err != nil || len(subs) == 0 {
+		return false, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	st, err := sweep.SlurmStatus(ctx, dir)
+	if err != nil {
+		return true, err
+	}
+	for i := range rep.Branches {
+		if t, ok := st.Tasks[rep.Branches[i].ID]; ok {
+			rep.Branches[i].Slurm = &t
+		}
+	}
+	rep.FitJob = st.Fit
+	return true, nil
+}
+
+func slurmCell(t *sweep.SlurmTask) string {
+	if t == nil {
+		return "-"
+	}
+	s := t.Job + " " + t.State
+	switch {
+	case t.State == "PENDING" && strings.Trim(t.Reason, "()") != "" && strings.Trim(t.Reason, "()") != "None":
+		s += " (" + strings.Trim(t.Reason, "()") + ")"
+	case t.ExitCode != "" && t.ExitCode != "0:0" && !t.Active():
+		s += " (exit " + t.ExitCode + ")"
+	}
+	return s
 }
 
 func lossCell(v *float64) string {

@@ -15,10 +15,12 @@ import (
 func init() { verbs = append(verbs, newSweepCmd) }
 
 type sweepOptions struct {
-	config      string
-	retryFailed bool
-	threads     int
-	parallel    int
+	config         string
+	retryFailed    bool
+	threads        int
+	parallel       int
+	dryRun         bool
+	externalBranch string
 }
 
 func newSweepCmd() *cobra.Command {
@@ -32,9 +34,19 @@ continue from their checkpoints, failed and diverged ones are retried only with 
 A run directory holding a sweep of a different config is refused, with the differing keys.
 SIGINT makes every running branch finish its step and checkpoint.
 
-Exit status: 0 all done, 1 error, 2 bad config, 3 some branches failed or diverged, 130 interrupted.`,
+run.executor says who trains: "local" (cbs, in this process), "slurm" (one sbatch array job,
+one task per branch running cbs train --branch, then an afterok job running cbs fit and cbs
+plot; cbs sweep returns once submitted and cbs status follows the tasks) or "external" (the
+[external] command template, once per branch, here or through Slurm). --dry-run prints the job
+scripts or commands without submitting or running anything. docs/executors.md has the details.
+
+Exit status: 0 all done (or submitted), 1 error, 2 bad config, 3 some branches failed or
+diverged, 130 interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.externalBranch != "" {
+				return runExternalBranch(cmd, o.externalBranch)
+			}
 			if o.config == "" {
 				return usageErrorf("sweep: --config FILE is required")
 			}
@@ -53,6 +65,7 @@ Exit status: 0 all done, 1 error, 2 bad config, 3 some branches failed or diverg
 			stderr := cmd.ErrOrStderr()
 			outcome, err := sweep.Execute(ctx, plan, sweep.Options{
 				RetryFailed: o.retryFailed, Log: stderr, Terminal: isTerminal(stderr), CodeVersion: codeVersion(),
+				DryRun: o.dryRun, Stdout: cmd.OutOrStdout(),
 			})
 			switch {
 			case errors.Is(err, sweep.ErrChangedConfig):
@@ -65,7 +78,9 @@ Exit status: 0 all done, 1 error, 2 bad config, 3 some branches failed or diverg
 			if outcome.AnyFailed() {
 				return &codedError{code: exitSomeFailed, err: fmt.Errorf("some branches did not finish:\n  %s", strings.Join(outcome.Failed, "\n  "))}
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), plan.Out)
+			if !o.dryRun {
+				fmt.Fprintln(cmd.OutOrStdout(), plan.Out)
+			}
 			return nil
 		},
 	}
@@ -74,7 +89,26 @@ Exit status: 0 all done, 1 error, 2 bad config, 3 some branches failed or diverg
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "rerun failed and diverged branches")
 	f.IntVar(&o.threads, "threads", -1, "CPU threads for the whole sweep (default: run.threads, else all cores)")
 	f.IntVar(&o.parallel, "parallel", 0, "branches at a time (default: run.parallel)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the Slurm job scripts (or the external commands, or the plan) and change nothing")
+	// What a Slurm task of an external sweep runs: the trainer of one prepared branch directory.
+	f.StringVar(&o.externalBranch, "external-branch", "", "run the external trainer of one branch directory (holds external.json) and check its metrics")
+	f.MarkHidden("external-branch")
 	return cmd
+}
+
+// runExternalBranch runs one branch's external trainer; its exit status tells Slurm whether the
+// afterok fit job may run.
+func runExternalBranch(cmd *cobra.Command, dir string) error {
+	ctx, stop := interruptible(cmd.Context())
+	defer stop()
+	err := sweep.RunExternalBranch(ctx, dir, cmd.ErrOrStderr())
+	switch {
+	case errors.Is(err, sweep.ErrInterrupted):
+		return &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: %s is pending; run again to continue", dir)}
+	case errors.Is(err, sweep.ErrTrainerFailed), errors.Is(err, branch.ErrDiverged):
+		return &codedError{code: exitSomeFailed, err: err}
+	}
+	return err
 }
 
 // loadPlan loads a sweep config, mapping config errors to exit status 2.
