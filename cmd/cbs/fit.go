@@ -11,11 +11,14 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"cbs/analysis"
+	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/sweep"
 )
 
 func init() { verbs = append(verbs, newFitCmd) }
@@ -27,9 +30,11 @@ type analysisFlags struct {
 	targets   string
 	refBatch  string
 	emaTokens string
+	fs        *pflag.FlagSet
 }
 
 func (f *analysisFlags) bind(fs *pflag.FlagSet) {
+	f.fs = fs
 	f.opts = analysis.Defaults()
 	fs.StringVar(&f.opts.Metric, "metric", f.opts.Metric, "loss to compare: auto, eval_loss or train_loss_ema")
 	fs.Float64Var(&f.opts.Eps, "eps", f.opts.Eps, "loss tolerance of the tolerance rule and the knee (nats)")
@@ -41,6 +46,55 @@ func (f *analysisFlags) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&f.opts.Bootstrap, "bootstrap", f.opts.Bootstrap, "bootstrap resamples for the intervals (0: none)")
 	fs.Uint64Var(&f.opts.Seed, "seed", f.opts.Seed, "seed of the bootstrap resamples")
 	fs.Float64Var(&f.opts.Level, "level", f.opts.Level, "coverage of the bootstrap intervals")
+}
+
+// sweepAnalysis reads the [analysis] table a sweep recorded in runDir/resolved.toml, so that
+// `cbs fit RUN_DIR` analyses a sweep the way its config asked; ok is false when there is none.
+func sweepAnalysis(runDir string) (analysis.Options, bool) {
+	raw, err := os.ReadFile(filepath.Join(runDir, sweep.ResolvedFile))
+	if err != nil {
+		return analysis.Options{}, false
+	}
+	var c struct {
+		Experiment branch.Experiment   `toml:"experiment"`
+		Analysis   sweep.AnalysisTable `toml:"analysis"`
+	}
+	if _, err := toml.Decode(string(raw), &c); err != nil {
+		return analysis.Options{}, false
+	}
+	return c.Analysis.Options(c.Experiment.Seed, 0), true
+}
+
+// resolveFor is resolve with the sweep's own [analysis] options as the defaults when runDir is
+// a sweep; flags given on the command line still win.
+func (f *analysisFlags) resolveFor(runDir string) (analysis.Options, error) {
+	if base, ok := sweepAnalysis(runDir); ok && runDir != "" {
+		given := f.opts
+		f.opts = base
+		changed := func(name string) bool { return f.fs != nil && f.fs.Changed(name) }
+		if changed("metric") {
+			f.opts.Metric = given.Metric
+		}
+		if changed("eps") {
+			f.opts.Eps = given.Eps
+		}
+		if changed("num-targets") {
+			f.opts.NumTargets = given.NumTargets
+		}
+		if changed("tau") {
+			f.opts.Tau = given.Tau
+		}
+		if changed("bootstrap") {
+			f.opts.Bootstrap = given.Bootstrap
+		}
+		if changed("seed") {
+			f.opts.Seed = given.Seed
+		}
+		if changed("level") {
+			f.opts.Level = given.Level
+		}
+	}
+	return f.resolve()
 }
 
 // resolve parses the string flags and validates the options; errors are usage errors.
@@ -137,7 +191,7 @@ func (o *fitOptions) resolve(args []string) error {
 		o.runDir = args[0]
 	}
 	var err error
-	o.opts, err = o.flags.resolve()
+	o.opts, err = o.flags.resolveFor(o.runDir)
 	return err
 }
 

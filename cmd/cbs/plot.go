@@ -91,7 +91,7 @@ func (o *plotOptions) resolve(args []string) error {
 		return err
 	}
 	o.widthL = w
-	o.opts, err = o.flags.resolve()
+	o.opts, err = o.flags.resolveFor(o.runDir)
 	return err
 }
 

@@ -45,7 +45,7 @@ Exit status: 0 ok, 1 error, 2 bad usage.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.runDir = args[0]
 			var err error
-			if o.opts, err = o.flags.resolve(); err != nil {
+			if o.opts, err = o.flags.resolveFor(o.runDir); err != nil {
 				return err
 			}
 			return runReport(o, cmd.OutOrStdout(), cmd.ErrOrStderr())
