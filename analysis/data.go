@@ -193,13 +193,15 @@ func (d *Data) check() error {
 
 // NumShards is the number of eval shards every mark of every branch carries, or 0.
 func (d *Data) NumShards() int {
+	// Every branch evaluates the same shards, so the first replicate speaks for all.
 	for _, g := range d.Groups {
-		for _, r := range g.Replicates {
-			if r.Shards == nil {
-				return 0
-			}
+		if len(g.Replicates) == 0 {
+			continue
+		}
+		if r := g.Replicates[0]; r.Shards != nil {
 			return len(r.Shards[0])
 		}
+		return 0
 	}
 	return 0
 }

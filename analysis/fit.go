@@ -533,10 +533,6 @@ func analyzeSteps(d *Data, opts Options, res *Result) (*Result, error) {
 	}
 	for _, b := range order {
 		rows := byBatch[b]
-		var s []float64
-		for _, i := range rows {
-			s = append(s, pts[i].Steps)
-		}
 		res.Ladder = append(res.Ladder, LadderRow{Batch: b, Replicates: len(rows), Loss: Num(math.NaN()), LossSD: Num(math.NaN()), LossMin: Num(math.NaN()), LossMax: Num(math.NaN())})
 	}
 	b, s := crossingXY(te.points)

@@ -348,7 +348,7 @@ var glyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.Tri
 // intervals; censored fits are drawn as open triangles at their bound, pointing away from it.
 func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if res.Hyperbola == nil {
-		return nil, errors.New("B_crit vs target: no steps-to-target fit")
+		return nil, errors.New("figure bcrit_vs_target: no steps-to-target fit")
 	}
 	p := newPlot(width, "target loss", "B_crit (tokens, K = 1024)")
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
@@ -384,7 +384,7 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 		}
 	}
 	if len(pts.XYs)+len(up)+len(down) == 0 {
-		return nil, errors.New("B_crit vs target: no target has a fit")
+		return nil, errors.New("figure bcrit_vs_target: no target has a fit")
 	}
 	if len(pts.XYs) > 0 {
 		eb, err := plotter.NewYErrorBars(pts)
