@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +111,9 @@ func expandTemplate(t string, value func(name string) (string, bool), quote func
 				return "", fmt.Errorf("external.command: unclosed { at byte %d of %q (write {{ for a literal brace)", i, t)
 			}
 			name := t[i+1 : i+end]
+			if strings.ContainsAny(name, "{ \t\n") {
+				return "", fmt.Errorf("external.command: unclosed { at byte %d of %q (write {{ for a literal brace)", i, t)
+			}
 			v, ok := value(name)
 			if !ok {
 				return "", fmt.Errorf("external.command: unknown placeholder {%s} (allowed: %s)", name, placeholderNames())
@@ -281,7 +283,11 @@ func RunExternalBranch(ctx context.Context, dir string, log io.Writer) error {
 		st.State = branch.StateDone
 	}
 	writeState(dir, st)
-	fmt.Fprintf(log, "%s: %s %s\n", spec.ID, st.State, st.Reason)
+	if st.Reason != "" {
+		fmt.Fprintf(log, "%s: %s: %s\n", spec.ID, st.State, st.Reason)
+	} else {
+		fmt.Fprintf(log, "%s: %s\n", spec.ID, st.State)
+	}
 	switch st.State {
 	case branch.StateDone:
 		return nil
@@ -457,10 +463,14 @@ func checkMetricLine(raw []byte) (branch.Metrics, error) {
 
 func checkKind(key, kind string, v json.RawMessage) error {
 	bad := func(want string) error { return fmt.Errorf("%s = %s, want %s", key, snippet(v), want) }
+	if string(bytes.TrimSpace(v)) == "null" {
+		// json.Unmarshal leaves a number untouched for null; the key is there but says nothing.
+		return bad(map[string]string{"int": "an integer", "number": "a number", "numbers": "a list of numbers"}[kind])
+	}
 	switch kind {
 	case "int":
-		var f float64
-		if json.Unmarshal(v, &f) != nil || f != math.Trunc(f) {
+		var n int64
+		if json.Unmarshal(v, &n) != nil {
 			return bad("an integer")
 		}
 	case "number":

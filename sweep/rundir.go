@@ -39,10 +39,12 @@ func (p *Plan) Resolved() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// incomparable reports whether a key, when changed, makes old and new branches incomparable.
-// How a sweep runs ([run]), how it is analysed ([analysis]) and where it lives do not.
+// comparableKey reports whether a key may change without making old and new branches
+// incomparable: how a sweep runs ([run], [slurm], where an external trainer runs), how it is
+// analysed ([analysis]) and where it lives. The external trainer's command is not one of them.
 func comparableKey(k string) bool {
-	return strings.HasPrefix(k, "run.") || strings.HasPrefix(k, "analysis.") || k == "experiment.out"
+	return strings.HasPrefix(k, "run.") || strings.HasPrefix(k, "analysis.") || strings.HasPrefix(k, "slurm.") ||
+		k == "experiment.out" || k == "external.via" || k == "external.workdir"
 }
 
 // Fingerprint identifies the parts of the resolved config that determine the numbers.

@@ -292,34 +292,10 @@ func fitScript(p *Plan, out, bin string) string {
 	b.WriteString("#SBATCH --cpus-per-task=1\n")
 	sbatchHeader(&b, st)
 	b.WriteString("set -eu\n")
-	args := FitArgs(p)
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = shellQuote(a)
-	}
-	fmt.Fprintf(&b, "%s fit %s %s\n", shellQuote(bin), shellQuote(out), strings.Join(q, " "))
-	fmt.Fprintf(&b, "%s plot %s %s\n", shellQuote(bin), shellQuote(out), strings.Join(q, " "))
+	// Both read the sweep's [analysis] table from the run directory's resolved.toml.
+	fmt.Fprintf(&b, "%s fit %s\n", shellQuote(bin), shellQuote(out))
+	fmt.Fprintf(&b, "%s plot %s\n", shellQuote(bin), shellQuote(out))
 	return b.String()
-}
-
-// FitArgs are the cbs fit and cbs plot flags that the sweep's [analysis] table stands for.
-func FitArgs(p *Plan) []string {
-	a := p.Config.Analysis.Options(p.Config.Experiment.Seed, float64(p.Reference))
-	args := []string{"--metric", a.Metric, "--eps", ftoa(a.Eps), "--tau", ftoa(a.Tau), "--bootstrap", itoa(a.Bootstrap),
-		"--level", ftoa(a.Level), "--seed", strconv.FormatUint(a.Seed, 10), "--ref-batch", ftoa(a.ReferenceBatch)}
-	if len(a.Targets) > 0 {
-		t := make([]string, len(a.Targets))
-		for i, v := range a.Targets {
-			t[i] = ftoa(v)
-		}
-		args = append(args, "--targets", strings.Join(t, ","))
-	} else {
-		args = append(args, "--num-targets", itoa(a.NumTargets))
-	}
-	if a.EMATokens > 0 {
-		args = append(args, "--ema-tokens", ftoa(a.EMATokens))
-	}
-	return args
 }
 
 // slurmCmd runs a Slurm client and returns its stdout; errors carry its stderr.
