@@ -325,3 +325,41 @@ func TestSweepDivergedBranch(t *testing.T) {
 		t.Errorf("rerun: exit %d, want 3", code)
 	}
 }
+
+// TestSweepInterruptAndBranchVerb: SIGINT makes a sweep checkpoint its running branches and exit
+// 130; `cbs train --branch DIR` then finishes one branch on its own, as a cluster job would, and
+// the rerun sweep completes the rest.
+func TestSweepInterruptAndBranchVerb(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := cbsBinary(t)
+	dir, cfg := sweepFixture(t, "256Ki")
+	out := filepath.Join(dir, "run")
+	cfg = writeConfig(t, dir, "int.toml", strings.Replace(mustRead(t, cfg), "seed = 1\n[parent]", fmt.Sprintf("seed = 1\nout = %q\n[parent]", out), 1))
+	cmd := exec.Command(bin, "sweep", "--config", cfg)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("sweep after SIGINT: %v, want exit status 130", err)
+	}
+	b := filepath.Join(out, "branches", "b4Ki-r0")
+	if o, err := exec.Command(bin, "train", "--branch", b, "--quiet").CombinedOutput(); err != nil {
+		t.Fatalf("train --branch: %v\n%s", err, o)
+	}
+	if s := mustRead(t, filepath.Join(b, "state.json")); !strings.Contains(s, `"done"`) {
+		t.Errorf("branch after train --branch: %s", s)
+	}
+	if o, err := exec.Command(bin, "sweep", "--config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("resumed sweep: %v\n%s", err, o)
+	}
+	for _, id := range []string{"b1Ki-r0", "b2Ki-r0", "b4Ki-r0"} {
+		if s := mustRead(t, filepath.Join(out, "branches", id, "state.json")); !strings.Contains(s, `"done"`) {
+			t.Errorf("%s: %s", id, s)
+		}
+	}
+}
