@@ -161,3 +161,14 @@ func TestValidateMetrics(t *testing.T) {
 }
 
 func branchData(seqLen int) data.SourceConfig { return data.SourceConfig{SeqLen: seqLen} }
+
+// TestPlaceholdersDocumented: docs/executors.md lists every placeholder as the code has it.
+func TestPlaceholdersDocumented(t *testing.T) {
+	doc := readFile(t, "../docs/executors.md")
+	for _, p := range Placeholders {
+		row := "| `{" + p.Name + "}` | `CBS_" + strings.ToUpper(p.Name) + "` | " + p.Doc + " |"
+		if !strings.Contains(doc, row) {
+			t.Errorf("docs/executors.md lacks the row\n%s", row)
+		}
+	}
+}
