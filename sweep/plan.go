@@ -67,7 +67,16 @@ func (p *Plan) Print(w io.Writer) {
 	if b0.Parent != "" {
 		from = fmt.Sprintf("%s (optimizer state: %s)", c.Parent.Checkpoint, b0.OptimizerState)
 	}
-	fmt.Fprintf(w, "from %s; objective %s; data %s/%s, seq_len %d\n", from, b0.Objective, b0.Data.Source, b0.Data.Tokenizer, b0.SeqLen())
+	if e := c.External; c.Run.Executor == ExecutorExternal {
+		fmt.Fprintf(w, "trained by the external command (model, data and checkpoints are its own): %s\n", e.Command)
+		fmt.Fprintf(w, "seq_len %d", b0.SeqLen())
+		if b0.Parent != "" {
+			fmt.Fprintf(w, "; parent %s", b0.Parent)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "from %s; objective %s; data %s/%s, seq_len %d\n", from, b0.Objective, b0.Data.Source, b0.Data.Tokenizer, b0.SeqLen())
+	}
 	fmt.Fprintf(w, "budget %v tokens per branch; schedule %s, warmup %v, min_lr_ratio %g; lr %g scaled by %s from B_ref = %v\n",
 		c.Branches.Budget, b0.Schedule.Shape, b0.Schedule.Warmup, b0.Schedule.MinLRRatio, b0.Optim.LR, c.Branches.LRScaling, p.Reference)
 	fmt.Fprintf(w, "eval every %v tokens on %v held-out tokens; %d branches (%d batch sizes x %d replicates)\n\n",

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -283,4 +284,78 @@ func TestSlurmCancelResume(t *testing.T) {
 			t.Errorf("%s of the cancelled and resubmitted branch differs from an uninterrupted run", f)
 		}
 	}
+}
+
+// TestSlurmExternal runs the example external trainer as Slurm array tasks: the metrics equal
+// those of the same sweep run locally and the fit job runs. A trainer writing a bad line fails
+// its task (so the fit job is dropped) and its branch says which line.
+func TestSlurmExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Slurm cluster and runs a sweep on it")
+	}
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not found: the example trainer is a Python script")
+	}
+	slurmCluster(t)
+	bin := cbsBinary(t)
+	example, _ := filepath.Abs("../../experiments/external-trainer")
+	dir := t.TempDir()
+	config := func(name, extra string) (string, string) {
+		out := filepath.Join(dir, name)
+		cfg := mustRead(t, filepath.Join(example, "sweep.toml"))
+		cfg = strings.Replace(cfg, "seed = 1\n", fmt.Sprintf("seed = 1\nout = %q\n", out), 1)
+		cfg = strings.Replace(cfg, "[external]\n", fmt.Sprintf("[external]\nworkdir = %q\n%s", example, extra), 1)
+		return writeConfig(t, dir, name+".toml", cfg), out
+	}
+	localCfg, local := config("local", "")
+	if code, _, stderr := cbs(t, "sweep", "--config", localCfg); code != 0 {
+		t.Fatalf("local external sweep: %s", stderr)
+	}
+	path, out := config("slurm", "via = \"slurm\"\n")
+	start := time.Now()
+	submit(t, bin, path, out)
+	st := waitSlurm(t, out, "the fit job", 3*time.Minute, fitEnded)
+	t.Logf("external trainer on Slurm, fit included: %v", time.Since(start).Round(time.Millisecond))
+	if st.Fit.State != "COMPLETED" {
+		t.Errorf("fit job %+v", st.Fit)
+	}
+	for _, id := range []string{"b1Ki-r0", "b2Ki-r0", "b4Ki-r0", "b8Ki-r0", "b16Ki-r0"} {
+		if s := mustRead(t, filepath.Join(out, "branches", id, "state.json")); !strings.Contains(s, `"done"`) {
+			t.Errorf("%s: %s", id, s)
+		}
+		if fileHash(t, filepath.Join(out, "branches", id, "metrics.jsonl")) != fileHash(t, filepath.Join(local, "branches", id, "metrics.jsonl")) {
+			t.Errorf("%s: metrics differ between the Slurm and the local run of the trainer", id)
+		}
+	}
+
+	// A trainer whose second line has a string loss.
+	writeConfig(t, dir, "bad.sh", `printf '{"tokens": %s, "step": 1, "train_loss": 1}\n{"tokens": 0, "step": 2, "train_loss": "x"}\n' "$1" > "$2"`+"\n")
+	bad := regexpReplace(mustRead(t, path), `(?m)^command = .*$`, fmt.Sprintf(`command = "sh %s {batch_tokens} {metrics}"`, filepath.Join(dir, "bad.sh")))
+	badOut := filepath.Join(dir, "bad")
+	bad = strings.Replace(bad, fmt.Sprintf("out = %q", out), fmt.Sprintf("out = %q", badOut), 1)
+	badPath := writeConfig(t, dir, "bad.toml", bad)
+	submit(t, bin, badPath, badOut)
+	st = waitSlurm(t, badOut, "the failed tasks", 3*time.Minute, func(st *sweep.SlurmStatusReport) bool {
+		for _, task := range st.Tasks {
+			if task.Active() {
+				return false
+			}
+		}
+		return len(st.Tasks) == 5 && st.Fit != nil && !st.Fit.Active()
+	})
+	if task := st.Tasks["b4Ki-r0"]; task.State != "FAILED" || task.ExitCode != "3:0" {
+		t.Errorf("task of a bad trainer: %+v", task)
+	}
+	if st.Fit.State == "COMPLETED" {
+		t.Errorf("the fit job ran after failed tasks")
+	}
+	var s struct{ State, Reason string }
+	json.Unmarshal([]byte(mustRead(t, filepath.Join(badOut, "branches", "b4Ki-r0", "state.json"))), &s)
+	if s.State != "failed" || !strings.Contains(s.Reason, `metrics.jsonl line 2: train_loss = "x", want a number`) {
+		t.Errorf("state of a bad trainer's branch: %+v", s)
+	}
+}
+
+func regexpReplace(s, pattern, repl string) string {
+	return regexp.MustCompile(pattern).ReplaceAllLiteralString(s, repl)
 }

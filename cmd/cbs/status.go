@@ -99,8 +99,12 @@ Exit status: 0 ok, 1 error, 2 bad usage.`,
 				if r.Reason != "" {
 					state += " (" + r.Reason + ")"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%.0f\t%s", r.ID, state, branch.Tokens(r.Tokens).Human(),
-					branch.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), r.TokensPerS, eta)
+				speed := "-" // an external trainer writes no perf.jsonl
+				if r.TokensPerS > 0 {
+					speed = fmt.Sprintf("%.0f", r.TokensPerS)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%s\t%s", r.ID, state, branch.Tokens(r.Tokens).Human(),
+					branch.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), speed, eta)
 				if slurm {
 					fmt.Fprintf(tw, "\t%s", slurmCell(r.Slurm))
 				}
