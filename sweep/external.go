@@ -545,7 +545,9 @@ func executeExternal(ctx context.Context, p *Plan, opts Options) (*Outcome, erro
 			mu.Unlock()
 			continue
 		}
-		if err := writeBranchFiles(p, s); err != nil {
+		spec := *s
+		spec.Threads = p.Config.Run.Threads // cbs sweep --threads may have changed it
+		if err := writeBranchFiles(p, &spec); err != nil {
 			<-sem
 			wg.Wait()
 			return nil, err

@@ -1,11 +1,13 @@
 package sweep
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"cbs/analysis"
 	"cbs/branch"
@@ -170,5 +172,33 @@ func TestPlaceholdersDocumented(t *testing.T) {
 		if !strings.Contains(doc, row) {
 			t.Errorf("docs/executors.md lacks the row\n%s", row)
 		}
+	}
+}
+
+// TestExternalInterrupt: cancelling the context sends SIGTERM to the trainer's process group and
+// leaves the branch pending, so the next cbs sweep runs it again.
+func TestExternalInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	// The trainer's child (sleep) must die too: the trap reports the signal it got.
+	cfg := strings.Replace(extConfig, `command = "train`, `command = "trap 'echo got TERM >&2; exit 143' TERM; sleep 30 & wait"
+# command = "train`, 1)
+	cfg = strings.Replace(cfg, "seed = 7\n", "seed = 7\nout = \""+filepath.Join(dir, "run")+"\"\n", 1)
+	p, err := Load(writeFile(t, dir, "ext.toml", cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	o, err := Execute(ctx, p, Options{})
+	if !errors.Is(err, ErrInterrupted) || time.Since(start) > 10*time.Second {
+		t.Fatalf("interrupted sweep: %v after %v", err, time.Since(start))
+	}
+	bdir := BranchDir(p.Out, "b1Ki-r0")
+	if st := readState(bdir); st.State != branch.StatePending || o.States["b1Ki-r0"] != branch.StatePending {
+		t.Errorf("state after an interrupt: %+v, outcome %v", st, o.States)
+	}
+	if log := readFile(t, filepath.Join(bdir, "log.txt")); !strings.Contains(log, "got TERM") {
+		t.Errorf("the trainer did not get SIGTERM:\n%s", log)
 	}
 }

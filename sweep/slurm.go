@@ -70,12 +70,20 @@ func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	}
 	outcome, todo := p.todo(opts)
 	if opts.DryRun {
-		tasks := indices(p, todo)
-		fmt.Fprintf(opts.Stdout, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), TrainScript, trainScript(p, out, bin, tasks))
+		submit, waitFor, err := splitActive(ctx, out, todo, opts)
+		if err != nil {
+			fmt.Fprintf(opts.Stdout, "# could not ask Slurm which branches are queued or running (%v)\n", err)
+		}
+		if len(submit) == 0 {
+			fmt.Fprintf(opts.Stdout, "# nothing to submit: of %d branches, %d are done or failed and %d queued or running\n", len(p.Branches), len(p.Branches)-len(todo), len(todo))
+			return outcome, nil
+		}
+		fmt.Fprintf(opts.Stdout, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), TrainScript, trainScript(p, out, bin, indices(p, submit)))
 		fmt.Fprintf(opts.Stdout, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), FitScript, fitScript(p, out, bin))
 		fmt.Fprintf(opts.Stdout, "# submitted with:\nsbatch --parsable %s\n", shellQuote(filepath.Join(out, SlurmDir, TrainScript)))
 		if *p.Config.Slurm.Fit {
-			fmt.Fprintf(opts.Stdout, "sbatch --parsable --dependency=afterok:<array job id> --kill-on-invalid-dep=yes %s\n", shellQuote(filepath.Join(out, SlurmDir, FitScript)))
+			deps := strings.Join(append([]string{"<array job id>"}, waitFor...), ":")
+			fmt.Fprintf(opts.Stdout, "sbatch --parsable --dependency=afterok:%s --kill-on-invalid-dep=yes %s\n", deps, shellQuote(filepath.Join(out, SlurmDir, FitScript)))
 		}
 		return outcome, nil
 	}
@@ -103,22 +111,9 @@ func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
 		return outcome, nil
 	}
-	// Branches whose task is still queued or running are left to it: submitting them again
-	// would train one branch twice in one directory.
-	st, err := SlurmStatus(ctx, out)
+	submit, waitFor, err := splitActive(ctx, out, todo, opts)
 	if err != nil {
 		return nil, err
-	}
-	var submit []*branch.Spec
-	var waitFor []string
-	for _, s := range todo {
-		if t, ok := st.Tasks[s.ID]; ok && t.Active() {
-			fmt.Fprintf(opts.Log, "%s: already %s as Slurm job %s\n", s.ID, strings.ToLower(t.State), t.Job)
-			waitFor = appendUnique(waitFor, t.ArrayJob)
-			outcome.States[s.ID] = branch.StatePending
-			continue
-		}
-		submit = append(submit, s)
 	}
 	if len(submit) == 0 {
 		fmt.Fprintf(opts.Log, "%s: every branch not finished is already queued or running; nothing to submit\n", p.Out)
@@ -178,6 +173,25 @@ func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	}
 	outcome.Submitted = sub
 	return outcome, nil
+}
+
+// splitActive leaves out the branches whose task is still queued or running: submitting them
+// again would train one branch twice in one directory. It returns the branches to submit and
+// the array jobs that the fit job must also wait for.
+func splitActive(ctx context.Context, out string, todo []*branch.Spec, opts Options) (submit []*branch.Spec, waitFor []string, err error) {
+	st, err := SlurmStatus(ctx, out)
+	if err != nil {
+		return todo, nil, err
+	}
+	for _, s := range todo {
+		if t, ok := st.Tasks[s.ID]; ok && t.Active() {
+			fmt.Fprintf(opts.Log, "%s: already %s as Slurm job %s\n", s.ID, strings.ToLower(t.State), t.Job)
+			waitFor = appendUnique(waitFor, t.ArrayJob)
+			continue
+		}
+		submit = append(submit, s)
+	}
+	return submit, waitFor, nil
 }
 
 func appendUnique(list []string, s string) []string {

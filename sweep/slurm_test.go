@@ -188,6 +188,10 @@ func TestSubmitSlurm(t *testing.T) {
 	if readFile(t, filepath.Join(fake, "sbatch.args")) != before {
 		t.Errorf("sbatch called with every branch done")
 	}
+	stdout.Reset()
+	if _, err = Execute(ctx, p, Options{DryRun: true, Binary: bin, Stdout: &stdout}); err != nil || !strings.Contains(stdout.String(), "# nothing to submit: of 3 branches, 3 are done") {
+		t.Errorf("dry run with every branch done: %v\n%s", err, stdout.String())
+	}
 
 	// A refused submission is an error carrying sbatch's words.
 	writeState(BranchDir(out, "b1Ki-r0"), branch.State{State: branch.StatePending})
