@@ -1,0 +1,24 @@
+#!/bin/sh
+# gpu-build.sh: build, on a machine with Go, what scripts/gpu-check.sh runs on a machine with a
+# GPU but no Go and no network. Everything goes to .gpu/ (git-ignored), to be carried along:
+#   .gpu/cuda.test              the compute/cuda test binary (parity, whole model, 200 steps, bench)
+#   .gpu/cbs                    the CLI
+#   .gpu/torch_ref.py           the PyTorch reference ($TORCH_REF, default /work/shared/bench/torch_ref.py)
+#   .gpu/torch_cuda_bench.py    PyTorch eager on CUDA, same model and FLOP count
+# Usage: scripts/gpu-build.sh   (from anywhere; GOARCH defaults to amd64)
+set -eu
+cd "$(dirname "$0")/.."
+mkdir -p .gpu
+export CGO_ENABLED=0 GOOS=linux GOARCH="${GOARCH:-amd64}"
+go test -c -o .gpu/cuda.test ./compute/cuda
+go build -o .gpu/cbs ./cmd/cbs
+ref="${TORCH_REF:-/work/shared/bench/torch_ref.py}"
+if [ -f "$ref" ]; then
+	cp "$ref" .gpu/torch_ref.py
+else
+	echo "gpu-build: $ref not found; the check will skip torch_ref.py" >&2
+fi
+cp compute/cuda/testdata/torch_cuda_bench.py .gpu/
+git rev-parse HEAD > .gpu/commit 2>/dev/null || true
+ls -l .gpu
+du -sh .gpu
