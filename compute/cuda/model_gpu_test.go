@@ -236,7 +236,7 @@ func TestBenchReport(t *testing.T) {
 		"params": len(host.Data), "tokens_per_step": B * L, "median_s": med, "min_s": totals[0],
 		"gpu_ms": gpuMS, "tokens_per_s": tok / med, "tflops_per_s": flops / med / 1e12,
 		"flops_formula": "torch_ref.py's: 6 * n_linear * tokens + 12 * layers * seq * heads * head_dim * tokens",
-		"last_loss": loss, "memory_used_bytes": total - free,
+		"last_loss":     loss, "memory_used_bytes": total - free,
 	}
 	if peak := b.Info().Device.PeakBF16TFLOP; peak > 0 {
 		res["mfu_vs_bf16_peak"] = flops / med / 1e12 / peak
