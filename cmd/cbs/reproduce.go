@@ -137,12 +137,15 @@ func loadStudy(dir string) (*study, error) {
 
 // stageRecord is the provenance of one stage.
 type stageRecord struct {
-	Name     string  `json:"name"`
-	Kind     string  `json:"kind"`
-	Config   string  `json:"config"`
-	Out      string  `json:"out"`
-	Skipped  bool    `json:"skipped"`
-	WallS    float64 `json:"wall_s"`
+	Name    string  `json:"name"`
+	Kind    string  `json:"kind"`
+	Config  string  `json:"config"`
+	Out     string  `json:"out"`
+	Skipped bool    `json:"skipped"`
+	WallS   float64 `json:"wall_s"` // of this invocation
+	// TrainS is the training wall time recorded in the stage's runs (perf.jsonl), summed over
+	// branches: what the stage cost when it ran, even when this invocation skipped it.
+	TrainS   float64 `json:"train_s"`
 	Results  string  `json:"results,omitempty"`
 	Fingerpr string  `json:"config_fingerprint,omitempty"`
 }
@@ -235,6 +238,9 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, compareTable(in), strings.Join(paths, "\n  ")))
 		}
 		rec.WallS = time.Since(start).Seconds()
+		if st.Kind != "compare" {
+			rec.TrainS = recordedWall(out)
+		}
 		outs[st.Name] = out
 		prov.Stages = append(prov.Stages, rec)
 	}
@@ -278,6 +284,63 @@ func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, thread
 		return false, &codedError{code: exitSomeFailed, err: err}
 	}
 	return false, err
+}
+
+// recordedWall sums the final wall_s of every perf.jsonl under dir: a train run has one, a
+// sweep one per branch.
+func recordedWall(dir string) float64 {
+	var total float64
+	filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() || e.Name() != branch.PerfFile {
+			return nil
+		}
+		var last float64
+		eachLine(path, func(b []byte) {
+			var p branch.Perf
+			if json.Unmarshal(b, &p) == nil {
+				last = p.WallS
+			}
+		})
+		total += last
+		return nil
+	})
+	return total
+}
+
+// keepRunRecords copies what a sweep's numbers can be re-derived from into the results: the
+// config as given and resolved, the manifest, and each branch's spec, state and metrics
+// (checkpoints stay in runs/). `cbs fit` and `cbs plot` work on the copy.
+func keepRunRecords(runDir, dst string) error {
+	copyFile := func(rel string) error {
+		b, err := os.ReadFile(filepath.Join(runDir, rel))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := mkdirFor(filepath.Join(dst, rel)); err != nil {
+			return err
+		}
+		return atomicio.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	}
+	for _, f := range []string{sweep.SweepFile, sweep.ResolvedFile, sweep.ManifestFile} {
+		if err := copyFile(f); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(runDir, sweep.BranchesDir))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		for _, f := range []string{branch.SpecFile, branch.StateFile, branch.MetricsFile, branch.PerfFile} {
+			if err := copyFile(filepath.Join(sweep.BranchesDir, e.Name(), f)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // compareTable is the tolerance-rule CBS of each compared sweep, one line each.
@@ -345,11 +408,7 @@ func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, thread
 	if err := atomicio.WriteFile(reportPath, []byte(rep.String()), 0o644); err != nil {
 		return "", "", nil, err
 	}
-	resolved, err := plan.Resolved()
-	if err == nil {
-		err = atomicio.WriteFile(filepath.Join(resDir, "resolved.toml"), resolved, 0o644)
-	}
-	if err != nil {
+	if err := keepRunRecords(plan.Out, filepath.Join(resDir, "run")); err != nil {
 		return "", "", nil, err
 	}
 	var sb strings.Builder

@@ -23,7 +23,8 @@ func TestReproduceQuickstart(t *testing.T) {
 	}
 	res := filepath.Join(results, "quickstart-x0.25")
 	for _, f := range []string{"sweep/cbs.json", "sweep/report.md", "sweep/figures/loss_vs_tokens.svg",
-		"sweep/figures/final_loss_vs_batch.png", "sweep/figures/loss_vs_tokens.svg.json", "provenance.json"} {
+		"sweep/figures/final_loss_vs_batch.png", "sweep/figures/loss_vs_tokens.svg.json", "provenance.json",
+		"sweep/run/resolved.toml", "sweep/run/manifest.json", "sweep/run/branches/b1Ki-r0/metrics.jsonl"} {
 		if _, err := os.Stat(filepath.Join(res, f)); err != nil {
 			t.Errorf("missing %s", f)
 		}
@@ -39,6 +40,20 @@ func TestReproduceQuickstart(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "tolerance rule") || !strings.Contains(stdout, "figures:") {
 		t.Errorf("the summary lacks the estimate or the figure paths:\n%s", stdout)
+	}
+	// The kept records are enough to fit again.
+	if code, _, stderr := cbs(t, "fit", filepath.Join(res, "sweep", "run"), "--out", filepath.Join(dir, "refit.json")); code != 0 {
+		t.Errorf("cbs fit on the kept records: exit %d\n%s", code, stderr)
+	}
+	var prov struct {
+		Stages []struct {
+			Name   string  `json:"name"`
+			TrainS float64 `json:"train_s"`
+		} `json:"stages"`
+	}
+	b, _ = os.ReadFile(filepath.Join(res, "provenance.json"))
+	if json.Unmarshal(b, &prov); len(prov.Stages) != 2 || prov.Stages[0].TrainS <= 0 || prov.Stages[1].TrainS <= 0 {
+		t.Errorf("provenance stages %+v: want both with their training time", prov.Stages)
 	}
 	// A second run skips every stage and still writes the results.
 	code, _, stderr = cbs(t, args...)
