@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"cbs/compute/cuda"
 	"cbs/data"
 	"cbs/model"
 )
@@ -137,11 +138,8 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 		Objective: c.Objective.Name, MaskEps: c.Objective.MaskEps, Data: d, Optim: c.Optimizer,
 		Schedule: c.Schedule, LRScale: 1, EvalEvery: c.Eval.Every, Threads: c.Run.Threads, Device: c.Run.Device,
 	}
-	switch spec.Device {
-	case "cpu", "auto":
-		spec.Device = "cpu" // the only backend in this build
-	default:
-		return nil, ConfigErrorf("%s: run.device = %q: want \"cpu\" or \"auto\" (this build has no GPU backend)", path, c.Run.Device)
+	if _, _, err := cuda.ParseDevice(spec.Device); err != nil {
+		return nil, ConfigErrorf("%s: run.device = %q: want \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", path, c.Run.Device)
 	}
 	if c.Run.Threads < 0 {
 		return nil, ConfigErrorf("%s: run.threads = %d, want >= 0 (0: all cores)", path, c.Run.Threads)

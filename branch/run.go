@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"cbs/compute/cpu"
+	"cbs/compute/cuda"
 	"cbs/data"
 	"cbs/internal/atomicio"
 	"cbs/model"
@@ -139,7 +140,11 @@ func Run(ctx context.Context, spec *Spec, opts Options) (err error) {
 			r.writeState(StateFailed, err.Error())
 		}
 	}()
-	if err := r.setup(); err != nil {
+	err = r.setup()
+	if r.release != nil {
+		defer r.release()
+	}
+	if err != nil {
 		return err
 	}
 	return r.loop(ctx)
@@ -168,6 +173,21 @@ type runner struct {
 	lastEval   float64
 	metrics    *os.File
 	perf       *os.File
+
+	// net runs forward and backward passes: m itself on the CPU, or res on a GPU, where m is
+	// res's device-side model (what GradNorm and AdamW.Update take) and hostOpt the host copy
+	// of the optimizer state written to checkpoints.
+	net     network
+	res     *model.Resident[float32]
+	hostOpt *model.AdamW[float32]
+	release func()
+}
+
+// network is what the loop needs of a model, wherever its memory lives.
+type network interface {
+	ZeroGrad()
+	LossAndGrad(b *model.Batch, causal bool) float64
+	Loss(b *model.Batch, causal bool) float64
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -290,6 +310,13 @@ func (r *runner) setup() error {
 		r.opt = model.NewAdamW[float32](s.Optim.ModelOptim(), len(params.Data))
 	}
 	r.opt.Cfg = s.Optim.ModelOptim()
+	r.net = r.m
+	backendName := be.Name()
+	if ordinal, gpu := r.gpu(); gpu {
+		if backendName, err = r.toGPU(ordinal); err != nil {
+			return err
+		}
+	}
 	r.state.Objective, r.state.ConfigFingerprint = s.Objective, fp
 	sch := s.Schedule
 	sch.Total = s.Budget
@@ -321,7 +348,7 @@ func (r *runner) setup() error {
 	r.tokens, r.masks, r.probs = make([]int32, s.MicroBatch*L), make([]bool, s.MicroBatch*L), make([]float64, s.MicroBatch)
 	r.batch = model.NewBatch(s.MicroBatch, L)
 	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
-		len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), corpus.UnigramEntropy(), be.Name())
+		len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), corpus.UnigramEntropy(), backendName)
 	return nil
 }
 
@@ -343,6 +370,47 @@ func growMoments(o *model.AdamW[float32], params *model.Params[float32]) *model.
 		off += oldSize
 	}
 	return n
+}
+
+// gpu resolves run.device: cuda or cuda:N ask for a GPU; auto takes GPU 0 when a driver and a
+// GPU are present and says so, else the CPU.
+func (r *runner) gpu() (ordinal int, ok bool) {
+	kind, ordinal, err := cuda.ParseDevice(r.spec.Device)
+	switch {
+	case err != nil || kind == "cpu":
+		return 0, false
+	case kind == "cuda":
+		return ordinal, true
+	}
+	p, err := cuda.ProbeDevices()
+	if err != nil || len(p.Devices) == 0 {
+		r.logf("device auto: no GPU (%v); training on the CPU", err)
+		return 0, false
+	}
+	r.logf("device auto: %s found; training on cuda:0", p.Devices[0].Name)
+	return 0, true
+}
+
+// toGPU moves the model and the optimizer state to GPU ordinal and returns the backend's name.
+func (r *runner) toGPU(ordinal int) (string, error) {
+	be, err := cuda.Open(cuda.Options{Ordinal: ordinal})
+	if err != nil {
+		return "", fmt.Errorf("run.device = %q: %w", r.spec.Device, err)
+	}
+	res, err := model.NewResident(r.m.Params, be, be)
+	if err != nil {
+		be.Close()
+		return "", fmt.Errorf("run.device = %q: %w", r.spec.Device, err)
+	}
+	opt, err := res.NewAdamW(r.opt.Cfg, r.opt)
+	if err != nil {
+		res.Free()
+		be.Close()
+		return "", fmt.Errorf("run.device = %q: %w", r.spec.Device, err)
+	}
+	r.hostOpt, r.opt, r.res, r.m, r.net = r.opt, opt, res, res.M, res
+	r.release = func() { res.Free(); be.Close() }
+	return be.Name(), nil
 }
 
 // truncateJSONL keeps the lines of path whose "step" is at most step.
@@ -399,13 +467,13 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		t0 := time.Now()
 		lr := r.peakLR * s.Schedule.withTotal(s.Budget).Factor(Tokens(r.state.TokensSeen)+s.BatchTokens)
-		r.m.ZeroGrad()
+		r.net.ZeroGrad()
 		var loss, smallSq float64
 		for a := 0; a < accum; a++ {
 			if err := r.fill(); err != nil {
 				return err
 			}
-			loss += r.m.LossAndGrad(r.batch, model.IsCausal(s.Objective))
+			loss += r.net.LossAndGrad(r.batch, model.IsCausal(s.Objective))
 			if a == 0 && accum > 1 {
 				// The first micro-batch's gradient, rescaled to the mean over its own sequences.
 				smallSq = sq(model.GradNorm(r.m) * float64(accum))
@@ -422,7 +490,10 @@ func (r *runner) loop(ctx context.Context) error {
 		if accum > 1 {
 			r.gns(&met, smallSq, sq(st.GradNorm), microTokens, int64(s.BatchTokens))
 		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || loss > divergenceFactor*r.firstLoss || !r.m.Params.Finite() {
+		// On a GPU the weights stay on the device; a NaN or Inf in them reaches the loss and the
+		// gradient norm within a step.
+		finite := !math.IsNaN(st.GradNorm) && !math.IsInf(st.GradNorm, 0) && (r.res != nil || r.m.Params.Finite())
+		if math.IsNaN(loss) || math.IsInf(loss, 0) || loss > divergenceFactor*r.firstLoss || !finite {
 			met.TrainLoss = nil
 			r.appendLine(r.metrics, met)
 			reason := fmt.Sprintf("training loss %v at step %d (first step: %v)", loss, r.state.Step, r.firstLoss)
@@ -552,7 +623,7 @@ func (r *runner) eval(met *Metrics) error {
 					return err
 				}
 			}
-			shardSum[sh] += r.m.Loss(b, causal)
+			shardSum[sh] += r.net.Loss(b, causal)
 		}
 	}
 	var total float64
@@ -572,5 +643,10 @@ func (r *runner) checkpoint(start time.Time) error {
 		"gns_ema_weight": r.emaWeight, "wall_s": r.wallOffset + time.Since(start).Seconds(),
 	}
 	st := r.state
+	if r.res != nil {
+		r.res.SyncToHost()
+		r.res.DownloadAdamW(r.hostOpt, r.opt)
+		return model.Save(filepath.Join(r.opts.Dir, CkptDir), r.res.Host, r.hostOpt, &st, "")
+	}
 	return model.Save(filepath.Join(r.opts.Dir, CkptDir), r.m.Params, r.opt, &st, "")
 }

@@ -3,14 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"runtime"
+	"strings"
 
-	"github.com/ebitengine/purego"
 	"github.com/spf13/cobra"
 
 	"cbs/compute/blas"
 	"cbs/compute/cpu"
+	"cbs/compute/cuda"
 	"cbs/data"
 )
 
@@ -67,16 +67,18 @@ func newDoctorCmd() *cobra.Command {
 	return cmd
 }
 
-// gpuStatus says whether an NVIDIA driver is present. Training on it needs the CUDA backend,
-// which this build does not include; the line says so rather than pretending.
+// gpuStatus lists the NVIDIA driver and GPUs, or says why there are none.
 func gpuStatus() string {
-	h, err := purego.Dlopen("libcuda.so.1", purego.RTLD_LAZY|purego.RTLD_LOCAL)
+	p, err := cuda.ProbeDevices()
 	if err != nil {
-		if _, serr := os.Stat("/dev/nvidiactl"); serr == nil {
-			return "NVIDIA device nodes present but libcuda.so.1 does not load: " + err.Error()
-		}
-		return "none: libcuda.so.1 (the NVIDIA driver) not found; training runs on the CPU"
+		return "none (training runs on the CPU): " + err.Error()
 	}
-	defer purego.Dlclose(h)
-	return "NVIDIA driver found (libcuda.so.1), but this build has no CUDA backend; training runs on the CPU"
+	if len(p.Devices) == 0 {
+		return fmt.Sprintf("driver %s (CUDA %s) but no GPU", p.DriverPath, p.DriverVersion)
+	}
+	var parts []string
+	for i, d := range p.Devices {
+		parts = append(parts, fmt.Sprintf("cuda:%d %s (sm_%d, %.0f GiB)", i, d.Name, d.SM, float64(d.MemoryBytes)/(1<<30)))
+	}
+	return fmt.Sprintf("driver %s (CUDA %s): %s; use run.device = \"cuda\" or --device", p.DriverPath, p.DriverVersion, strings.Join(parts, ", "))
 }
