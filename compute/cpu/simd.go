@@ -19,12 +19,15 @@ func expSubSum(dst, src []float32, sub float32) float32 {
 		i = n &^ 7
 		s = expSubSumAVX2(&dst[0], &src[0], i, sub)
 	}
+	// The Go loop sums in float64: one float32 accumulator over a long row loses more than the
+	// eight lanes of the vector kernel do.
+	t := float64(s)
 	for ; i < n; i++ {
 		e := expf(src[i] - sub)
 		dst[i] = e
-		s += e
+		t += float64(e)
 	}
-	return s
+	return float32(t)
 }
 
 // maxOf returns the largest element of a non-empty x.
@@ -65,10 +68,11 @@ func dot(x, y []float32) float32 {
 		i = n &^ 7
 		s = dotAVX2(&x[0], &y[0], i)
 	}
+	t := float64(s)
 	for ; i < n; i++ {
-		s += x[i] * y[i]
+		t += float64(x[i]) * float64(y[i])
 	}
-	return s
+	return float32(t)
 }
 
 // mulScale sets out = x s w.
@@ -95,12 +99,13 @@ func rmsBwd1(dw, dy, w, x []float32, s float32) float32 {
 		i = n &^ 7
 		acc = rmsBwd1AVX2(&dw[0], &dy[0], &w[0], &x[0], i, s)
 	}
+	t := float64(acc)
 	for ; i < n; i++ {
 		g := dy[i] * x[i]
-		acc += g * w[i]
+		t += float64(g) * float64(w[i])
 		dw[i] += g * s
 	}
-	return acc
+	return float32(t)
 }
 
 // rmsBwd2 sets (or adds to) dx the value s dy w - c x.
