@@ -186,6 +186,7 @@ type Overrides struct {
 	Out    string  // experiment.out
 	Parent string  // parent.checkpoint (absolute, or relative to the working directory)
 	Scale  float64 // token quantities x Scale (sweeps; 0 or 1: unchanged)
+	Device string  // run.device
 }
 
 // Apply sets the overridden fields of c.
@@ -197,6 +198,9 @@ func (o Overrides) Apply(c *Common) {
 		if abs, err := filepath.Abs(o.Parent); err == nil {
 			c.Parent.Checkpoint = abs
 		}
+	}
+	if o.Device != "" {
+		c.Run.Device = o.Device
 	}
 }
 

@@ -5,6 +5,7 @@
 #   .gpu/cbs                    the CLI
 #   .gpu/torch_ref.py           the PyTorch reference ($TORCH_REF, default /work/shared/bench/torch_ref.py)
 #   .gpu/torch_cuda_bench.py    PyTorch eager on CUDA, same model and FLOP count
+#   .gpu/goroot-src.tar.xz      the Go source files the quickstart trains on (no Go over there)
 # Usage: scripts/gpu-build.sh   (from anywhere; GOARCH defaults to amd64)
 set -eu
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ else
 	echo "gpu-build: $ref not found; the check will skip torch_ref.py" >&2
 fi
 cp compute/cuda/testdata/torch_cuda_bench.py .gpu/
+goroot=$(go env GOROOT)
+(cd "$goroot" && find src -name '*.go' ! -name '*_test.go' ! -path '*/testdata/*' | LC_ALL=C sort | tar -cf - -T - | xz -T2 -6) > .gpu/goroot-src.tar.xz
 git rev-parse HEAD > .gpu/commit 2>/dev/null || true
 ls -l .gpu
 du -sh .gpu

@@ -54,6 +54,7 @@ type reproduceOptions struct {
 	results     string
 	scale       float64
 	threads     int
+	device      string
 }
 
 func newReproduceCmd() *cobra.Command {
@@ -83,6 +84,7 @@ Exit status: 0 ok, 1 error, 2 bad config, 3 some branches failed, 130 interrupte
 	f.StringVar(&o.runs, "runs", "runs", "directory for run outputs")
 	f.StringVar(&o.results, "results", "results", "directory for figures, fit tables and reports")
 	f.IntVar(&o.threads, "threads", -1, "CPU threads (default: each config's run.threads, else all cores)")
+	f.StringVar(&o.device, "device", "", "auto, cpu, cuda or cuda:N for every stage (default: each config's run.device); never changes what is compared")
 	return cmd
 }
 
@@ -192,7 +194,7 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 	for _, st := range s.Stages {
 		cfg := filepath.Join(dir, st.Config)
 		out := filepath.Join(runRoot, st.Name)
-		ov := branch.Overrides{Out: out, Scale: o.scale}
+		ov := branch.Overrides{Out: out, Scale: o.scale, Device: o.device}
 		if st.Parent != "" {
 			ov.Parent = filepath.Join(outs[st.Parent], branch.CkptDir)
 		}
