@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -121,6 +122,30 @@ func DiffKeys(oldText, newText []byte) ([]string, error) {
 	return diff, nil
 }
 
+// extendsLadder reports whether the plan only adds batch sizes to the sweep recorded in old
+// (resolved TOML), with the same reference batch and a scaling rule that is not a list: then
+// every existing branch keeps its spec, and the new ones are comparable with them.
+func (p *Plan) extendsLadder(old []byte) bool {
+	var prev Config
+	if _, err := toml.Decode(string(old), &prev); err != nil {
+		return false
+	}
+	ob, nb := prev.Branches.BatchSizes, p.Config.Branches.BatchSizes
+	if len(ob) == 0 || len(nb) <= len(ob) || p.Config.Branches.LRScaling.Rule == "list" {
+		return false
+	}
+	for _, b := range ob {
+		if !slices.Contains(nb, b) {
+			return false
+		}
+	}
+	ref := prev.Branches.ReferenceBatch
+	if ref == 0 {
+		ref = ob[0]
+	}
+	return ref == p.Reference
+}
+
 // ErrChangedConfig is returned when a run directory holds a sweep of a different config.
 var ErrChangedConfig = errors.New("config changed")
 
@@ -140,6 +165,9 @@ func (p *Plan) prepare() error {
 		diff, err := DiffKeys(old, res)
 		if err != nil {
 			return fmt.Errorf("%s: %w", filepath.Join(p.Out, ResolvedFile), err)
+		}
+		if p.extendsLadder(old) {
+			diff = slices.DeleteFunc(diff, func(k string) bool { return k == "branches.batch_sizes" || k == "branches.reference_batch" })
 		}
 		if len(diff) > 0 {
 			return fmt.Errorf("%w: %s holds a sweep whose results would not be comparable with this config; differing keys: %s (use another experiment.out, or remove the directory)",
