@@ -33,8 +33,9 @@ type Branches struct {
 	// ReferenceBatch is B_ref of the LR scaling rule; default: the smallest batch.
 	ReferenceBatch branch.Tokens `toml:"reference_batch"`
 	LRScaling      LRScaling     `toml:"lr_scaling"`
-	MicroBatch     int           `toml:"micro_batch"`
-	Replicates     int           `toml:"replicates"`
+	// MicroBatch is the most sequences one forward pass takes; a smaller batch is one pass.
+	MicroBatch int `toml:"micro_batch"`
+	Replicates int `toml:"replicates"`
 	// CheckpointEvery is how often branches checkpoint (they always do at the end and when
 	// interrupted); default: every eval mark.
 	CheckpointEvery branch.Tokens `toml:"checkpoint_every"`
@@ -286,6 +287,10 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 			s.Replicate = r
 			s.ID = fmt.Sprintf("b%s-r%d", bs, r)
 			s.BatchTokens, s.Budget, s.MicroBatch = bs, b.Budget, b.MicroBatch
+			// micro_batch is a ceiling: a batch smaller than it is one micro-batch.
+			if seqs := int(bs) / base.SeqLen(); seqs > 0 && seqs < s.MicroBatch {
+				s.MicroBatch = seqs
+			}
 			s.LRScale = b.LRScaling.Factor(i, bs, ref)
 			s.CheckpointEvery = ckptEvery
 			if err := validate(&s, c.Run.Executor); err != nil {
