@@ -388,3 +388,48 @@ func TestSweepExtendLadder(t *testing.T) {
 		t.Error("extending the ladder changed an existing branch")
 	}
 }
+
+// TestSweepLockAndRetry: a second sweep on a directory in use is refused; --retry-failed reruns
+// a diverged branch (which, being deterministic, diverges again at the same step).
+func TestSweepLockAndRetry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := cbsBinary(t)
+	dir, cfg := sweepFixture(t, "128Ki")
+	out := filepath.Join(dir, "locked")
+	cfg = writeConfig(t, dir, "lock.toml", strings.Replace(mustRead(t, cfg), "seed = 1\n[parent]", fmt.Sprintf("seed = 1\nout = %q\n[parent]", out), 1))
+	first := exec.Command(bin, "sweep", "--config", cfg)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(out, "manifest.json")); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, _, stderr := cbs(t, "sweep", "--config", cfg)
+	first.Process.Signal(os.Interrupt)
+	first.Wait()
+	if code == 0 || !strings.Contains(stderr, "in use by another cbs process") {
+		t.Errorf("second sweep on a locked directory: exit %d, %q", code, stderr)
+	}
+
+	hot := strings.Replace(strings.Replace(mustRead(t, cfg), `lr_scaling = "sqrt"`, `lr_scaling = [1.0, 1.0, 400.0]`, 1), "[optimizer]\nlr = 2e-3", "[optimizer]\nlr = 2e-3\nclip = 0", 1)
+	hot = strings.Replace(hot, out, filepath.Join(dir, "hot"), 1)
+	hotCfg := writeConfig(t, dir, "hot.toml", strings.Replace(hot, `budget = "128Ki"`, `budget = "32Ki"`, 1))
+	if code, _, _ := cbs(t, "sweep", "--config", hotCfg); code != exitSomeFailed {
+		t.Fatalf("hot sweep: exit %d, want 3", code)
+	}
+	state := filepath.Join(dir, "hot", "branches", "b4Ki-r0", "state.json")
+	before := mustRead(t, state)
+	code, _, stderr = cbs(t, "sweep", "--config", hotCfg, "--retry-failed")
+	if code != exitSomeFailed || !strings.Contains(stderr, "1 of 3 branches to run") {
+		t.Errorf("--retry-failed: exit %d, %q; want the diverged branch rerun", code, stderr)
+	}
+	if after := mustRead(t, state); after != before {
+		t.Errorf("the rerun diverged differently:\n%s\nthen\n%s", before, after)
+	}
+}
