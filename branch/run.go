@@ -107,9 +107,14 @@ type Options struct {
 // gnsEMA is the smoothing of the gradient-noise-scale numerator and denominator estimates.
 const gnsEMA = 0.95
 
-// divergenceFactor marks a run diverged when its training loss exceeds this multiple of the
-// first step's loss.
-const divergenceFactor = 3
+// A run has diverged when its loss is NaN or infinite, or when its smoothed training loss (an
+// EMA with a time constant of lossEMATokens tokens, so every batch size smooths alike) rises
+// above divergenceFactor times the lowest it has been, or above twice ln(vocabulary). Raw losses are no guide: a masked-diffusion
+// batch of a few sequences can score several times the mean when its t draws are high.
+const (
+	divergenceFactor = 2
+	lossEMATokens    = 64 << 10
+)
 
 // Run trains spec in opts.Dir, resuming from opts.Dir/ckpt when it holds a checkpoint of the
 // same spec. It returns nil when the budget is done, ErrInterrupted when ctx was cancelled (after
@@ -165,7 +170,9 @@ type runner struct {
 	masks      []bool
 	probs      []float64
 	batch      *model.Batch
-	firstLoss  float64
+	lossEMA    float64 // EMA of the training loss, and its weight, for the divergence test
+	lossWeight float64
+	lossMin    float64 // lowest bias-corrected EMA once warm
 	traceEMA   float64
 	gradSqEMA  float64
 	emaWeight  float64
@@ -323,7 +330,7 @@ func (r *runner) setup() error {
 	r.state.Schedule, _ = json.Marshal(sch)
 	r.peakLR = s.Optim.LR * s.LRScale
 	if resumed != nil {
-		r.firstLoss = resumed.Extra["first_loss"]
+		r.lossEMA, r.lossWeight, r.lossMin = resumed.Extra["loss_ema"], resumed.Extra["loss_ema_weight"], resumed.Extra["loss_ema_min"]
 		r.traceEMA, r.gradSqEMA = resumed.Extra["gns_trace_ema"], resumed.Extra["gns_grad_sq_ema"]
 		r.emaWeight, r.wallOffset = resumed.Extra["gns_ema_weight"], resumed.Extra["wall_s"]
 		r.lastEval = math.NaN()
@@ -483,9 +490,7 @@ func (r *runner) loop(ctx context.Context) error {
 		r.state.Step++
 		r.state.TokensSeen += int64(s.BatchTokens)
 		r.state.DataCursor = r.cursor.Next
-		if r.state.Step == 1 && r.firstLoss == 0 {
-			r.firstLoss = loss
-		}
+		exploded := r.trackLoss(loss)
 		met := Metrics{Tokens: r.state.TokensSeen, Step: r.state.Step, LR: lr, TrainLoss: ptr(loss), GradNorm: ptr(st.GradNorm)}
 		if accum > 1 {
 			r.gns(&met, smallSq, sq(st.GradNorm), microTokens, int64(s.BatchTokens))
@@ -493,10 +498,10 @@ func (r *runner) loop(ctx context.Context) error {
 		// On a GPU the weights stay on the device; a NaN or Inf in them reaches the loss and the
 		// gradient norm within a step.
 		finite := !math.IsNaN(st.GradNorm) && !math.IsInf(st.GradNorm, 0) && (r.res != nil || r.m.Params.Finite())
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || loss > divergenceFactor*r.firstLoss || !finite {
+		if math.IsNaN(loss) || math.IsInf(loss, 0) || exploded || !finite {
 			met.TrainLoss = nil
 			r.appendLine(r.metrics, met)
-			reason := fmt.Sprintf("training loss %v at step %d (first step: %v)", loss, r.state.Step, r.firstLoss)
+			reason := fmt.Sprintf("training loss %v at step %d (smoothed %.4g, lowest smoothed %.4g)", loss, r.state.Step, r.lossEMA/r.lossWeight, r.lossMin)
 			r.writeState(StateDiverged, reason)
 			r.logf("diverged: %s", reason)
 			return fmt.Errorf("%w: %s", ErrDiverged, reason)
@@ -548,6 +553,29 @@ func (r *runner) fill() error {
 	}
 	data.MDMBatchMasks(s.Seed, data.PurposeTrainMask, first, s.MaskEps, s.SeqLen(), r.masks, r.probs)
 	return r.batch.SetMDM(r.tokens, r.masks, r.probs, r.m.Cfg.MaskTokenID, s.BatchSeqs())
+}
+
+// trackLoss updates the smoothed training loss and reports whether it has exploded.
+func (r *runner) trackLoss(loss float64) bool {
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return false // reported as such by the caller
+	}
+	beta := math.Exp(-float64(r.spec.BatchTokens) / lossEMATokens)
+	r.lossEMA = beta*r.lossEMA + (1-beta)*loss
+	r.lossWeight = beta*r.lossWeight + (1 - beta)
+	smoothed := r.lossEMA / r.lossWeight
+	// ln V is the loss of a model that knows nothing, under either objective: twice that is an
+	// explosion whatever the history.
+	if smoothed > 2*math.Log(float64(r.m.Cfg.VocabSize)) {
+		return true
+	}
+	if r.state.TokensSeen < min(lossEMATokens, int64(r.spec.Budget)/8) {
+		return false // not enough tokens smoothed yet
+	}
+	if r.lossMin == 0 || smoothed < r.lossMin {
+		r.lossMin = smoothed
+	}
+	return smoothed > divergenceFactor*r.lossMin
 }
 
 // hashTokens folds tokens into the running stream hash (FNV-1a over the token ids).
@@ -639,7 +667,7 @@ func (r *runner) eval(met *Metrics) error {
 
 func (r *runner) checkpoint(start time.Time) error {
 	r.state.Extra = map[string]float64{
-		"first_loss": r.firstLoss, "gns_trace_ema": r.traceEMA, "gns_grad_sq_ema": r.gradSqEMA,
+		"loss_ema": r.lossEMA, "loss_ema_weight": r.lossWeight, "loss_ema_min": r.lossMin, "gns_trace_ema": r.traceEMA, "gns_grad_sq_ema": r.gradSqEMA,
 		"gns_ema_weight": r.emaWeight, "wall_s": r.wallOffset + time.Since(start).Seconds(),
 	}
 	st := r.state
