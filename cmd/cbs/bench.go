@@ -16,6 +16,7 @@ import (
 
 	"cbs/compute/blas"
 	"cbs/compute/cpu"
+	"cbs/compute/cuda"
 	"cbs/internal/rng"
 	"cbs/model"
 )
@@ -34,6 +35,7 @@ type benchOptions struct {
 	seed                       uint64
 	json                       bool
 	lr, clip, initStd, maskEps float64
+	device, precision          string
 }
 
 // benchPresets fill the model flags the user did not give. tiny is torch_ref.py's tiny model.
@@ -99,6 +101,8 @@ Exit status: 0 ok, 1 error, 2 bad flags.`,
 	f.Float64Var(&o.clip, "clip", 1, "max global gradient norm (0: no clipping)")
 	f.Float64Var(&o.initStd, "init-std", 0.02, "std of the random matrices")
 	f.Float64Var(&o.maskEps, "mask-eps", 1e-3, "mdm: p = (1 - mask_eps) t + mask_eps")
+	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or cuda:N")
+	f.StringVar(&o.precision, "precision", "bf16", "cuda: inputs of the matrix products, bf16, tf32 or fp32 (fp32 accumulation)")
 	return cmd
 }
 
@@ -142,6 +146,12 @@ func (o *benchOptions) resolve(cmd *cobra.Command) error {
 		return usageErrorf("--lr, --clip and --init-std must be >= 0")
 	case !(o.maskEps > 0 && o.maskEps < 1):
 		return usageErrorf("--mask-eps = %g: want 0 < mask_eps < 1", o.maskEps)
+	}
+	if kind, _, err := cuda.ParseDevice(o.device); err != nil || kind == "auto" {
+		return usageErrorf("--device = %q: want cpu, cuda or cuda:N", o.device)
+	}
+	if _, err := cuda.ParsePrecision(o.precision); err != nil {
+		return usageErrorf("--precision = %q: want bf16, tf32 or fp32", o.precision)
 	}
 	return nil
 }
@@ -200,9 +210,14 @@ type benchResult struct {
 	FLOPs        float64         `json:"flops_per_step"`
 	FLOPsFormula string          `json:"flops_formula"`
 	GFLOPs       benchRate       `json:"gflops_per_s"`
-	Allocs       float64         `json:"allocs_per_step"`
-	AllocBytes   float64         `json:"alloc_bytes_per_step"`
-	LastLoss     float64         `json:"last_loss"`
+	// GPU runs: the device, TFLOP/s by the same formula, and the fraction of the chip's dense
+	// bf16 peak (0 when the chip is not in cbs's table).
+	GPU        *cuda.Info `json:"gpu,omitempty"`
+	TFLOPs     benchRate  `json:"tflops_per_s"`
+	MFU        float64    `json:"mfu,omitempty"`
+	Allocs     float64    `json:"allocs_per_step"`
+	AllocBytes float64    `json:"alloc_bytes_per_step"`
+	LastLoss   float64    `json:"last_loss"`
 }
 
 type benchBLAS struct {
@@ -245,10 +260,13 @@ func runBench(o *benchOptions) (*benchResult, error) {
 	be := cpu.New(o.threads)
 	p := model.NewParams[float32](c)
 	p.Init(o.seed, o.initStd)
-	m := model.New(p, be)
 	optCfg := model.DefaultOptim()
 	optCfg.LR, optCfg.Clip = o.lr, o.clip
-	opt := model.NewAdamW[float32](optCfg, len(p.Data))
+	st, err := newBenchStepper(o, p, be, optCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
 
 	B, L, causal := o.batch, o.seq, model.IsCausal(o.objective)
 	batch := model.NewBatch(B, L)
@@ -291,12 +309,14 @@ func runBench(o *benchOptions) (*benchResult, error) {
 		}
 		c0 := cpuTime()
 		t0 := time.Now()
-		m.ZeroGrad()
-		loss = m.ForwardLoss(batch, causal)
+		st.net.ZeroGrad()
+		loss = st.net.ForwardLoss(batch, causal)
 		t1 := time.Now()
-		m.Backward(batch, causal)
+		st.net.Backward(batch, causal)
+		st.sync()
 		t2 := time.Now()
-		opt.Update(m, o.lr)
+		st.opt.Update(st.m, o.lr)
+		st.sync()
 		t3 := time.Now()
 		c1 := cpuTime()
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -314,7 +334,7 @@ func runBench(o *benchOptions) (*benchResult, error) {
 
 	info := be.BLAS()
 	res := &benchResult{
-		Backend: be.Name(),
+		Backend: st.name,
 		BLAS: benchBLAS{Library: info.Library, Path: info.Path, CoreName: info.CoreName, Config: info.Config,
 			CoreSet: info.CoreTypeSet, Fallback: info.FallbackReason},
 		CPU: blas.CPUInfo(), GoVersion: runtime.Version(), Threads: be.Threads(),
@@ -337,7 +357,61 @@ func runBench(o *benchOptions) (*benchResult, error) {
 	tot := res.MS["total"]
 	res.TokensPerS = benchRate{Median: float64(B*L) / tot.Median * 1e3, Best: float64(B*L) / tot.Min * 1e3}
 	res.GFLOPs = benchRate{Median: flops / tot.Median / 1e6, Best: flops / tot.Min / 1e6}
+	res.TFLOPs = benchRate{Median: res.GFLOPs.Median / 1e3, Best: res.GFLOPs.Best / 1e3}
+	if st.gpu != nil {
+		info := st.gpu.Info()
+		res.GPU = &info
+		if peak := info.Device.PeakBF16TFLOP; peak > 0 {
+			res.MFU = res.TFLOPs.Median / peak
+		}
+	}
 	return res, nil
+}
+
+// benchStepper is the model a bench times: on the CPU the model itself; on a GPU a resident
+// copy, with a synchronisation after each phase so wall times measure the device's work.
+type benchStepper struct {
+	net interface {
+		ZeroGrad()
+		ForwardLoss(b *model.Batch, causal bool) float64
+		Backward(b *model.Batch, causal bool)
+	}
+	m     *model.Model[float32]
+	opt   *model.AdamW[float32]
+	gpu   *cuda.Backend
+	name  string
+	close func()
+}
+
+func newBenchStepper(o *benchOptions, p *model.Params[float32], be *cpu.CPU, optCfg model.OptimConfig) (*benchStepper, error) {
+	kind, ordinal, _ := cuda.ParseDevice(o.device)
+	if kind != "cuda" {
+		m := model.New(p, be)
+		return &benchStepper{net: m, m: m, opt: model.NewAdamW[float32](optCfg, len(p.Data)), name: be.Name(), close: func() {}}, nil
+	}
+	prec, _ := cuda.ParsePrecision(o.precision)
+	g, err := cuda.Open(cuda.Options{Ordinal: ordinal, Precision: prec})
+	if err != nil {
+		return nil, fmt.Errorf("--device %s: %w", o.device, err)
+	}
+	res, err := model.NewResident(p, g, g)
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	opt, err := res.NewAdamW(optCfg, nil)
+	if err != nil {
+		res.Free()
+		g.Close()
+		return nil, err
+	}
+	return &benchStepper{net: res, m: res.M, opt: opt, gpu: g, name: g.Name(), close: func() { res.Free(); g.Close() }}, nil
+}
+
+func (s *benchStepper) sync() {
+	if s.gpu != nil {
+		s.gpu.Sync()
+	}
 }
 
 func (r *benchResult) writeTable(w io.Writer) {
@@ -361,6 +435,10 @@ func (r *benchResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\n%-10s %10s %10s\n", "", "median", "best")
 	fmt.Fprintf(w, "%-10s %10.0f %10.0f\n", "tokens/s", r.TokensPerS.Median, r.TokensPerS.Best)
 	fmt.Fprintf(w, "%-10s %10.1f %10.1f\n", "GFLOP/s", r.GFLOPs.Median, r.GFLOPs.Best)
+	if r.GPU != nil {
+		fmt.Fprintf(w, "%-10s %10.2f %10.2f\n", "TFLOP/s", r.TFLOPs.Median, r.TFLOPs.Best)
+		fmt.Fprintf(w, "gpu        %s, %s; MFU %.1f%% of %g TFLOP/s bf16\n", r.GPU.Device.Name, r.GPU.Precision, 100*r.MFU, r.GPU.Device.PeakBF16TFLOP)
+	}
 	fmt.Fprintf(w, "\nallocs     %.0f per step (%.1f MB)\n", r.Allocs, r.AllocBytes/1e6)
 	fmt.Fprintf(w, "last loss  %.4f\n", r.LastLoss)
 }
