@@ -44,3 +44,23 @@ func TestCompare(t *testing.T) {
 }
 
 func analysisInf() float64 { return math.Inf(1) }
+
+func TestLinearTicksAreDistinct(t *testing.T) {
+	for _, r := range [][2]float64{{3.08, 3.21}, {0, 1}, {2.03, 2.06}, {-0.01, 0.09}, {1200, 5400}} {
+		seen := map[string]bool{}
+		labels := 0
+		for _, tk := range (linTicks{}).Ticks(r[0], r[1]) {
+			if tk.Label == "" {
+				continue
+			}
+			if seen[tk.Label] {
+				t.Errorf("range %v: label %q twice", r, tk.Label)
+			}
+			seen[tk.Label] = true
+			labels++
+		}
+		if labels < 3 || labels > 11 {
+			t.Errorf("range %v: %d labels, want 3 to 11", r, labels)
+		}
+	}
+}

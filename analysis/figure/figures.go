@@ -38,9 +38,12 @@ func LossCurves(d *analysis.Data, width vg.Length) (*Figure, error) {
 	if len(d.Groups) == 0 {
 		return nil, errors.New("loss curves: the data hold no loss curves")
 	}
-	ylabel := "loss"
-	if d.Metric != "" && d.Metric != "loss" {
-		ylabel = d.Metric
+	ylabel := "loss (nats/token)"
+	switch d.Metric {
+	case analysis.MetricEval:
+		ylabel = "eval loss (nats/token)"
+	case analysis.MetricTrainEMA:
+		ylabel = "training loss, EMA (nats/token)"
 	}
 	p := newPlot(width, "tokens", ylabel)
 	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}

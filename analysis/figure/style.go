@@ -31,6 +31,8 @@ func newPlot(width vg.Length, xlabel, ylabel string) *plot.Plot {
 		a.Padding = vg.Points(2)
 	}
 	p.X.Label.Text, p.Y.Label.Text = xlabel, ylabel
+	p.X.Tick.Marker, p.Y.Tick.Marker = linTicks{}, linTicks{} // log axes replace theirs
+
 	p.Legend.TextStyle.Font.Size = size - 1
 	p.Legend.ThumbnailWidth = vg.Points(14)
 	p.Legend.Padding = vg.Points(1)
@@ -169,4 +171,45 @@ func padLin(lo, hi, f float64) (float64, float64) {
 		d = math.Abs(lo)*0.1 + 1e-3
 	}
 	return lo - f*d, hi + f*d
+}
+
+// linTicks labels a linear axis at 1, 2 or 5 x 10^k steps, four to eight of them, with as many
+// decimals as the step needs, so that two labels never read the same (gonum's default ticks
+// print 3.05 and 3.15 both as "3.1").
+type linTicks struct{}
+
+func (linTicks) Ticks(min, max float64) []plot.Tick {
+	if !(max > min) {
+		return []plot.Tick{{Value: min, Label: strconv.FormatFloat(min, 'g', 4, 64)}}
+	}
+	raw := (max - min) / 7
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	decimals := max0(-int(math.Floor(math.Log10(step) + 1e-9)))
+	var ticks []plot.Tick
+	minor := step / 5
+	if step/mag == 2 || step/mag == 5 {
+		minor = step / 2
+	}
+	for v := math.Ceil(min/minor-1e-9) * minor; v <= max+1e-9*step; v += minor {
+		t := plot.Tick{Value: v}
+		if r := math.Abs(v/step - math.Round(v/step)); r < 1e-6 {
+			t.Label = strconv.FormatFloat(math.Round(v/step)*step, 'f', decimals, 64)
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
+}
+
+func max0(n int) int {
+	if n < 0 {
+		return 0
+	}
+	return n
 }
