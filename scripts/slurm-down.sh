@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop a cluster that scripts/slurm-up.sh DIR started: cancel every job first (running jobs
-# outlive the daemons), then stop slurmd, slurmctld and, when slurm-up started it, munged.
+# outlive the daemons), then stop slurmd, slurmctld and, when slurm-up started it and no other
+# cluster is left, munged.
 set -uo pipefail
 
 dir=${1:?usage: slurm-down.sh DIR}
@@ -29,8 +30,8 @@ stop() {
 }
 stop "$dir/slurmd.pid"
 stop "$dir/slurmctld.pid"
-if [ -f "$dir/munged.started" ]; then
+if [ -f /run/munge/cbs-started ] && ! pgrep -x slurmctld >/dev/null; then
+  rm -f /run/munge/cbs-started
   stop /run/munge/munged.pid
-  rm -f "$dir/munged.started"
 fi
 exit 0

@@ -24,6 +24,11 @@ for b in slurmctld slurmd sinfo; do
   fi
 done
 
+# Two clusters starting at once (two test binaries) would pick the same ports. The daemons must
+# not inherit the lock (9>&- below), or it would be held as long as they run.
+exec 9>/tmp/cbs-slurm-up.lock
+flock 9
+
 auth=${CBS_SLURM_AUTH:-munge}
 if [ "$auth" = munge ]; then
   if ! command -v munged >/dev/null; then
@@ -33,8 +38,9 @@ if [ "$auth" = munge ]; then
   if ! munge -n </dev/null >/dev/null 2>&1; then
     # munged refuses its key when run as root; it also wants its socket directory.
     mkdir -p /run/munge && chown munge:munge /run/munge && chmod 0755 /run/munge
-    runuser -u munge -- /usr/sbin/munged
-    touch "$dir/munged.started"
+    runuser -u munge -- /usr/sbin/munged 9>&-
+    # slurm-down.sh stops munged when the last cluster it serves is gone.
+    touch /run/munge/cbs-started
     for _ in $(seq 50); do munge -n </dev/null >/dev/null 2>&1 && break; sleep 0.1; done
   fi
   authconf="AuthType=auth/munge
@@ -84,8 +90,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
 
 export SLURM_CONF=$dir/slurm.conf
-slurmctld -f "$SLURM_CONF" -c
-slurmd -f "$SLURM_CONF" -N localhost
+slurmctld -f "$SLURM_CONF" -c 9>&-
+slurmd -f "$SLURM_CONF" -N localhost 9>&-
 for _ in $(seq 300); do
   state=$(timeout 5 sinfo -h -o %t 2>/dev/null || true)
   if [ "$state" = idle ]; then
