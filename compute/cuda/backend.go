@@ -434,7 +434,6 @@ func ab(v bool) uint64 {
 	return 0
 }
 func ceilDiv(a, b int) int     { return (a + b - 1) / b }
-func gridFor(n, block int) int { return max(1, min(ceilDiv(n, block), 65535)) }
 
 // launch queues kernel name on the stream. Must be called inside enter/leave.
 func (b *Backend) launch(name string, gx, gy, block int, args ...uint64) {
