@@ -433,7 +433,7 @@ func ab(v bool) uint64 {
 	}
 	return 0
 }
-func ceilDiv(a, b int) int     { return (a + b - 1) / b }
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // launch queues kernel name on the stream. Must be called inside enter/leave.
 func (b *Backend) launch(name string, gx, gy, block int, args ...uint64) {
