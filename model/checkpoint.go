@@ -89,7 +89,7 @@ func Save[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *Train
 		s := *state
 		s.Files = map[string]string{}
 		for _, f := range []string{ConfigFile, WeightsFile, OptimizerFile} {
-			sum, err := fileSHA256(filepath.Join(tmp, f))
+			sum, err := FileSHA256(filepath.Join(tmp, f))
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
@@ -119,7 +119,8 @@ func named[T compute.Float](p *Params[T], flat []T, suffix string) []safetensors
 	return out
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex sha256 of a file: how trainer.json and manifests identify checkpoint files.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -244,7 +245,7 @@ func LoadTrainerState(dir string) (*TrainerState, error) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		sum, err := fileSHA256(filepath.Join(dir, n))
+		sum, err := FileSHA256(filepath.Join(dir, n))
 		if err != nil {
 			return nil, fmt.Errorf("%s lists %s: %w", path, n, err)
 		}

@@ -2,8 +2,6 @@ package sweep
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -267,7 +265,7 @@ func writeManifest(p *Plan, version string, corpora *corpusCache, backend string
 			}
 		}
 		if weights != "" {
-			if m.ParentSHA256, err = sha256File(weights); err != nil {
+			if m.ParentSHA256, err = model.FileSHA256(weights); err != nil {
 				return err
 			}
 		}
@@ -277,17 +275,4 @@ func writeManifest(p *Plan, version string, corpora *corpusCache, backend string
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	return atomicio.WriteFile(filepath.Join(p.Out, ManifestFile), append(b, '\n'), 0o644)
-}
-
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
