@@ -214,8 +214,7 @@ func (r *runner) writeState(state, reason string) {
 
 func (r *runner) setup() error {
 	s := r.spec
-	specJSON, _ := json.MarshalIndent(s, "", "  ")
-	if err := atomicio.WriteFile(filepath.Join(r.opts.Dir, SpecFile), append(specJSON, '\n'), 0o644); err != nil {
+	if err := WriteSpec(r.opts.Dir, s); err != nil {
 		return err
 	}
 	r.writeState(StateRunning, "")

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"cbs/internal/atomicio"
+
 	"cbs/data"
 	"cbs/model"
 )
@@ -155,4 +157,33 @@ func LoadSpec(dir string) (*Spec, error) {
 		return nil, &ConfigError{fmt.Errorf("%s: %w", path, err)}
 	}
 	return &s, nil
+}
+
+// WriteSpec writes dir/branch.json: the spec with its derived arithmetic.
+func WriteSpec(dir string, s *Spec) error {
+	b, err := json.MarshalIndent(s.record(), "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicio.WriteFile(filepath.Join(dir, SpecFile), append(b, '\n'), 0o644)
+}
+
+// specRecord is branch.json: the spec plus the arithmetic derived from it, so that a reader (the
+// analysis, a report, a person) needs no copy of this package to know a branch's shape.
+type specRecord struct {
+	*Spec
+	SeqLen    int                `json:"seq_len"`
+	BatchSeqs int                `json:"batch_seqs"`
+	Accum     int                `json:"accum"`
+	Steps     int                `json:"steps"`
+	LRPeak    map[string]float64 `json:"lr_peak"`
+}
+
+func (s *Spec) record() specRecord {
+	r := specRecord{Spec: s, SeqLen: s.SeqLen(), BatchSeqs: s.BatchSeqs(), Accum: s.Accum(), Steps: s.Steps(), LRPeak: map[string]float64{}}
+	oc := s.Optim.ModelOptim()
+	for _, g := range model.Groups {
+		r.LRPeak[g] = s.Optim.LR * s.LRScale * oc.Mult(g)
+	}
+	return r
 }

@@ -198,8 +198,7 @@ func writeBranchFiles(p *Plan, s *branch.Spec) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(s, "", "  ")
-	if err := atomicio.WriteFile(filepath.Join(dir, branch.SpecFile), append(b, '\n'), 0o644); err != nil {
+	if err := branch.WriteSpec(dir, s); err != nil {
 		return err
 	}
 	if p.Config.Run.Executor != ExecutorExternal {
@@ -209,7 +208,7 @@ func writeBranchFiles(p *Plan, s *branch.Spec) error {
 	if err != nil {
 		return err
 	}
-	b, _ = json.MarshalIndent(run, "", "  ")
+	b, _ := json.MarshalIndent(run, "", "  ")
 	return atomicio.WriteFile(filepath.Join(dir, ExternalFile), append(b, '\n'), 0o644)
 }
 

@@ -99,6 +99,13 @@ func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 		return nil, err
 	}
 
+	// Every branch directory holds its spec from the start, so `cbs train --branch` and the
+	// analysis can read any branch, run or not.
+	for _, s := range p.Branches {
+		if err := writeBranchFiles(p, s); err != nil {
+			return nil, err
+		}
+	}
 	out, todo := p.todo(opts)
 	if len(todo) == 0 {
 		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
