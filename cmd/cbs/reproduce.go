@@ -228,6 +228,9 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 				return err
 			}
 			dir := filepath.Join(resRoot, st.Name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
 			var paths []string
 			for _, format := range []string{"svg", "png"} {
 				path, err := f.Save(dir, format, nil)
