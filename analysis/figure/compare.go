@@ -33,10 +33,10 @@ func Compare(inputs []CompareInput, width vg.Length) (*Figure, error) {
 	ymin, ymax := 0.0, 0.0
 	var eps float64
 	type summary struct {
-		Label    string  `json:"label"`
-		Lower    float64 `json:"cbs_lower_tokens"`
-		Upper    float64 `json:"cbs_upper_tokens"`
-		Censored string  `json:"censored,omitempty"`
+		Label    string       `json:"label"`
+		Lower    analysis.Num `json:"cbs_lower_tokens"` // null when unbounded
+		Upper    analysis.Num `json:"cbs_upper_tokens"`
+		Censored string       `json:"censored,omitempty"`
 	}
 	var inputsRec []summary
 	for i, in := range inputs {
@@ -71,7 +71,7 @@ func Compare(inputs []CompareInput, width vg.Length) (*Figure, error) {
 		rec := summary{Label: in.Label}
 		if t := res.Tolerance; t != nil && t.Error == "" {
 			eps = t.Eps
-			rec.Lower, rec.Upper, rec.Censored = float64(t.Lower), float64(t.Upper), string(t.Censored)
+			rec.Lower, rec.Upper, rec.Censored = t.Lower, t.Upper, string(t.Censored)
 			switch {
 			case t.Upper.Valid() && t.Lower.Valid() && float64(t.Lower) > 0:
 				label += fmt.Sprintf(": CBS in [%s, %s)", binaryUnits(float64(t.Lower)), binaryUnits(float64(t.Upper)))

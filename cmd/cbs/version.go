@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -26,12 +29,26 @@ func codeVersion() string {
 		}
 	}
 	if rev == "" {
-		return "devel"
+		return gitVersion()
 	}
 	if len(rev) > 12 {
 		rev = rev[:12]
 	}
 	if dirty {
+		rev += "+dirty"
+	}
+	return rev
+}
+
+// gitVersion asks git about the working directory: `go run` and plain builds outside a VCS-aware
+// build carry no revision, and results need one.
+func gitVersion() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "devel"
+	}
+	rev := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
 		rev += "+dirty"
 	}
 	return rev
