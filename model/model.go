@@ -4,6 +4,8 @@
 package model
 
 import (
+	"strconv"
+
 	"cbs/compute"
 )
 
@@ -15,15 +17,19 @@ type Model[T compute.Float] struct {
 	// Grad has the layout of Params.Data; LossAndGrad adds to it.
 	Grad []T
 	be   compute.Backend[T]
+	// mem holds the activations and moves data between them: Go memory for a CPU backend, the
+	// device's for a Resident model.
+	mem Memory[T]
 
 	ws       workspace[T]
+	wsAllocs [][]T
 	cos, sin []T
-	ropeLen  int
+	weights  []T // host scratch for the batch's loss weights
 }
 
 // New wraps params (and allocates the gradient) to run on backend be.
 func New[T compute.Float](p *Params[T], be compute.Backend[T]) *Model[T] {
-	return &Model[T]{Cfg: p.Config, Params: p, Grad: make([]T, len(p.Data)), be: be}
+	return &Model[T]{Cfg: p.Config, Params: p, Grad: make([]T, len(p.Data)), be: be, mem: HostMemory[T]{}}
 }
 
 // Backend returns the backend the model runs on.
@@ -76,14 +82,27 @@ type workspace[T compute.Float] struct {
 	dx, dxn, dact, dgate, dup, do, dq, dk, dv, dqraw, dkraw []T
 }
 
-func (m *Model[T]) ensure(B, L int) {
+// ensure allocates the activations for micro-batches of B sequences of length L (when they
+// differ from the last ones) and the RoPE tables.
+func (m *Model[T]) ensure(B, L int) error {
 	if m.ws.B == B && m.ws.L == L {
-		return
+		return nil
 	}
+	m.freeWorkspace()
 	c := m.Cfg
 	N, d, ff := B*L, c.HiddenSize, c.IntermediateSize
 	qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
-	mk := func(n int) []T { return make([]T, n) }
+	var err error
+	mk := func(n int) []T {
+		if err != nil {
+			return nil
+		}
+		var x []T
+		if x, err = m.mem.Alloc(n); err == nil {
+			m.wsAllocs = append(m.wsAllocs, x)
+		}
+		return x
+	}
 	ws := workspace[T]{B: B, L: L}
 	for l := 0; l <= c.NumLayers; l++ {
 		ws.xs = append(ws.xs, mk(N*d))
@@ -104,16 +123,30 @@ func (m *Model[T]) ensure(B, L int) {
 	ws.dact, ws.dgate, ws.dup = mk(N*ff), mk(N*ff), mk(N*ff)
 	ws.do, ws.dq, ws.dqraw = mk(N*qd), mk(N*qd), mk(N*qd)
 	ws.dk, ws.dv, ws.dkraw = mk(N*kd), mk(N*kd), mk(N*kd)
-	m.ws = ws
-	if m.ropeLen != L {
-		m.cos, m.sin = compute.RoPETables[T](L, c.HeadDim, c.RopeTheta)
-		m.ropeLen = L
+	cos, sin := compute.RoPETables[T](L, c.HeadDim, c.RopeTheta)
+	dcos, dsin := mk(len(cos)), mk(len(sin))
+	if err != nil {
+		m.freeWorkspace()
+		return err
 	}
+	m.mem.Upload(dcos, cos)
+	m.mem.Upload(dsin, sin)
+	m.ws, m.cos, m.sin = ws, dcos, dsin
+	return nil
+}
+
+func (m *Model[T]) freeWorkspace() {
+	for _, x := range m.wsAllocs {
+		m.mem.Free(x)
+	}
+	m.wsAllocs, m.ws, m.cos, m.sin = nil, workspace[T]{}, nil, nil
 }
 
 // forward runs the network on b.Inputs and leaves the logits in the workspace.
 func (m *Model[T]) forward(b *Batch, causal bool) {
-	m.ensure(b.B, b.L)
+	if err := m.ensure(b.B, b.L); err != nil {
+		panic("model: activations for a batch of " + fmtShape(b) + ": " + err.Error())
+	}
 	c, be, ws := m.Cfg, m.be, &m.ws
 	N, d, ff, V := b.B*b.L, c.HiddenSize, c.IntermediateSize, c.VocabSize
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
@@ -131,14 +164,14 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 		be.RoPE(a.q, m.cos, m.sin, b.L, H, hd, false)
 		be.RoPE(a.k, m.cos, m.sin, b.L, KV, hd, false)
 		be.Attention(a.o, a.probs, a.q, a.k, a.v, b.B, b.L, H, KV, hd, causal)
-		copy(a.h, x)
+		m.mem.Copy(a.h, x)
 		be.Gemm(false, true, N, d, qd, 1, a.o, qd, w.wo, qd, 1, a.h, d)
 		be.RMSNorm(a.xn2, a.rstd2, a.h, w.post, d, c.RMSNormEps)
 		be.Gemm(false, true, N, ff, d, 1, a.xn2, d, w.gate, d, 0, a.gate, ff)
 		be.Gemm(false, true, N, ff, d, 1, a.xn2, d, w.up, d, 0, a.up, ff)
 		be.SwiGLU(a.act, a.gate, a.up)
 		next := ws.xs[l+1]
-		copy(next, a.h)
+		m.mem.Copy(next, a.h)
 		be.Gemm(false, true, N, d, ff, 1, a.act, ff, w.down, ff, 1, next, d)
 	}
 	be.RMSNorm(ws.xnf, ws.rstdf, ws.xs[c.NumLayers], m.finalNorm(P), d, c.RMSNormEps)
@@ -146,11 +179,15 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 }
 
 func (m *Model[T]) lossOf(b *Batch, grad bool) float64 {
-	for i, w := range b.Weights {
-		m.ws.weights[i] = T(w)
+	m.weights = m.weights[:0]
+	for _, w := range b.Weights {
+		m.weights = append(m.weights, T(w))
 	}
+	m.mem.Upload(m.ws.weights, m.weights)
 	return m.be.CrossEntropy(m.ws.logits, b.Targets, m.ws.weights, m.Cfg.VocabSize, grad)
 }
+
+func fmtShape(b *Batch) string { return strconv.Itoa(b.B) + " x " + strconv.Itoa(b.L) }
 
 // Loss returns the batch's weighted loss without touching the gradient.
 func (m *Model[T]) Loss(b *Batch, causal bool) float64 {
@@ -180,7 +217,7 @@ func (m *Model[T]) ForwardLoss(b *Batch, causal bool) float64 {
 func (m *Model[T]) Backward(b *Batch, causal bool) { m.backward(b, causal) }
 
 // ZeroGrad clears the gradient.
-func (m *Model[T]) ZeroGrad() { clear(m.Grad) }
+func (m *Model[T]) ZeroGrad() { m.mem.Zero(m.Grad) }
 
 func (m *Model[T]) backward(b *Batch, causal bool) {
 	c, be, ws := m.Cfg, m.be, &m.ws
