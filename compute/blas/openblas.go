@@ -7,16 +7,10 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
-)
-
-// CBLAS enum values from cblas.h.
-const (
-	cblasRowMajor = 101
-	cblasNoTrans  = 111
-	cblasTrans    = 112
 )
 
 // searchPaths lists where distributions put OpenBLAS. The bare sonames come
@@ -40,12 +34,14 @@ var searchPaths = []string{
 }
 
 type openBLAS struct {
-	sgemm      func(order, ta, tb, m, n, k int32, alpha float32, a unsafe.Pointer, lda int32, b unsafe.Pointer, ldb int32, beta float32, c unsafe.Pointer, ldc int32)
-	dgemm      func(order, ta, tb, m, n, k int32, alpha float64, a unsafe.Pointer, lda int32, b unsafe.Pointer, ldb int32, beta float64, c unsafe.Pointer, ldc int32)
-	setThreads func(n int32)
-	getThreads func() int32
-	coreName   func() string
-	config     func() string
+	// The Fortran entry points take every argument by reference, so they can be called through
+	// purego.SyscallN without the reflection (and its ~11 allocations per call) of a registered
+	// function; the scalars live in pooled argument blocks on the heap.
+	sgemmF, dgemmF uintptr
+	setThreads     func(n int32)
+	getThreads     func() int32
+	coreName       func() string
+	config         func() string
 }
 
 // LoadOpenBLAS loads OpenBLAS from path, or from the first of the usual
@@ -89,8 +85,6 @@ func loadFrom(path string) (*openBLAS, error) {
 		name string
 		fn   any
 	}{
-		{"cblas_sgemm", &ob.sgemm},
-		{"cblas_dgemm", &ob.dgemm},
 		{"openblas_set_num_threads", &ob.setThreads},
 		{"openblas_get_num_threads", &ob.getThreads},
 		{"openblas_get_corename", &ob.coreName},
@@ -104,14 +98,45 @@ func loadFrom(path string) (*openBLAS, error) {
 		}
 		purego.RegisterFunc(s.fn, addr)
 	}
+	for _, f := range []struct {
+		name string
+		addr *uintptr
+	}{{"sgemm_", &ob.sgemmF}, {"dgemm_", &ob.dgemmF}} {
+		addr, err := purego.Dlsym(h, f.name)
+		if err != nil || addr == 0 {
+			purego.Dlclose(h)
+			return nil, fmt.Errorf("%s: missing symbol %s", path, f.name)
+		}
+		*f.addr = addr
+	}
 	return ob, nil
 }
 
-func cblasTransFlag(t bool) int32 {
+// gemmArgs are the by-reference scalars of one Fortran GEMM call.
+type gemmArgs struct {
+	ta, tb        byte
+	m, n, k       int32
+	lda, ldb, ldc int32
+	alphaS, betaS float32
+	alphaD, betaD float64
+}
+
+var gemmArgPool = sync.Pool{New: func() any { return new(gemmArgs) }}
+
+func fortranTrans(t bool) byte {
 	if t {
-		return cblasTrans
+		return 'T'
 	}
-	return cblasNoTrans
+	return 'N'
+}
+
+// fill sets the arguments of a column-major call computing the row-major product: row-major
+// C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a row-major matrix read
+// column-major is its transpose, so the operands swap and each keeps its own flag.
+func (g *gemmArgs) fill(transA, transB bool, m, n, k, lda, ldb, ldc int) {
+	g.ta, g.tb = fortranTrans(transB), fortranTrans(transA)
+	g.m, g.n, g.k = int32(n), int32(m), int32(k)
+	g.lda, g.ldb, g.ldc = int32(ldb), int32(lda), int32(ldc)
 }
 
 func (o *openBLAS) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
@@ -121,8 +146,16 @@ func (o *openBLAS) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 		}
 		return
 	}
-	o.sgemm(cblasRowMajor, cblasTransFlag(transA), cblasTransFlag(transB), int32(m), int32(n), int32(k),
-		alpha, unsafe.Pointer(&a[0]), int32(lda), unsafe.Pointer(&b[0]), int32(ldb), beta, unsafe.Pointer(&c[0]), int32(ldc))
+	g := gemmArgPool.Get().(*gemmArgs)
+	g.fill(transA, transB, m, n, k, lda, ldb, ldc)
+	g.alphaS, g.betaS = alpha, beta
+	purego.SyscallN(o.sgemmF,
+		uintptr(unsafe.Pointer(&g.ta)), uintptr(unsafe.Pointer(&g.tb)),
+		uintptr(unsafe.Pointer(&g.m)), uintptr(unsafe.Pointer(&g.n)), uintptr(unsafe.Pointer(&g.k)),
+		uintptr(unsafe.Pointer(&g.alphaS)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
+		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&g.ldb)),
+		uintptr(unsafe.Pointer(&g.betaS)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)))
+	gemmArgPool.Put(g)
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(c)
@@ -135,8 +168,16 @@ func (o *openBLAS) Dgemm(transA, transB bool, m, n, k int, alpha float64, a []fl
 		}
 		return
 	}
-	o.dgemm(cblasRowMajor, cblasTransFlag(transA), cblasTransFlag(transB), int32(m), int32(n), int32(k),
-		alpha, unsafe.Pointer(&a[0]), int32(lda), unsafe.Pointer(&b[0]), int32(ldb), beta, unsafe.Pointer(&c[0]), int32(ldc))
+	g := gemmArgPool.Get().(*gemmArgs)
+	g.fill(transA, transB, m, n, k, lda, ldb, ldc)
+	g.alphaD, g.betaD = alpha, beta
+	purego.SyscallN(o.dgemmF,
+		uintptr(unsafe.Pointer(&g.ta)), uintptr(unsafe.Pointer(&g.tb)),
+		uintptr(unsafe.Pointer(&g.m)), uintptr(unsafe.Pointer(&g.n)), uintptr(unsafe.Pointer(&g.k)),
+		uintptr(unsafe.Pointer(&g.alphaD)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
+		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&g.ldb)),
+		uintptr(unsafe.Pointer(&g.betaD)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)))
+	gemmArgPool.Put(g)
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(c)
