@@ -119,6 +119,10 @@ type gemmArgs struct {
 	lda, ldb, ldc int32
 	alphaS, betaS float32
 	alphaD, betaD float64
+	// args is the argument list itself: passing an existing slice to the variadic SyscallN
+	// allocates nothing. Every pointer in it is to heap memory (this block, the caller's
+	// matrices), which does not move.
+	args [13]uintptr
 }
 
 var gemmArgPool = sync.Pool{New: func() any { return new(gemmArgs) }}
@@ -149,12 +153,14 @@ func (o *openBLAS) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 	g := gemmArgPool.Get().(*gemmArgs)
 	g.fill(transA, transB, m, n, k, lda, ldb, ldc)
 	g.alphaS, g.betaS = alpha, beta
-	purego.SyscallN(o.sgemmF,
+	g.args = [13]uintptr{
 		uintptr(unsafe.Pointer(&g.ta)), uintptr(unsafe.Pointer(&g.tb)),
 		uintptr(unsafe.Pointer(&g.m)), uintptr(unsafe.Pointer(&g.n)), uintptr(unsafe.Pointer(&g.k)),
 		uintptr(unsafe.Pointer(&g.alphaS)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
 		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&g.ldb)),
-		uintptr(unsafe.Pointer(&g.betaS)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)))
+		uintptr(unsafe.Pointer(&g.betaS)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)),
+	}
+	purego.SyscallN(o.sgemmF, g.args[:]...)
 	gemmArgPool.Put(g)
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
@@ -171,12 +177,14 @@ func (o *openBLAS) Dgemm(transA, transB bool, m, n, k int, alpha float64, a []fl
 	g := gemmArgPool.Get().(*gemmArgs)
 	g.fill(transA, transB, m, n, k, lda, ldb, ldc)
 	g.alphaD, g.betaD = alpha, beta
-	purego.SyscallN(o.dgemmF,
+	g.args = [13]uintptr{
 		uintptr(unsafe.Pointer(&g.ta)), uintptr(unsafe.Pointer(&g.tb)),
 		uintptr(unsafe.Pointer(&g.m)), uintptr(unsafe.Pointer(&g.n)), uintptr(unsafe.Pointer(&g.k)),
 		uintptr(unsafe.Pointer(&g.alphaD)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
 		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&g.ldb)),
-		uintptr(unsafe.Pointer(&g.betaD)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)))
+		uintptr(unsafe.Pointer(&g.betaD)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)),
+	}
+	purego.SyscallN(o.dgemmF, g.args[:]...)
 	gemmArgPool.Put(g)
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
