@@ -144,30 +144,16 @@ func (g *gemmArgs) fill(transA, transB bool, m, n, k, lda, ldb, ldc int) {
 }
 
 func (o *openBLAS) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if !check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
-		if m > 0 && n > 0 {
-			scaleC(m, n, beta, c, ldc)
-		}
-		return
-	}
-	g := gemmArgPool.Get().(*gemmArgs)
-	g.fill(transA, transB, m, n, k, lda, ldb, ldc)
-	g.alphaS, g.betaS = alpha, beta
-	g.args = [13]uintptr{
-		uintptr(unsafe.Pointer(&g.ta)), uintptr(unsafe.Pointer(&g.tb)),
-		uintptr(unsafe.Pointer(&g.m)), uintptr(unsafe.Pointer(&g.n)), uintptr(unsafe.Pointer(&g.k)),
-		uintptr(unsafe.Pointer(&g.alphaS)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
-		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&g.ldb)),
-		uintptr(unsafe.Pointer(&g.betaS)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)),
-	}
-	purego.SyscallN(o.sgemmF, g.args[:]...)
-	gemmArgPool.Put(g)
-	runtime.KeepAlive(a)
-	runtime.KeepAlive(b)
-	runtime.KeepAlive(c)
+	fortranGemm(o.sgemmF, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 func (o *openBLAS) Dgemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	fortranGemm(o.dgemmF, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// fortranGemm calls sgemm_ or dgemm_ (fn) for the row-major product, with its scalars in a
+// pooled argument block.
+func fortranGemm[T float32 | float64](fn uintptr, transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if !check(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc) {
 		if m > 0 && n > 0 {
 			scaleC(m, n, beta, c, ldc)
@@ -176,15 +162,23 @@ func (o *openBLAS) Dgemm(transA, transB bool, m, n, k int, alpha float64, a []fl
 	}
 	g := gemmArgPool.Get().(*gemmArgs)
 	g.fill(transA, transB, m, n, k, lda, ldb, ldc)
-	g.alphaD, g.betaD = alpha, beta
+	var pAlpha, pBeta unsafe.Pointer
+	switch al := any(alpha).(type) {
+	case float32:
+		g.alphaS, g.betaS = al, any(beta).(float32)
+		pAlpha, pBeta = unsafe.Pointer(&g.alphaS), unsafe.Pointer(&g.betaS)
+	case float64:
+		g.alphaD, g.betaD = al, any(beta).(float64)
+		pAlpha, pBeta = unsafe.Pointer(&g.alphaD), unsafe.Pointer(&g.betaD)
+	}
 	g.args = [13]uintptr{
 		uintptr(unsafe.Pointer(&g.ta)), uintptr(unsafe.Pointer(&g.tb)),
 		uintptr(unsafe.Pointer(&g.m)), uintptr(unsafe.Pointer(&g.n)), uintptr(unsafe.Pointer(&g.k)),
-		uintptr(unsafe.Pointer(&g.alphaD)), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
+		uintptr(pAlpha), uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&g.lda)),
 		uintptr(unsafe.Pointer(&a[0])), uintptr(unsafe.Pointer(&g.ldb)),
-		uintptr(unsafe.Pointer(&g.betaD)), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)),
+		uintptr(pBeta), uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&g.ldc)),
 	}
-	purego.SyscallN(o.dgemmF, g.args[:]...)
+	purego.SyscallN(fn, g.args[:]...)
 	gemmArgPool.Put(g)
 	runtime.KeepAlive(a)
 	runtime.KeepAlive(b)
