@@ -510,17 +510,11 @@ func executeExternal(ctx context.Context, p *Plan, opts Options) (*Outcome, erro
 		}
 		return out, nil
 	}
-	if err := os.MkdirAll(p.Out, 0o755); err != nil {
-		return nil, err
-	}
-	lk, err := lock(p.Out)
+	lk, err := p.acquire()
 	if err != nil {
 		return nil, err
 	}
 	defer lk.Close()
-	if err := p.prepare(); err != nil {
-		return nil, err
-	}
 	if err := writeManifest(p, opts.CodeVersion, nil, "external: "+p.Config.External.Command.String()); err != nil {
 		return nil, err
 	}

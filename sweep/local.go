@@ -74,17 +74,11 @@ func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 		p.Print(opts.Stdout)
 		return &Outcome{States: map[string]string{}}, nil
 	}
-	if err := os.MkdirAll(p.Out, 0o755); err != nil {
-		return nil, err
-	}
-	lk, err := lock(p.Out)
+	lk, err := p.acquire()
 	if err != nil {
 		return nil, err
 	}
 	defer lk.Close()
-	if err := p.prepare(); err != nil {
-		return nil, err
-	}
 	c := p.Config
 	threads := c.Run.Threads
 	if threads == 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -148,6 +149,23 @@ func (p *Plan) extendsLadder(old []byte) bool {
 
 // ErrChangedConfig is returned when a run directory holds a sweep of a different config.
 var ErrChangedConfig = errors.New("config changed")
+
+// acquire creates the run directory, locks it for this process and prepares it; the caller
+// closes the lock when done.
+func (p *Plan) acquire() (io.Closer, error) {
+	if err := os.MkdirAll(p.Out, 0o755); err != nil {
+		return nil, err
+	}
+	lk, err := lock(p.Out)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.prepare(); err != nil {
+		lk.Close()
+		return nil, err
+	}
+	return lk, nil
+}
 
 // prepare creates or checks the run directory: the same config (up to [run] and [analysis])
 // resumes; a changed one is refused with the differing keys.
