@@ -104,8 +104,9 @@ type Options struct {
 	Corpus *data.Corpus
 }
 
-// gnsEMA is the smoothing of the gradient-noise-scale numerator and denominator estimates.
-const gnsEMA = 0.95
+// gnsEMATokens is the time constant, in tokens, of the EMAs of the gradient-noise-scale
+// numerator and denominator: one window for every batch size, so branches smooth alike.
+const gnsEMATokens = 128 << 10
 
 // A run has diverged when its loss is NaN or infinite, or when its smoothed training loss (an
 // EMA with a time constant of lossEMATokens tokens, so every batch size smooths alike) rises
@@ -175,6 +176,7 @@ type runner struct {
 	lossMin    float64 // lowest bias-corrected EMA once warm
 	traceEMA   float64
 	gradSqEMA  float64
+	prevGrad   []float32 // the accumulated gradient before the current micro-batch
 	emaWeight  float64
 	wallOffset float64
 	lastEval   float64
@@ -268,6 +270,7 @@ func (r *runner) setup() error {
 		r.state = model.TrainerState{Seed: s.Seed}
 		if parent != nil {
 			r.state.DataCursor = parent.DataCursor // the branch continues the parent's token stream
+			r.state.ForkCursor = parent.DataCursor
 		}
 	default:
 		c := model.Config{
@@ -350,6 +353,7 @@ func (r *runner) setup() error {
 		return err
 	}
 	r.cursor = corpus.Cursor(r.state.DataCursor)
+	r.cursor.Replica = data.Replica{Index: int64(s.Replicate), From: r.state.ForkCursor}
 	L := s.SeqLen()
 	r.tokens, r.masks, r.probs = make([]int32, s.MicroBatch*L), make([]bool, s.MicroBatch*L), make([]float64, s.MicroBatch)
 	r.batch = model.NewBatch(s.MicroBatch, L)
@@ -480,9 +484,8 @@ func (r *runner) loop(ctx context.Context) error {
 				return err
 			}
 			loss += r.net.LossAndGrad(r.batch, model.IsCausal(s.Objective))
-			if a == 0 && accum > 1 {
-				// The first micro-batch's gradient, rescaled to the mean over its own sequences.
-				smallSq = sq(model.GradNorm(r.m) * float64(accum))
+			if accum > 1 {
+				smallSq += r.microGradSq(a, accum) / float64(r.gnsMicroBatches(accum))
 			}
 		}
 		st := r.opt.Update(r.m, lr)
@@ -590,16 +593,54 @@ func (r *runner) hashTokens(tokens []int32) {
 	r.state.StreamHash = strconv.FormatUint(h, 16)
 }
 
-// gns records the gradient-noise-scale estimates of SCIENCE.md 4.4: unbiased |G|^2 and
-// tr(Sigma) from a micro-batch (bSmall tokens) and the whole batch (bBig tokens), smoothed as
-// bias-corrected EMAs; B_simple is the ratio of the EMAs.
+// gnsMicroBatches is how many micro-batch gradients a step's small-batch estimate averages:
+// every one on the CPU, where the accumulated gradient is host memory, the first on a GPU.
+func (r *runner) gnsMicroBatches(accum int) int {
+	if r.res != nil {
+		return 1
+	}
+	return accum
+}
+
+// microGradSq is the squared norm of micro-batch a's own gradient, rescaled to the mean over its
+// sequences: the accumulated gradient less what it held before the micro-batch. On a GPU only
+// the first micro-batch counts (its gradient is the accumulated one), and later ones add 0.
+func (r *runner) microGradSq(a, accum int) float64 {
+	scale := float64(accum)
+	if r.res != nil {
+		if a > 0 {
+			return 0
+		}
+		return sq(model.GradNorm(r.m) * scale)
+	}
+	g := r.m.Grad
+	if len(r.prevGrad) != len(g) {
+		r.prevGrad = make([]float32, len(g))
+	}
+	if a == 0 {
+		clear(r.prevGrad)
+	}
+	var ss float64
+	for i, v := range g {
+		d := float64(v) - float64(r.prevGrad[i])
+		ss += d * d
+	}
+	copy(r.prevGrad, g)
+	return ss * scale * scale
+}
+
+// gns records the gradient-noise-scale estimates of McCandlish et al.: unbiased |G|^2 and
+// tr(Sigma) from the micro-batches (bSmall tokens each; smallSq is the mean of their squared
+// norms) and the whole batch (bBig tokens), smoothed as bias-corrected EMAs with a time constant
+// in tokens; B_simple is the ratio of the EMAs.
 func (r *runner) gns(met *Metrics, smallSq, bigSq float64, bSmall, bBig int64) {
 	bs, bb := float64(bSmall), float64(bBig)
 	g2 := (bb*bigSq - bs*smallSq) / (bb - bs)
 	tr := (smallSq - bigSq) / (1/bs - 1/bb)
-	r.traceEMA = gnsEMA*r.traceEMA + (1-gnsEMA)*tr
-	r.gradSqEMA = gnsEMA*r.gradSqEMA + (1-gnsEMA)*g2
-	r.emaWeight = gnsEMA*r.emaWeight + (1 - gnsEMA)
+	beta := math.Exp(-bb / gnsEMATokens)
+	r.traceEMA = beta*r.traceEMA + (1-beta)*tr
+	r.gradSqEMA = beta*r.gradSqEMA + (1-beta)*g2
+	r.emaWeight = beta*r.emaWeight + (1 - beta)
 	te, ge := r.traceEMA/r.emaWeight, r.gradSqEMA/r.emaWeight
 	met.GNSSmallSq, met.GNSBigSq, met.GNSBSmall, met.GNSBBig = ptr(smallSq), ptr(bigSq), bSmall, bBig
 	met.GNSTraceEMA, met.GNSGradSqEMA = ptr(te), ptr(ge)

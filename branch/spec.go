@@ -52,7 +52,9 @@ func (o Optim) ModelOptim() model.OptimConfig {
 // and how fast to run it. cbs train --config builds one; a sweep expands into one per branch.
 type Spec struct {
 	ID string `json:"id"`
-	// Seed keys the data order and the training masks; replicates differ in it alone.
+	// Seed keys the training masks and t; replicates differ in it and in Replicate, which
+	// reorders the tokens after the fork (data.Replica). Data.Seed, the stream's order, is the
+	// parent's in every replicate.
 	Seed uint64 `json:"seed"`
 	// InitSeed draws a fresh model's weights (shared by every branch of a sweep).
 	InitSeed  uint64     `json:"init_seed"`

@@ -190,16 +190,47 @@ func (c *Corpus) Cursor(next int64) *Cursor {
 	return &Cursor{Corpus: c, Next: next}
 }
 
-// Cursor reads training sequences in stream order. Its whole state is Next, the absolute index
-// of the next sequence it will read: a checkpoint saves Next, and a resumed or forked run
-// continues from Cursor(Next) with exactly the sequences the original would have read.
+// Cursor reads training sequences in stream order, or in a replica's order. Its whole state is
+// Next, the position of the next sequence it will read, and the Replica it reads: a checkpoint
+// saves both, and a resumed or forked run continues with exactly the sequences the original
+// would have read.
 type Cursor struct {
-	Corpus *Corpus
-	Next   int64
+	Corpus  *Corpus
+	Next    int64
+	Replica Replica
+}
+
+// Replica is a seed replicate of a branch: the same tokens from the fork on, in another order.
+// Index 0 reads the stream as it is. Index r > 0 permutes, with a key of its own, the training
+// sequences the parent had not yet reached in its epoch at the fork (positions From to the
+// epoch's end) and every later epoch whole. A replicate therefore never re-reads what the
+// parent read in the fork's epoch, and sees the same set of sequences as replicate 0 over that
+// epoch, only in another order.
+type Replica struct {
+	Index int64
+	From  int64
+}
+
+// ReplicaSeq is the stream index that position i of replica rep reads.
+func (c *Corpus) ReplicaSeq(rep Replica, i int64) int64 {
+	if i < 0 || rep.From < 0 || rep.Index < 0 {
+		panic(fmt.Sprintf("data: ReplicaSeq(%+v, %d) with a negative index", rep, i))
+	}
+	if rep.Index == 0 || i < rep.From {
+		return i
+	}
+	n := c.nTrain
+	key := rng.Key(c.cfg.Seed, "replica-order", uint64(rep.Index)).Key
+	e, j := i/n, i%n
+	if e == rep.From/n {
+		j0 := rep.From % n
+		return e*n + j0 + permute(key, e, j-j0, n-j0)
+	}
+	return e*n + permute(key, e, j, n)
 }
 
 // Read fills dst, a whole number of sequences (len(dst) a multiple of SeqLen), with consecutive
-// training sequences, advances Next past them and returns the index of the first, which keys
+// training sequences, advances Next past them and returns the position of the first, which keys
 // the sequences' MDM masks (TrainMask(seed, first+b, ...)).
 func (cur *Cursor) Read(dst []int32) (first int64) {
 	L := cur.Corpus.seqLen
@@ -208,7 +239,7 @@ func (cur *Cursor) Read(dst []int32) (first int64) {
 	}
 	first = cur.Next
 	for b := 0; b < len(dst)/L; b++ {
-		cur.Corpus.TrainSeq(first+int64(b), dst[b*L:(b+1)*L])
+		cur.Corpus.TrainSeq(cur.Corpus.ReplicaSeq(cur.Replica, first+int64(b)), dst[b*L:(b+1)*L])
 	}
 	cur.Next = first + int64(len(dst)/L)
 	return first

@@ -1,6 +1,9 @@
 package data
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -276,4 +279,81 @@ func TestCorpusPanics(t *testing.T) {
 			f()
 		}()
 	}
+}
+
+// A replicate forked at position From reads, until the end of that epoch, exactly the sequences
+// the parent had not read, in an order of its own; the token hashes of what it reads and of what
+// the parent read share nothing. Replicate 0 is the stream itself.
+func TestReplicaNeverRereadsTheParent(t *testing.T) {
+	// Random bytes, so no two windows hold the same tokens.
+	toks := make([]int32, 16*1000+5)
+	g := rand.New(rand.NewPCG(7, 8))
+	for i := range toks {
+		toks[i] = int32(g.IntN(256))
+	}
+	c, err := FromTokens(SourceConfig{SeqLen: 16, EvalTokens: 160, Seed: 11}, toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.NumTrainSeqs()
+	hash := func(seq []int32) string {
+		h := sha256.New()
+		for _, v := range seq {
+			fmt.Fprintf(h, "%d,", v)
+		}
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	read := func(rep Replica, from, to int64) []string {
+		cur := c.Cursor(from)
+		cur.Replica = rep
+		buf := make([]int32, 16)
+		var out []string
+		for i := from; i < to; i++ {
+			cur.Read(buf)
+			out = append(out, hash(buf))
+		}
+		return out
+	}
+	for _, tc := range []struct{ from int64 }{{0}, {1}, {n / 3}, {n - 1}, {n + n/2}} {
+		epochEnd := (tc.from/n + 1) * n
+		parent := read(Replica{}, (tc.from/n)*n, tc.from)
+		base := read(Replica{}, tc.from, epochEnd)
+		seen := map[string]bool{}
+		for _, h := range parent {
+			seen[h] = true
+		}
+		var orders [][]string
+		for r := int64(1); r <= 3; r++ {
+			got := read(Replica{Index: r, From: tc.from}, tc.from, epochEnd)
+			for i, h := range got {
+				if seen[h] {
+					t.Fatalf("from %d, replicate %d: position %d re-reads a sequence the parent read", tc.from, r, tc.from+int64(i))
+				}
+			}
+			if !slices.Equal(sorted(got), sorted(base)) {
+				t.Fatalf("from %d, replicate %d: reads another set of sequences than replicate 0 over the rest of the epoch", tc.from, r)
+			}
+			orders = append(orders, got)
+			// The next epoch is a whole permutation of the training windows.
+			next := make(map[int64]bool)
+			for i := epochEnd; i < epochEnd+n; i++ {
+				next[c.ReplicaSeq(Replica{Index: r, From: tc.from}, i)] = true
+			}
+			if int64(len(next)) != n {
+				t.Fatalf("from %d, replicate %d: the epoch after the fork visits %d of %d sequences", tc.from, r, len(next), n)
+			}
+		}
+		if epochEnd-tc.from > 4 && (slices.Equal(orders[0], base) || slices.Equal(orders[0], orders[1])) {
+			t.Errorf("from %d: replicates 0, 1 and 2 do not all read in different orders", tc.from)
+		}
+		if !slices.Equal(read(Replica{Index: 0, From: tc.from}, tc.from, epochEnd), base) {
+			t.Errorf("from %d: replicate 0 is not the stream itself", tc.from)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
 }

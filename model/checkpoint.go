@@ -34,7 +34,10 @@ type TrainerState struct {
 	Step       int    `json:"step"`
 	TokensSeen int64  `json:"tokens_seen"`
 	// DataCursor is the index of the next training sequence in the token stream.
-	DataCursor int64  `json:"data_cursor"`
+	DataCursor int64 `json:"data_cursor"`
+	// ForkCursor is the parent's data cursor when the run forked from a checkpoint: where a seed
+	// replicate's own order of the stream begins.
+	ForkCursor int64  `json:"fork_cursor,omitempty"`
 	Seed       uint64 `json:"seed"`
 	// StreamHash is a running FNV-1a hash of every training token consumed, in order: two runs
 	// saw the same token stream exactly when their hashes agree.

@@ -282,7 +282,9 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 	for i, bs := range b.BatchSizes {
 		for r := 0; r < b.Replicates; r++ {
 			s := *base
-			s.Data.Seed = base.Seed + uint64(r)
+			// A replicate draws its own masks and t (Seed) and reads the tokens after the fork
+			// in its own order (Replicate), never the parent's tokens again: data.Seed, the
+			// order of the stream the parent read, stays the parent's.
 			s.Seed = base.Seed + uint64(r)
 			s.Replicate = r
 			s.ID = fmt.Sprintf("b%s-r%d", bs, r)
