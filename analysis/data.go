@@ -3,7 +3,9 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 )
 
 // Metric names for the loss the estimators compare.
@@ -15,7 +17,11 @@ const (
 
 // Replicate is one branch's loss curve.
 type Replicate struct {
-	ID     string
+	ID string
+	// Key names the seed replicate: branches of different batch sizes with the same key read the
+	// same tokens in the same order with the same masks, so their noise is shared and the
+	// bootstrap resamples them together.
+	Key    string
 	Tokens []float64   // marks, strictly increasing
 	Loss   []float64   // loss at each mark, > 0
 	Shards [][]float64 // per mark, the eval loss of each shard; nil when none were logged
@@ -102,7 +108,7 @@ func curves(run *Run, curve func(*Branch) (Replicate, error)) ([]Group, error) {
 }
 
 func evalCurve(b *Branch) (Replicate, error) {
-	rep := Replicate{ID: b.Spec.ID}
+	rep := Replicate{ID: b.Spec.ID, Key: strconv.Itoa(b.Spec.Replicate)}
 	shards := true
 	for _, r := range b.Records {
 		if !r.HasEvalLoss() {
@@ -132,7 +138,7 @@ func evalCurve(b *Branch) (Replicate, error) {
 // time constant in tokens for every branch, so the smoothing lag does not depend on batch size.
 // The bias of the zero start is divided out.
 func trainEMACurve(b *Branch, tau float64) (Replicate, error) {
-	rep := Replicate{ID: b.Spec.ID}
+	rep := Replicate{ID: b.Spec.ID, Key: strconv.Itoa(b.Spec.Replicate)}
 	decay := math.Exp(-float64(b.Spec.BatchTokens) / tau)
 	var m, norm float64
 	for _, r := range b.Records {
@@ -310,4 +316,34 @@ func lossAt(tokens, loss []float64, mark float64) (float64, bool) {
 		return loss[i], true
 	}
 	return 0, false
+}
+
+// pairedReplicates reports whether every batch size has the same seed replicates, in the same
+// order: then replicate r of one batch and replicate r of another share their data and masks,
+// and a resample draws one set of replicate indices for the whole ladder, as it draws one set of
+// eval shards, so noise that every batch size shares cancels in their comparison.
+func (d *Data) pairedReplicates() bool {
+	if len(d.Groups) == 0 {
+		return false
+	}
+	keys := func(g Group) []string {
+		var k []string
+		for _, r := range g.Replicates {
+			if r.Key == "" {
+				return nil
+			}
+			k = append(k, r.Key)
+		}
+		return k
+	}
+	first := keys(d.Groups[0])
+	if first == nil {
+		return false
+	}
+	for _, g := range d.Groups[1:] {
+		if !slices.Equal(keys(g), first) {
+			return false
+		}
+	}
+	return true
 }

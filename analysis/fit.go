@@ -31,43 +31,146 @@ func (d *Data) ladder(reps [][]int, shards []int) []curve {
 // estimates are the point estimators run on one ladder of curves (the data or a resample).
 type estimates struct {
 	final  []float64
+	eps    float64 // the absolute tolerance the tolerance rule and the knee used
 	tol    Tolerance
 	tolErr error
 	knee   PowerLaw
 	kErr   error
 	hyp    []targetEstimate
+	over   TokenOverhead
+	oErr   error
+	// overAt and tolAt are the sensitivity rows: the overhead at sensitivityTaus and the
+	// tolerance rule at sensitivityEps.
+	overAt  []TokenOverhead
+	oAtErr  []error
+	tolAt   []Tolerance
+	tAtErr  []error
+	slope   float64
+	slopeOK bool
 }
 
+// The tolerances of the sensitivity table.
+var (
+	sensitivityTaus = []float64{0.1, 0.2, 0.5}
+	sensitivityEps  = []float64{0.005, 0.01, 0.02}
+)
+
 type targetEstimate struct {
+	target   float64
 	points   []Crossing
 	excluded []Excluded
+	// censored are the branches that never reached the target: S > Steps at their last mark.
+	censored []Crossing
 	h        Hyperbola
 	err      error
 }
 
-func estimate(batches []float64, curves []curve, mark float64, targets []float64, eps float64) estimates {
-	var e estimates
-	e.final = make([]float64, len(curves))
-	for i, c := range curves {
-		e.final[i], _ = lossAt(c.tokens, c.loss, mark)
+// estimator holds what every run of the point estimators shares, on the data or a resample.
+type estimator struct {
+	batches []float64
+	mark    float64
+	targets []float64
+	// autoTargets re-picks the targets from each ladder of curves (the data's or a resample's),
+	// so a resample is asked about losses it reaches, not about the data's.
+	autoTargets bool
+	ref         int // index of the reference batch; -1 when it is not on the ladder
+	opts        Options
+}
+
+// absEps is the absolute tolerance for a relative eps against the reference loss.
+func (e *estimator) absEps(eps float64, final []float64) float64 {
+	if e.opts.EpsAbs > 0 {
+		return e.opts.EpsAbs
 	}
-	e.tol, e.tolErr = ToleranceRule(batches, e.final, eps)
-	e.knee, e.kErr = FitPowerLaw(batches, e.final)
-	e.hyp = make([]targetEstimate, len(targets))
+	ref := max(e.ref, 0)
+	return eps * final[ref]
+}
+
+func (e *estimator) run(curves []curve) estimates {
+	var r estimates
+	batches := e.batches
+	r.final = make([]float64, len(curves))
+	for i, c := range curves {
+		r.final[i], _ = lossAt(c.tokens, c.loss, e.mark)
+	}
+	r.eps = e.absEps(e.opts.Eps, r.final)
+	r.tol, r.tolErr = ToleranceRule(batches, r.final, r.eps)
+	r.knee, r.kErr = FitPowerLaw(batches, r.final)
+	targets := e.targets
+	if e.autoTargets {
+		targets = autoTargets(curves, e.opts.NumTargets)
+	}
+	r.hyp = make([]targetEstimate, len(targets))
 	for ti, target := range targets {
-		te := &e.hyp[ti]
+		te := &r.hyp[ti]
+		te.target = target
 		for i, c := range curves {
 			t, ok, why := CrossingTokens(c.tokens, c.loss, target)
-			if !ok {
+			switch {
+			case ok:
+				te.points = append(te.points, Crossing{Batch: batches[i], Steps: t / batches[i], Tokens: t})
+			case why == notReached && len(c.tokens) > 0:
+				last := c.tokens[len(c.tokens)-1]
+				te.censored = append(te.censored, Crossing{Batch: batches[i], Steps: last / batches[i], Tokens: last})
+			default:
 				te.excluded = append(te.excluded, Excluded{Batch: batches[i], Reason: why})
-				continue
 			}
-			te.points = append(te.points, Crossing{Batch: batches[i], Steps: t / batches[i], Tokens: t})
 		}
-		b, s := crossingXY(te.points)
-		te.h, te.err = FitHyperbola(b, s)
+		te.h, te.err = fitCensoredHyperbola(te.points, te.censored)
 	}
-	return e
+	if e.ref < 0 {
+		r.oErr = fmt.Errorf("the reference batch is not on the ladder")
+	} else {
+		toks, losses := make([][]float64, len(curves)), make([][]float64, len(curves))
+		for i, c := range curves {
+			toks[i], losses[i] = c.tokens, c.loss
+		}
+		r.over, r.oErr = OverheadCBS(batches, toks, losses, e.ref, e.opts.Tau)
+		for _, tau := range sensitivityTaus {
+			o, err := OverheadCBS(batches, toks, losses, e.ref, tau)
+			r.overAt, r.oAtErr = append(r.overAt, o), append(r.oAtErr, err)
+		}
+	}
+	for _, eps := range sensitivityEps {
+		t, err := ToleranceRule(batches, r.final, e.absEps(eps, r.final))
+		r.tolAt, r.tAtErr = append(r.tolAt, t), append(r.tAtErr, err)
+	}
+	if len(batches) >= 2 {
+		x := make([]float64, len(batches))
+		for i, b := range batches {
+			x[i] = math.Log2(b)
+		}
+		_, r.slope = stat.LinearRegression(x, r.final, nil, false)
+		r.slopeOK = !math.IsNaN(r.slope)
+	}
+	return r
+}
+
+// fitCensoredHyperbola fits S(B) = a + b/B to the crossings, then holds the fit to the branches
+// that never reached the target: where the fit says such a branch would have got there within
+// its budget (S(B) below its steps), the branch joins the fit at its budget, the least it can
+// have needed, and the fit is redone until it contradicts none of them. Dropping those branches
+// instead would bias B_crit upward, since the batches that miss a target are the large ones.
+func fitCensoredHyperbola(points, censored []Crossing) (Hyperbola, error) {
+	pts := append([]Crossing(nil), points...)
+	used := make([]bool, len(censored))
+	for {
+		b, s := crossingXY(pts)
+		h, err := FitHyperbola(b, s)
+		if err != nil {
+			return h, err
+		}
+		added := false
+		for i, c := range censored {
+			if !used[i] && h.Steps(c.Batch) < c.Steps {
+				used[i], added = true, true
+				pts = append(pts, c)
+			}
+		}
+		if !added {
+			return h, nil
+		}
+	}
 }
 
 func crossingXY(pts []Crossing) (b, s []float64) {
@@ -118,7 +221,13 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 	if b0 == 0 {
 		b0 = batches[0]
 	}
-	pt := estimate(batches, full, mark, targets, opts.Eps)
+	est := &estimator{batches: batches, mark: mark, targets: targets, autoTargets: len(opts.Targets) == 0, ref: -1, opts: opts}
+	for i, b := range batches {
+		if b == b0 {
+			est.ref = i
+		}
+	}
+	pt := est.run(full)
 
 	// Bootstrap.
 	nshards := d.NumShards()
@@ -140,24 +249,13 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 			if nshards <= 1 && len(single) > 0 {
 				res.Notes = append(res.Notes, fmt.Sprintf("batch sizes %s have one replicate and the run logged no eval shards: their noise is missing from the intervals", strings.Join(single, ", ")))
 			}
+			paired := multiRep && d.pairedReplicates()
+			res.Bootstrap.PairedReplicates = paired
 			boots = make([]estimates, opts.Bootstrap)
 			for r := range boots {
 				s := rng.Key(opts.Seed, "bootstrap", uint64(r))
-				var shards []int
-				if nshards > 1 {
-					shards = make([]int, nshards)
-					for i := range shards {
-						shards[i] = s.Intn(nshards)
-					}
-				}
-				reps := make([][]int, len(d.Groups))
-				for gi, g := range d.Groups {
-					reps[gi] = make([]int, len(g.Replicates))
-					for i := range reps[gi] {
-						reps[gi][i] = s.Intn(len(g.Replicates))
-					}
-				}
-				boots[r] = estimate(batches, inflate(d, full, d.ladder(reps, shards), nshards), mark, targets, opts.Eps)
+				reps, shards := d.resample(&s, paired, true, nshards > 1)
+				boots[r] = est.run(inflate(d, full, d.ladder(reps, shards), nshards))
 			}
 		} else {
 			res.Bootstrap.Method = "residual"
@@ -166,18 +264,102 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 		}
 	}
 
+	dof := 0
+	if res.Bootstrap.Method == "data" {
+		dof = effectiveDOF(d, est, full, nshards, res.Bootstrap.PairedReplicates, opts)
+	}
+	res.Primary = primaryFit(d, b0, est.ref, pt, boots, dof, opts)
+	if res.Primary.Warning != "" {
+		res.Notes = append(res.Notes, res.Primary.Warning)
+	}
+	res.Slope = slopeFit(pt, boots, opts)
+	res.Sensitivity = sensitivity(batches, pt, boots, opts)
 	res.Tolerance = toleranceFit(batches, pt, boots, opts)
 	res.Knee = kneeFit(batches, pt, boots, opts)
 	res.Hyperbola = &HyperbolaFit{Tau: opts.Tau, ReferenceBatch: b0}
 	for ti, target := range targets {
 		var tb []targetEstimate
 		for _, b := range boots {
-			tb = append(tb, b.hyp[ti])
+			if ti < len(b.hyp) {
+				tb = append(tb, b.hyp[ti])
+			} else {
+				tb = append(tb, targetEstimate{err: fmt.Errorf("the resample's curves cross too few targets")})
+			}
 		}
 		res.Hyperbola.Targets = append(res.Hyperbola.Targets, targetFit(target, pt.hyp[ti], tb, b0, opts))
 	}
 	res.Hyperbola.Trend = bcritTrend(res.Hyperbola.Targets)
 	return res, nil
+}
+
+// resample draws one bootstrap choice of replicates (within each batch size, or one set for the
+// whole ladder when paired) and of eval shards (one set for every branch); a level not drawn is
+// nil, which keeps all of it.
+func (d *Data) resample(s *rng.Stream, paired, replicates, shards bool) (reps [][]int, sh []int) {
+	if shards {
+		n := d.NumShards()
+		sh = make([]int, n)
+		for i := range sh {
+			sh[i] = s.Intn(n)
+		}
+	}
+	if !replicates {
+		return nil, sh
+	}
+	reps = make([][]int, len(d.Groups))
+	for gi, g := range d.Groups {
+		if paired && gi > 0 {
+			reps[gi] = reps[0]
+			continue
+		}
+		reps[gi] = make([]int, len(g.Replicates))
+		for i := range reps[gi] {
+			reps[gi][i] = s.Intn(len(g.Replicates))
+		}
+	}
+	return reps, sh
+}
+
+// effectiveDOF is the degrees of freedom behind the primary interval, which set how far the
+// expanded percentile interval widens it. Seed replicates and eval shards are two sources of
+// noise, each known from few units: replicates less one (per batch size, or once when the ladder
+// shares its replicates), shards less one. Their variances in log CBS are measured by
+// resampling each level alone, and combined by Welch and Satterthwaite's formula, which gives
+// the dof of the level that dominates the variance.
+func effectiveDOF(d *Data, est *estimator, full []curve, nshards int, paired bool, opts Options) int {
+	dfRep := 0
+	for _, g := range d.Groups {
+		dfRep += len(g.Replicates) - 1
+	}
+	if paired {
+		dfRep = len(d.Groups[0].Replicates) - 1
+	}
+	dfShard := max(nshards-1, 0)
+	if dfRep == 0 || dfShard == 0 {
+		return max(dfRep, dfShard)
+	}
+	n := min(opts.Bootstrap, 200)
+	variance := func(reps, shards bool) float64 {
+		var x []float64
+		for r := 0; r < n; r++ {
+			s := rng.Key(opts.Seed, "bootstrap-dof", uint64(r))
+			rp, sh := d.resample(&s, paired, reps, shards)
+			b := est.run(inflate(d, full, d.ladder(rp, sh), nshards))
+			if b.oErr == nil && b.over.Censored == NotCensored {
+				x = append(x, math.Log(b.over.CBS))
+			}
+		}
+		if len(x) < 2 {
+			return math.NaN()
+		}
+		return stat.Variance(x, nil)
+	}
+	vr, vs := variance(true, false), variance(false, true)
+	if !(vr+vs > 0) {
+		return dfRep
+	}
+	dof := (vr + vs) * (vr + vs) / (vr*vr/float64(dfRep) + vs*vs/float64(dfShard))
+	return max(1, int(math.Round(dof)))
 }
 
 // inflate scales each resampled curve's deviation from the data's curve by sqrt(m/(m-1)), m the
@@ -280,6 +462,8 @@ func residualBoots(batches []float64, pt estimates, opts Options) []estimates {
 	for r := range boots {
 		s := rng.Key(opts.Seed, "bootstrap-residual", uint64(r))
 		e := &boots[r]
+		e.eps = pt.eps
+		e.oErr = fmt.Errorf("no resampling for the token overhead")
 		e.tolErr = fmt.Errorf("no resampling for the tolerance rule")
 		e.kErr = fmt.Errorf("no point fit")
 		if pt.kErr == nil && !pt.knee.Flat {
@@ -332,7 +516,7 @@ func percentile(vals []float64, failed int, level float64) Interval {
 }
 
 func toleranceFit(batches []float64, pt estimates, boots []estimates, opts Options) *ToleranceFit {
-	tf := &ToleranceFit{Eps: opts.Eps, Lower: Num(math.NaN()), Upper: Num(math.NaN()), GeoMean: Num(math.NaN()), FailedAt: Num(math.NaN())}
+	tf := &ToleranceFit{Eps: opts.Eps, EpsLoss: Num(pt.eps), Lower: Num(math.NaN()), Upper: Num(math.NaN()), GeoMean: Num(math.NaN()), FailedAt: Num(math.NaN())}
 	for _, l := range pt.final {
 		tf.Losses = append(tf.Losses, Num(l))
 	}
@@ -370,7 +554,7 @@ func toleranceFit(batches []float64, pt estimates, boots []estimates, opts Optio
 
 func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *KneeFit {
 	nan := Num(math.NaN())
-	kf := &KneeFit{Eps: opts.Eps, Linf: nan, A: nan, Alpha: nan, RMSE: nan, Knee: nan, KneeFit: nan}
+	kf := &KneeFit{Eps: opts.Eps, EpsLoss: Num(pt.eps), Linf: nan, A: nan, Alpha: nan, RMSE: nan, Knee: nan, KneeFit: nan}
 	if pt.kErr != nil {
 		kf.Error = pt.kErr.Error()
 		kf.Statement = "not estimated: " + kf.Error
@@ -378,7 +562,7 @@ func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *
 	}
 	p := pt.knee
 	kf.Linf, kf.A, kf.Alpha, kf.DOF, kf.RMSE = Num(p.Linf), Num(p.A), Num(p.Alpha), p.DOF, Num(p.RMSE)
-	knee := p.Knee(opts.Eps)
+	knee := p.Knee(pt.eps)
 	kf.KneeFit = Num(knee)
 	bmin, bmax := batches[0], batches[len(batches)-1]
 	if p.Flat {
@@ -396,7 +580,7 @@ func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *
 	default:
 		kf.Censored = NotCensored
 		kf.Knee = Num(knee)
-		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %g)", FormatSI(knee), opts.Eps)
+		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %.3g)", FormatSI(knee), pt.eps)
 	}
 	kf.Statement += fmt.Sprintf("; %d points, 3 parameters, %d degree(s) of freedom", p.N, p.DOF)
 	if p.DOF <= 2 {
@@ -416,7 +600,7 @@ func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *
 			failed++
 			continue
 		}
-		knees = append(knees, b.knee.Knee(opts.Eps))
+		knees = append(knees, b.knee.Knee(b.eps))
 		alphas = append(alphas, b.knee.Alpha)
 		for i, x := range grid {
 			bands[i] = append(bands[i], b.knee.Loss(x))
@@ -452,8 +636,8 @@ func fmtBound(n Num) string {
 
 func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 float64, opts Options) TargetFit {
 	nan := Num(math.NaN())
-	tf := TargetFit{Target: Num(target), Points: te.points, Excluded: te.excluded, SMin: nan, EMin: nan, RMSELog: nan,
-		Bcrit: nan, BcritFit: nan, Overhead: nan, OverFit: nan}
+	tf := TargetFit{Target: Num(target), Points: te.points, Excluded: te.excluded, Censored: NotCensored, CensoredPoints: te.censored,
+		SMin: nan, EMin: nan, RMSELog: nan, Bcrit: nan, BcritFit: nan, Overhead: nan, OverFit: nan}
 	if te.err != nil {
 		tf.Error = te.err.Error()
 		tf.Statement = "not estimated: " + tf.Error

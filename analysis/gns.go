@@ -3,6 +3,9 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"sort"
+
+	"cbs/internal/rng"
 )
 
 // NoiseEstimates turns the squared norms of a micro-batch gradient (batch bSmall) and of the
@@ -62,4 +65,86 @@ func NoiseScale(b *Branch, emaTokens float64) (s NoiseSeries, ok bool) {
 		s.BSimple = append(s.BSimple, v)
 	}
 	return s, len(s.Tokens) > 0
+}
+
+// NoiseEnd is a branch's simple noise scale over the last window of its training, with the
+// evidence for trusting it.
+type NoiseEnd struct {
+	BSimple float64 // mean tr(Sigma) / mean |G|^2 over the window, tokens; NaN when undefined
+	Lo, Hi  float64 // block-bootstrap interval of BSimple
+	// NonPositive is the share of the branch's per-step |G|^2 estimates that are <= 0: noise
+	// so large against the signal that a single step says nothing.
+	NonPositive float64
+	Steps       int // steps in the window
+	// TooNoisy is set when the interval spans more than a factor of 10 or reaches <= 0.
+	TooNoisy bool
+}
+
+// noisyFactor is the widest interval, hi/lo, for which an end value is reported as a number.
+const noisyFactor = 10
+
+// EndNoiseScale estimates B_simple over the last windowTokens of a branch from the per-step
+// gns_small_sq and gns_big_sq as a ratio of means, and bootstraps it over blocks of consecutive
+// steps (a tenth of the window each, so the steps' autocorrelation stays inside a block).
+// ok is false when the branch logged no per-step gradient norms.
+func EndNoiseScale(b *Branch, windowTokens float64, resamples int, seed uint64, level float64) (NoiseEnd, bool) {
+	var g2, tr, tokens []float64
+	nonPos, total := 0, 0
+	for _, r := range b.Records {
+		if math.IsNaN(r.GNSSmallSq) || math.IsNaN(r.GNSBigSq) || !(r.GNSBSmall > 0) || r.GNSBBig <= r.GNSBSmall {
+			continue
+		}
+		g, t := NoiseEstimates(float64(r.GNSBSmall), float64(r.GNSBBig), r.GNSSmallSq, r.GNSBigSq)
+		total++
+		if g <= 0 {
+			nonPos++
+		}
+		g2, tr, tokens = append(g2, g), append(tr, t), append(tokens, float64(r.Tokens))
+	}
+	if total == 0 {
+		return NoiseEnd{}, false
+	}
+	e := NoiseEnd{NonPositive: float64(nonPos) / float64(total), BSimple: math.NaN(), Lo: math.NaN(), Hi: math.NaN()}
+	start := sort.SearchFloat64s(tokens, tokens[len(tokens)-1]-windowTokens)
+	g2, tr = g2[start:], tr[start:]
+	e.Steps = len(g2)
+	ratio := func(idx []int) float64 {
+		var sg, st float64
+		for _, i := range idx {
+			sg += g2[i]
+			st += tr[i]
+		}
+		if sg <= 0 {
+			return math.NaN()
+		}
+		return st / sg
+	}
+	all := make([]int, len(g2))
+	for i := range all {
+		all[i] = i
+	}
+	e.BSimple = ratio(all)
+	block := max(1, len(g2)/10)
+	var draws []float64
+	failed := 0
+	idx := make([]int, 0, len(g2))
+	for r := 0; r < resamples; r++ {
+		s := rng.Key(seed, "gns-bootstrap", uint64(r))
+		idx = idx[:0]
+		for len(idx) < len(g2) {
+			from := s.Intn(len(g2) - block + 1)
+			for j := from; j < from+block && len(idx) < len(g2); j++ {
+				idx = append(idx, j)
+			}
+		}
+		if v := ratio(idx); math.IsNaN(v) || v <= 0 {
+			failed++
+		} else {
+			draws = append(draws, v)
+		}
+	}
+	iv := percentile(draws, failed, level)
+	e.Lo, e.Hi = float64(iv.Lo), float64(iv.Hi)
+	e.TooNoisy = math.IsNaN(e.BSimple) || e.BSimple <= 0 || !(e.Lo > 0) || !(e.Hi/e.Lo <= noisyFactor)
+	return e, true
 }

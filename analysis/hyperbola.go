@@ -171,5 +171,9 @@ func CrossingTokens(tokens, loss []float64, target float64) (t float64, ok bool,
 			return tokens[i-1] + frac*(tokens[i]-tokens[i-1]), true, ""
 		}
 	}
-	return 0, false, "never reaches the target"
+	return 0, false, notReached
 }
+
+// notReached is CrossingTokens' reason for a curve that ends above the target: a censored
+// observation (more steps than the branch ran), not a missing one.
+const notReached = "never reaches the target"

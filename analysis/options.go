@@ -13,15 +13,22 @@ type Options struct {
 	// EMATokens is the time constant, in tokens, of the EMA applied to train_loss when it is the
 	// metric; 0 means 1/20 of the shortest branch.
 	EMATokens float64 `json:"ema_tokens"`
-	// Eps is the loss tolerance of the tolerance rule and of the knee, in loss units (nats).
+	// Eps is the loss tolerance of the tolerance rule and of the knee as a fraction of the
+	// reference batch's loss at the comparison mark (0.01: 1%), so objectives with different loss
+	// scales are held to the same standard.
 	Eps float64 `json:"eps"`
+	// EpsAbs, when > 0, replaces Eps with an absolute tolerance in loss units (nats).
+	EpsAbs float64 `json:"eps_abs,omitempty"`
 	// Targets are the target losses of the steps-to-target fits; empty picks NumTargets of them
 	// between the loss every branch reaches and the loss every branch starts above.
 	Targets    []float64 `json:"targets,omitempty"`
 	NumTargets int       `json:"num_targets"`
-	// Tau is the overhead fraction of the overhead definition of the critical batch.
+	// Tau is the token overhead that defines the primary CBS (the largest batch needing at most
+	// 1 + Tau times the reference batch's tokens), and the overhead fraction of the
+	// steps-to-target overhead batch.
 	Tau float64 `json:"tau"`
-	// ReferenceBatch is B0 of the overhead definition, in tokens; 0 means the smallest batch.
+	// ReferenceBatch is the reference batch of the token overhead and B0 of the steps-to-target
+	// overhead batch, in tokens; 0 means the smallest batch.
 	ReferenceBatch float64 `json:"reference_batch"`
 	// Bootstrap is the number of resamples for the intervals; 0 turns intervals off.
 	Bootstrap int `json:"bootstrap"`
@@ -54,18 +61,20 @@ func (o Options) Validate() error {
 	switch {
 	case !finite(o.EMATokens) || o.EMATokens < 0:
 		return fmt.Errorf("ema_tokens = %v: must be >= 0 (0 picks 1/20 of the shortest branch)", o.EMATokens)
-	case !finite(o.Eps) || o.Eps <= 0:
-		return fmt.Errorf("eps = %v: must be a loss difference > 0", o.Eps)
+	case !finite(o.Eps) || o.Eps <= 0 || o.Eps >= 1:
+		return fmt.Errorf("eps = %v: must be a fraction of the reference loss in (0, 1), for example 0.01", o.Eps)
+	case !finite(o.EpsAbs) || o.EpsAbs < 0:
+		return fmt.Errorf("eps_abs = %v: must be an absolute loss tolerance >= 0 (0: use the relative eps)", o.EpsAbs)
 	case o.NumTargets < 1 || o.NumTargets > 50:
 		return fmt.Errorf("num_targets = %d: must be in 1..50", o.NumTargets)
-	case !finite(o.Tau) || o.Tau <= 0:
-		return fmt.Errorf("tau = %v: must be > 0", o.Tau)
+	case !finite(o.Tau) || o.Tau <= 0 || o.Tau > 10:
+		return fmt.Errorf("tau = %v: must be a token overhead in (0, 10], for example 0.2", o.Tau)
 	case !finite(o.ReferenceBatch) || o.ReferenceBatch < 0:
 		return fmt.Errorf("reference_batch = %v: must be >= 0 tokens (0 means the smallest batch)", o.ReferenceBatch)
 	case o.Bootstrap < 0 || o.Bootstrap > 100000:
 		return fmt.Errorf("bootstrap = %d: must be in 0..100000", o.Bootstrap)
 	case !(o.Level > 0 && o.Level < 1):
-		return fmt.Errorf("level = %v: must be in (0, 1)", o.Level)
+		return fmt.Errorf("level = %v: must be a coverage in (0, 1), for example 0.9", o.Level)
 	}
 	for i, t := range o.Targets {
 		if !finite(t) || t <= 0 {

@@ -9,14 +9,18 @@ type Result struct {
 	Options     Options `json:"options"`
 	// CompareTokens is the equal-token mark at which final losses are compared: the largest mark
 	// every batch size has.
-	CompareTokens Num            `json:"compare_tokens"`
-	Ladder        []LadderRow    `json:"ladder"`
-	Bootstrap     BootstrapInfo  `json:"bootstrap"`
-	Tolerance     *ToleranceFit  `json:"tolerance,omitempty"`
-	Hyperbola     *HyperbolaFit  `json:"hyperbola,omitempty"`
-	Knee          *KneeFit       `json:"knee,omitempty"`
-	NoiseScale    *NoiseScaleFit `json:"noise_scale,omitempty"`
-	Notes         []string       `json:"notes,omitempty"`
+	CompareTokens Num           `json:"compare_tokens"`
+	Ladder        []LadderRow   `json:"ladder"`
+	Bootstrap     BootstrapInfo `json:"bootstrap"`
+	// Primary is the token-overhead CBS, the estimate to quote; the others are secondary.
+	Primary     *PrimaryFit      `json:"primary,omitempty"`
+	Slope       *SlopeFit        `json:"loss_slope,omitempty"`
+	Sensitivity []SensitivityRow `json:"sensitivity,omitempty"`
+	Tolerance   *ToleranceFit    `json:"tolerance,omitempty"`
+	Hyperbola   *HyperbolaFit    `json:"hyperbola,omitempty"`
+	Knee        *KneeFit         `json:"knee,omitempty"`
+	NoiseScale  *NoiseScaleFit   `json:"noise_scale,omitempty"`
+	Notes       []string         `json:"notes,omitempty"`
 }
 
 // LadderRow is one batch size's loss at the comparison mark.
@@ -40,6 +44,9 @@ type BootstrapInfo struct {
 	Level     float64 `json:"level"`
 	Seed      uint64  `json:"seed"`
 	Shards    int     `json:"shards"`
+	// PairedReplicates is set when every batch size has the same seed replicates (the same
+	// tokens, order and masks) and a resample draws one set of them for the whole ladder.
+	PairedReplicates bool `json:"paired_replicates"`
 }
 
 // Interval is a bootstrap percentile interval; Failed counts resamples whose fit failed and were
@@ -53,7 +60,9 @@ type Interval struct {
 
 // ToleranceFit reports the tolerance rule (SCIENCE.md 4.1).
 type ToleranceFit struct {
-	Eps      float64   `json:"eps"`
+	Eps float64 `json:"eps"` // relative, or the absolute eps_abs when the options set it
+	// EpsLoss is the tolerance in loss units that was applied.
+	EpsLoss  Num       `json:"eps_loss"`
 	Losses   []Num     `json:"losses"` // per ladder row
 	Lower    Num       `json:"lower_tokens"`
 	Upper    Num       `json:"upper_tokens"`
@@ -98,22 +107,27 @@ type Excluded struct {
 
 // TargetFit is S(B) = S_min + E_min/B fitted for one target loss.
 type TargetFit struct {
-	Target    Num        `json:"target_loss"`
-	Points    []Crossing `json:"points"`
-	Excluded  []Excluded `json:"excluded,omitempty"`
-	SMin      Num        `json:"s_min"`
-	EMin      Num        `json:"e_min_tokens"`
-	DOF       int        `json:"dof"`
-	RMSELog   Num        `json:"rmse_log_steps"`
-	Bcrit     Num        `json:"bcrit_tokens"` // null when censored
-	BcritFit  Num        `json:"bcrit_fitted_tokens"`
-	BcritCI   Interval   `json:"bcrit_interval"`
-	Overhead  Num        `json:"overhead_batch_tokens"` // null when censored
-	OverFit   Num        `json:"overhead_fitted_tokens"`
-	OverCI    Interval   `json:"overhead_interval"`
-	Censored  Censoring  `json:"censored"`
-	Statement string     `json:"statement"`
-	Error     string     `json:"error,omitempty"`
+	Target   Num        `json:"target_loss"`
+	Points   []Crossing `json:"points"`
+	Excluded []Excluded `json:"excluded,omitempty"`
+	// CensoredPoints are the branches that never reached the target: each needed more steps than
+	// it ran (Steps is its budget). A fit that would have them reach it sooner takes them in at
+	// their budget. In the bootstrap the target is re-picked from every resample's curves (when
+	// the options give none), so the interval is not conditioned on the data's targets.
+	CensoredPoints []Crossing `json:"censored_points,omitempty"`
+	SMin           Num        `json:"s_min"`
+	EMin           Num        `json:"e_min_tokens"`
+	DOF            int        `json:"dof"`
+	RMSELog        Num        `json:"rmse_log_steps"`
+	Bcrit          Num        `json:"bcrit_tokens"` // null when censored
+	BcritFit       Num        `json:"bcrit_fitted_tokens"`
+	BcritCI        Interval   `json:"bcrit_interval"`
+	Overhead       Num        `json:"overhead_batch_tokens"` // null when censored
+	OverFit        Num        `json:"overhead_fitted_tokens"`
+	OverCI         Interval   `json:"overhead_interval"`
+	Censored       Censoring  `json:"censored"`
+	Statement      string     `json:"statement"`
+	Error          string     `json:"error,omitempty"`
 }
 
 // BcritTrend is a power law of B_crit in the target loss.
@@ -127,6 +141,7 @@ type BcritTrend struct {
 // KneeFit reports the saturating power law L(B) = Linf + A B^-alpha (SCIENCE.md 4.3).
 type KneeFit struct {
 	Eps       float64    `json:"eps"`
+	EpsLoss   Num        `json:"eps_loss"`
 	Linf      Num        `json:"l_inf"`
 	A         Num        `json:"a"`
 	Alpha     Num        `json:"alpha"`
@@ -158,11 +173,84 @@ type NoiseScaleFit struct {
 	Note     string     `json:"note"`
 }
 
-// NoiseRow is one branch's B_simple at the end of its training.
+// NoiseRow is one branch's B_simple at the end of its training: the EMA's last value, and the
+// ratio of means over the last window with its block-bootstrap interval. When that interval
+// spans more than 10x, End is null and TooNoisy says why.
 type NoiseRow struct {
-	ID     string  `json:"id"`
-	Batch  float64 `json:"batch_tokens"`
-	Tokens float64 `json:"tokens"`
-	Final  Num     `json:"b_simple_final_tokens"`
-	Source string  `json:"source"`
+	ID          string  `json:"id"`
+	Batch       float64 `json:"batch_tokens"`
+	Tokens      float64 `json:"tokens"`
+	Final       Num     `json:"b_simple_final_tokens"`
+	Source      string  `json:"source"`
+	End         Num     `json:"b_simple_window_tokens"`
+	EndLo       Num     `json:"b_simple_window_lo"`
+	EndHi       Num     `json:"b_simple_window_hi"`
+	WindowSteps int     `json:"window_steps"`
+	NonPositive Num     `json:"gradsq_nonpositive_share"`
+	TooNoisy    bool    `json:"too_noisy"`
+}
+
+// PrimaryFit is the token-overhead CBS (SCIENCE.md 4.0) with its bootstrap interval.
+type PrimaryFit struct {
+	Estimator      string  `json:"estimator"` // "token_overhead"
+	Tau            float64 `json:"tau"`
+	ReferenceBatch float64 `json:"reference_batch_tokens"`
+	// CBS is null when censored; Bound then says where: CBS >= Bound (above) or < Bound (below).
+	CBS Num `json:"cbs_tokens"`
+	// Interval is the bootstrap percentile interval of the CBS; an end is null when more than
+	// (1 - Level)/2 of the resamples were censored on that side (unbounded).
+	Interval [2]Num    `json:"interval"`
+	Level    float64   `json:"level"`
+	Censored Censoring `json:"censored"`
+	Bound    Num       `json:"bound_tokens"`
+	// Replicates is the fewest seed replicates of any rung; DOF the degrees of freedom of the
+	// seed-to-seed variance behind the interval, which sets its expanded level.
+	Replicates int `json:"replicates"`
+	DOF        int `json:"replicate_dof"`
+	// LossLevel is the loss at which the overheads are read.
+	LossLevel Num           `json:"loss_level"`
+	Rungs     []OverheadRow `json:"rungs"`
+	// Resampled counts the resamples behind the interval and how each came out.
+	Resampled      int     `json:"resamples_used"`
+	FailedResample int     `json:"resamples_failed"`
+	CensoredAbove  float64 `json:"resamples_censored_above"`
+	CensoredBelow  float64 `json:"resamples_censored_below"`
+	Statement      string  `json:"statement"`
+	Warning        string  `json:"warning,omitempty"`
+	Error          string  `json:"error,omitempty"`
+	// Draws are the resamples' CBS values (+Inf censored above, -Inf below), in resample order,
+	// for quantities built on two sweeps, such as the ratio of their CBS.
+	Draws []float64 `json:"-"`
+}
+
+// OverheadRow is one rung's tokens to the loss level and its overhead against the reference,
+// with the overhead's bootstrap interval.
+type OverheadRow struct {
+	Batch      float64 `json:"batch_tokens"`
+	Replicates int     `json:"replicates"`
+	Tokens     Num     `json:"tokens_to_level"`
+	Overhead   Num     `json:"overhead"`
+	Lo         Num     `json:"overhead_lo"`
+	Hi         Num     `json:"overhead_hi"`
+}
+
+// SlopeFit is the least-squares slope of the loss at the comparison mark against log2 of the
+// batch: how much loss one doubling of the batch costs at equal tokens.
+type SlopeFit struct {
+	PerDoubling Num      `json:"loss_per_doubling"`
+	Relative    Num      `json:"relative_per_doubling"` // PerDoubling over the reference batch's loss
+	CI          Interval `json:"interval"`
+	Statement   string   `json:"statement"`
+}
+
+// SensitivityRow is one estimator's answer at one value of its tolerance.
+type SensitivityRow struct {
+	Estimator string    `json:"estimator"` // "tolerance" (eps, relative) or "token_overhead" (tau)
+	Param     string    `json:"param"`
+	Value     float64   `json:"value"`
+	Lower     Num       `json:"lower_tokens"` // tolerance: the bracket; token_overhead: the interval
+	Upper     Num       `json:"upper_tokens"`
+	CBS       Num       `json:"cbs_tokens"` // tolerance: geometric mean of the bracket
+	Censored  Censoring `json:"censored"`
+	Statement string    `json:"statement"`
 }

@@ -1,6 +1,9 @@
 package analysis
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // FitRun analyses a loaded run: the loss-based estimators on the chosen metric, plus the gradient
 // noise scale of every branch that logged it.
@@ -18,14 +21,40 @@ func FitRun(run *Run, opts Options, codeVersion string) (*Data, *Result, error) 
 	}
 	series := NoiseScales(run, opts.EMATokens)
 	if len(series) > 0 {
-		ns := &NoiseScaleFit{Note: "B_simple = EMA(tr Sigma) / EMA(|G|^2) is a cheap predictor of the critical batch, known to underestimate it for Adam-trained language models; it is not the CBS"}
-		for _, s := range series {
+		window := noiseWindow(run, opts.EMATokens)
+		ns := &NoiseScaleFit{Note: fmt.Sprintf("B_simple = EMA(tr Sigma) / EMA(|G|^2) is a cheap predictor of the critical batch, known to underestimate it for Adam-trained language models; it is not the CBS. The window value is the ratio of means over the last %s tokens with a %.0f%% block-bootstrap interval; \"too noisy\" where that interval spans more than %dx", FormatTokens(window), 100*opts.Level, noisyFactor)}
+		byID := map[string]*Branch{}
+		for _, b := range run.Branches {
+			byID[b.Spec.ID] = b
+		}
+		nan := Num(math.NaN())
+		for i, s := range series {
 			n := len(s.Tokens) - 1
-			ns.Branches = append(ns.Branches, NoiseRow{ID: s.ID, Batch: s.Batch, Tokens: s.Tokens[n], Final: Num(s.BSimple[n]), Source: s.Source})
+			row := NoiseRow{ID: s.ID, Batch: s.Batch, Tokens: s.Tokens[n], Final: Num(s.BSimple[n]), Source: s.Source, End: nan, EndLo: nan, EndHi: nan, NonPositive: nan}
+			if e, ok := EndNoiseScale(byID[s.ID], window, max(opts.Bootstrap, 100), opts.Seed+uint64(i), opts.Level); ok {
+				row.EndLo, row.EndHi, row.WindowSteps, row.NonPositive, row.TooNoisy = Num(e.Lo), Num(e.Hi), e.Steps, Num(e.NonPositive), e.TooNoisy
+				if !e.TooNoisy {
+					row.End = Num(e.BSimple)
+				}
+			}
+			ns.Branches = append(ns.Branches, row)
 		}
 		res.NoiseScale = ns
 	}
 	return d, res, nil
+}
+
+// noiseWindow is the span over which a branch's end noise scale is averaged: a quarter of the
+// shortest branch, or the EMA time constant when one is given (the same for every branch).
+func noiseWindow(run *Run, emaTokens float64) float64 {
+	if emaTokens > 0 {
+		return emaTokens
+	}
+	shortest := math.Inf(1)
+	for _, b := range run.Branches {
+		shortest = math.Min(shortest, float64(b.Records[len(b.Records)-1].Tokens))
+	}
+	return shortest / 4
 }
 
 // NoiseScales returns the B_simple series of every branch that logged gradient-noise fields.

@@ -85,9 +85,9 @@ func ToleranceRule(batches, losses []float64, eps float64) (Tolerance, error) {
 func (t Tolerance) Statement() string {
 	switch t.Censored {
 	case CensoredAbove:
-		return fmt.Sprintf("CBS >= %s tokens (no batch lost more than eps = %g; no knee inside the ladder)", FormatTokens(t.Lower), t.Eps)
+		return fmt.Sprintf("CBS >= %s tokens (no batch lost more than eps = %.3g; no knee inside the ladder)", FormatTokens(t.Lower), t.Eps)
 	case CensoredBelow:
-		return fmt.Sprintf("CBS < %s tokens, possibly at or below the smallest batch tried (the first doubling lost more than eps = %g)", FormatTokens(t.Upper), t.Eps)
+		return fmt.Sprintf("CBS < %s tokens, possibly at or below the smallest batch tried (the first doubling lost more than eps = %.3g)", FormatTokens(t.Upper), t.Eps)
 	}
 	return fmt.Sprintf("CBS in [%s, %s) tokens, geometric mean %s", FormatTokens(t.Lower), FormatTokens(t.Upper), FormatTokens(t.GeoMean))
 }

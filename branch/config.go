@@ -94,9 +94,16 @@ func ConfigErrorf(format string, args ...any) error {
 // DecodeStrict decodes TOML text into v (which holds its defaults) and refuses unknown keys,
 // listing them with their full paths and the tables allowed.
 func DecodeStrict(path, text string, v any, tables string) error {
+	_, err := DecodeStrictMeta(path, text, v, tables)
+	return err
+}
+
+// DecodeStrictMeta is DecodeStrict that also returns the keys the text defines, for defaults
+// that depend on whether a key was given rather than on its value.
+func DecodeStrictMeta(path, text string, v any, tables string) (toml.MetaData, error) {
 	md, err := toml.Decode(text, v)
 	if err != nil {
-		return ConfigErrorf("%s: %v", path, err)
+		return md, ConfigErrorf("%s: %v", path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
@@ -104,9 +111,9 @@ func DecodeStrict(path, text string, v any, tables string) error {
 			keys[i] = k.String()
 		}
 		sort.Strings(keys)
-		return ConfigErrorf("%s: unknown key %s (allowed tables: %s)", path, strings.Join(keys, ", "), tables)
+		return md, ConfigErrorf("%s: unknown key %s (allowed tables: %s)", path, strings.Join(keys, ", "), tables)
 	}
-	return nil
+	return md, nil
 }
 
 // Resolve checks the shared tables and fills a Spec with everything but the batch, budget and

@@ -491,6 +491,7 @@ func (r *runner) loop(ctx context.Context) error {
 		st := r.opt.Update(r.m, lr)
 		r.state.Step++
 		r.state.TokensSeen += int64(s.BatchTokens)
+		r.state.BatchTokens, r.state.LR = int64(s.BatchTokens), lr
 		r.state.DataCursor = r.cursor.Next
 		exploded := r.trackLoss(loss)
 		met := Metrics{Tokens: r.state.TokensSeen, Step: r.state.Step, LR: lr, TrainLoss: ptr(loss), GradNorm: ptr(st.GradNorm)}

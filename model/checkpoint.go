@@ -46,6 +46,11 @@ type TrainerState struct {
 	ConfigFingerprint string `json:"config_fingerprint,omitempty"`
 	// Schedule records the LR schedule the run followed.
 	Schedule json.RawMessage `json:"schedule,omitempty"`
+	// BatchTokens is the run's global batch in tokens and LR its base LR at the last step taken
+	// (peak LR x schedule factor, before the per-group multipliers): what a sweep branching from
+	// this checkpoint takes as its reference batch and base LR when its config names none.
+	BatchTokens int64   `json:"batch_tokens,omitempty"`
+	LR          float64 `json:"lr,omitempty"`
 	// Extra holds the trainer's running statistics (for example gradient-noise EMAs), so a
 	// resumed run continues them exactly.
 	Extra map[string]float64 `json:"extra,omitempty"`

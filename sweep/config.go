@@ -4,6 +4,8 @@
 package sweep
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -12,6 +14,7 @@ import (
 
 	"cbs/analysis"
 	"cbs/branch"
+	"cbs/model"
 )
 
 // Config is a sweep's TOML file: the tables shared with train configs, plus [branches] and
@@ -30,7 +33,8 @@ type Config struct {
 type Branches struct {
 	Budget     branch.Tokens   `toml:"budget"`
 	BatchSizes []branch.Tokens `toml:"batch_sizes"`
-	// ReferenceBatch is B_ref of the LR scaling rule; default: the smallest batch.
+	// ReferenceBatch is B_ref of the LR scaling rule; default: the parent's batch when its
+	// trainer.json records one, else the smallest batch.
 	ReferenceBatch branch.Tokens `toml:"reference_batch"`
 	LRScaling      LRScaling     `toml:"lr_scaling"`
 	// MicroBatch is the most sequences one forward pass takes; a smaller batch is one pass.
@@ -43,8 +47,11 @@ type Branches struct {
 
 // AnalysisTable is the [analysis] table, the options of `cbs fit` for this sweep.
 type AnalysisTable struct {
-	Metric     string    `toml:"metric"`
-	Eps        float64   `toml:"eps"`
+	Metric string  `toml:"metric"`
+	Eps    float64 `toml:"eps"`
+	// EpsAbs is left out of the resolved config when 0, so a sweep resolved before the key
+	// existed resolves to the same bytes.
+	EpsAbs     float64   `toml:"eps_abs,omitzero"`
 	Targets    []float64 `toml:"targets"`
 	NumTargets int       `toml:"num_targets"`
 	Tau        float64   `toml:"tau"`
@@ -55,7 +62,7 @@ type AnalysisTable struct {
 
 // Options converts the table to analysis options.
 func (a AnalysisTable) Options(seed uint64, reference float64) analysis.Options {
-	return analysis.Options{Metric: a.Metric, EMATokens: a.EMATokens, Eps: a.Eps, Targets: a.Targets,
+	return analysis.Options{Metric: a.Metric, EMATokens: a.EMATokens, Eps: a.Eps, EpsAbs: a.EpsAbs, Targets: a.Targets,
 		NumTargets: a.NumTargets, Tau: a.Tau, ReferenceBatch: reference, Bootstrap: a.Bootstrap, Seed: seed, Level: a.Level}
 }
 
@@ -165,7 +172,8 @@ func LoadWith(path string, o branch.Overrides) (*Plan, error) {
 	c := Config{Common: branch.DefaultCommon(), Analysis: defaultAnalysis()}
 	c.Branches.Replicates = 1
 	c.Branches.LRScaling = LRScaling{Rule: "sqrt", Power: 0.5}
-	if err := branch.DecodeStrict(path, string(raw), &c, sweepTables); err != nil {
+	md, err := branch.DecodeStrictMeta(path, string(raw), &c, sweepTables)
+	if err != nil {
 		return nil, err
 	}
 	o.Apply(&c.Common)
@@ -174,7 +182,61 @@ func LoadWith(path string, o branch.Overrides) (*Plan, error) {
 			return nil, branch.ConfigErrorf("%s: %v", path, err)
 		}
 	}
-	return expand(path, raw, &c)
+	return expand(path, raw, &c, given{
+		lr:        md.IsDefined("optimizer", "lr"),
+		reference: md.IsDefined("branches", "reference_batch"),
+		evalEvery: md.IsDefined("eval", "every"),
+	})
+}
+
+// given records which keys with a derived default the config set, since a key set to its zero
+// value and an absent key decode alike.
+type given struct{ lr, reference, evalEvery bool }
+
+// minEvalMarks is how many eval marks the default eval.every gives every branch at least: enough
+// points on each loss curve for the fits.
+const minEvalMarks = 16
+
+// defaultEvalEvery is the largest interval that is a multiple of every batch of the ladder and
+// splits the budget into at least minEvalMarks equal parts; the least common multiple of the
+// ladder (the largest batch of a power-of-two ladder) when none does.
+func defaultEvalEvery(budget branch.Tokens, ladder []branch.Tokens) branch.Tokens {
+	step := ladder[0]
+	for _, b := range ladder[1:] {
+		step = lcm(step, b)
+	}
+	for k := budget / step / minEvalMarks; k >= 1; k-- {
+		if e := k * step; budget%e == 0 {
+			return e
+		}
+	}
+	return step
+}
+
+func lcm(a, b branch.Tokens) branch.Tokens {
+	x, y := a, b
+	for y != 0 {
+		x, y = y, x%y
+	}
+	return a / x * b
+}
+
+// parentState reads the parent checkpoint's trainer.json without checking the files it lists:
+// planning needs only the batch and LR it records, and `cbs train` checks the checkpoint when
+// it loads it. It returns nil when there is no trainer.json (a Hugging Face checkpoint).
+func parentState(dir string) (*model.TrainerState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, model.TrainerFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s model.TrainerState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 func (c *Config) scale(s float64) error {
@@ -207,9 +269,13 @@ type Plan struct {
 	Out        string
 	Branches   []*branch.Spec
 	Reference  branch.Tokens
+	// ParentBatch and ParentLR are the batch and base LR of the parent's last step as its
+	// trainer.json records them; 0 when it records none.
+	ParentBatch branch.Tokens
+	ParentLR    float64
 }
 
-func expand(path string, raw []byte, c *Config) (*Plan, error) {
+func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 	bad := func(format string, args ...any) error {
 		return branch.ConfigErrorf("%s: "+format, append([]any{path}, args...)...)
 	}
@@ -225,6 +291,23 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	var parent model.TrainerState
+	if base.Parent != "" {
+		// An external trainer's parent may name a checkpoint that is not a directory of ours.
+		if st, err := parentState(base.Parent); err != nil && c.Run.Executor != ExecutorExternal {
+			return nil, bad("parent.checkpoint = %q: %s: %v", c.Parent.Checkpoint, model.TrainerFile, err)
+		} else if st != nil {
+			parent = *st
+		}
+	}
+	if parent.LR < 0 || math.IsNaN(parent.LR) || math.IsInf(parent.LR, 0) || parent.BatchTokens < 0 {
+		parent.LR, parent.BatchTokens = 0, 0
+	}
+	if !set.lr && parent.LR > 0 {
+		// With the parent's batch as B_ref, the reference branch continues at the parent's LR.
+		c.Optimizer.LR = parent.LR
+		base.Optim.LR = parent.LR
 	}
 	b := c.Branches
 	switch {
@@ -255,12 +338,23 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 			return nil, bad("branches.lr_scaling[%d] = %g, want a positive multiplier", i, v)
 		}
 	}
+	if !set.reference && parent.BatchTokens > 0 {
+		// Recorded in the resolved config: the LR rule, and so every branch, depends on it.
+		b.ReferenceBatch = branch.Tokens(parent.BatchTokens)
+	}
 	ref := b.ReferenceBatch
 	if ref == 0 {
 		ref = b.BatchSizes[0]
 	}
 	if ref < 0 {
 		return nil, bad("branches.reference_batch = %d, want a positive number of tokens", ref)
+	}
+	if err := c.Analysis.Options(c.Experiment.Seed, float64(ref)).Validate(); err != nil {
+		return nil, bad("analysis.%v", err)
+	}
+	if !set.evalEvery {
+		c.Eval.Every = defaultEvalEvery(b.Budget, b.BatchSizes)
+		base.EvalEvery = c.Eval.Every
 	}
 	if b.MicroBatch == 0 {
 		b.MicroBatch = int(b.BatchSizes[0]) / base.SeqLen()
@@ -276,7 +370,8 @@ func expand(path string, raw []byte, c *Config) (*Plan, error) {
 	if out == "" {
 		out = filepath.Join("runs", c.Experiment.Name)
 	}
-	p := &Plan{ConfigPath: path, Raw: raw, Config: *c, Out: out, Reference: ref}
+	p := &Plan{ConfigPath: path, Raw: raw, Config: *c, Out: out, Reference: ref,
+		ParentBatch: branch.Tokens(parent.BatchTokens), ParentLR: parent.LR}
 	p.Config.Branches = b
 	absolutize(base)
 	for i, bs := range b.BatchSizes {

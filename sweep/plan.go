@@ -23,8 +23,12 @@ type Row struct {
 	WarmupSteps float64            `json:"warmup_steps"`
 	EvalMarks   int                `json:"eval_marks"`
 	EvalEvery   int64              `json:"eval_every_tokens"`
-	Seed        uint64             `json:"seed"`
-	Notes       []string           `json:"notes,omitempty"`
+	// EvalTokens is what the branch's evals read in all (the marks and a final eval that falls
+	// on no mark), and EvalFraction that as a fraction of its training tokens.
+	EvalTokens   int64    `json:"eval_tokens"`
+	EvalFraction float64  `json:"eval_fraction"`
+	Seed         uint64   `json:"seed"`
+	Notes        []string `json:"notes,omitempty"`
 }
 
 // Rows tabulates the plan.
@@ -45,17 +49,43 @@ func (p *Plan) Rows() []Row {
 			r.Notes = append(r.Notes, fmt.Sprintf("warmup %v is %.3g steps: the LR reaches its peak during step %d",
 				s.Schedule.Warmup, r.WarmupSteps, int(s.Schedule.Warmup/s.BatchTokens)+1))
 		}
+		evals := 1
 		if s.EvalEvery > 0 {
 			r.EvalMarks = int(s.Budget / s.EvalEvery)
+			evals = r.EvalMarks
+			if s.Budget%s.EvalEvery != 0 {
+				evals++
+			}
 		} else {
 			r.Notes = append(r.Notes, "no eval marks: only the final eval")
 		}
+		L := int64(s.SeqLen())
+		r.EvalTokens = int64(evals) * ((s.Data.EvalTokens + L - 1) / L * L)
+		r.EvalFraction = float64(r.EvalTokens) / float64(s.Budget)
 		if s.Schedule.Shape == branch.ShapeWSD && s.Schedule.Decay%s.BatchTokens != 0 {
 			r.Notes = append(r.Notes, fmt.Sprintf("decay %v starts inside a step", s.Schedule.Decay))
 		}
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// lrJumpFactor is how far above the parent's last LR a branch's peak LR may go before the plan
+// warns: further than that, the first steps after the fork can undo what the parent learned.
+const lrJumpFactor = 2
+
+// Warnings are the plan's doubts about its branches, one line each.
+func (p *Plan) Warnings() []string {
+	var w []string
+	if p.ParentLR > 0 {
+		for _, s := range p.Branches {
+			if peak := s.Optim.LR * s.LRScale; peak > lrJumpFactor*p.ParentLR {
+				w = append(w, fmt.Sprintf("branch %s: peak lr %.4g is %.3gx the parent's last lr %.4g (more than %dx): the fork jumps the LR",
+					s.ID, peak, peak/p.ParentLR, p.ParentLR, lrJumpFactor))
+			}
+		}
+	}
+	return w
 }
 
 // Print writes the plan as a table, with the arithmetic every branch shares above it.
@@ -79,8 +109,32 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "budget %v tokens per branch; schedule %s, warmup %v, min_lr_ratio %g; lr %g scaled by %s from B_ref = %v\n",
 		c.Branches.Budget, b0.Schedule.Shape, b0.Schedule.Warmup, b0.Schedule.MinLRRatio, b0.Optim.LR, c.Branches.LRScaling, p.Reference)
-	fmt.Fprintf(w, "eval every %v tokens on %v held-out tokens; %d branches (%d batch sizes x %d replicates)\n\n",
+	var last []string
+	if p.ParentBatch > 0 {
+		last = append(last, fmt.Sprintf("batch %v", p.ParentBatch))
+	}
+	if p.ParentLR > 0 {
+		last = append(last, fmt.Sprintf("lr %.4g", p.ParentLR))
+	}
+	if len(last) > 0 {
+		fmt.Fprintf(w, "parent's last step: %s\n", strings.Join(last, ", "))
+	}
+	fmt.Fprintf(w, "eval every %v tokens on %v held-out tokens; %d branches (%d batch sizes x %d replicates)\n",
 		b0.EvalEvery, c.Eval.Tokens, len(p.Branches), len(c.Branches.BatchSizes), c.Branches.Replicates)
+	rows := p.Rows()
+	minMarks, maxMarks, minFrac, maxFrac := rows[0].EvalMarks, rows[0].EvalMarks, rows[0].EvalFraction, rows[0].EvalFraction
+	for _, r := range rows[1:] {
+		minMarks, maxMarks = min(minMarks, r.EvalMarks), max(maxMarks, r.EvalMarks)
+		minFrac, maxFrac = min(minFrac, r.EvalFraction), max(maxFrac, r.EvalFraction)
+	}
+	marks, frac := fmt.Sprint(minMarks), fmt.Sprintf("%.3g%%", 100*minFrac)
+	if maxMarks != minMarks {
+		marks = fmt.Sprintf("%d to %d", minMarks, maxMarks)
+	}
+	if maxFrac != minFrac {
+		frac = fmt.Sprintf("%.3g%% to %.3g%%", 100*minFrac, 100*maxFrac)
+	}
+	fmt.Fprintf(w, "eval cost: %s marks per branch; eval tokens %s of the training tokens\n\n", marks, frac)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"branch", "batch", "seqs", "micro", "accum", "steps", "lr scale"}
 	for _, g := range model.Groups {
@@ -89,7 +143,7 @@ func (p *Plan) Print(w io.Writer) {
 	head = append(head, "warmup steps", "eval marks", "")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	var notes []string
-	for _, r := range p.Rows() {
+	for _, r := range rows {
 		cells := []string{r.ID, branch.Tokens(r.BatchTokens).String(), fmt.Sprint(r.BatchSeqs), fmt.Sprint(r.MicroBatch),
 			fmt.Sprint(r.Accum), fmt.Sprint(r.Steps), fmt.Sprintf("%.4g", r.LRScale)}
 		for _, g := range model.Groups {
@@ -106,6 +160,12 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w, "\nrounding:")
 		for _, n := range notes {
 			fmt.Fprintln(w, "  "+n)
+		}
+	}
+	if warn := p.Warnings(); len(warn) > 0 {
+		fmt.Fprintln(w)
+		for _, s := range warn {
+			fmt.Fprintln(w, "warning: "+s)
 		}
 	}
 }

@@ -2,7 +2,7 @@ package figure
 
 import (
 	"errors"
-	"fmt"
+	"image/color"
 	"math"
 
 	"gonum.org/v1/plot"
@@ -19,100 +19,156 @@ type CompareInput struct {
 	Result *analysis.Result
 }
 
-// Compare draws several sweeps' losses at equal tokens against batch size on one figure, each
-// as its excess over its own smallest batch (L(B) - L(B_min)), so objectives with different loss
-// scales share an axis; the dashed line is the tolerance eps, and each sweep's tolerance-rule
-// CBS is a vertical dotted line (an arrow at the ladder's end when censored).
+// Compare draws several sweeps' token overheads against batch size on one figure. The overhead
+// has no loss units, so objectives with different loss scales share the axis as they are. Each
+// sweep has its points with bootstrap intervals, its CBS as a dotted line over its shaded
+// interval (or an arrow from the bound when censored), and the limit 1 + tau is one dashed line,
+// or one per sweep when their tau differ.
 func Compare(inputs []CompareInput, width vg.Length) (*Figure, error) {
 	if len(inputs) < 2 {
 		return nil, errors.New("compare: needs at least two sweeps")
 	}
-	p := newPlot(width, "batch size (tokens, K = 1024)", "loss excess over the smallest batch (nats)")
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log2Ticks{}
-	bmin, bmax := math.Inf(1), math.Inf(-1)
-	ymin, ymax := 0.0, 0.0
-	var eps float64
 	type summary struct {
-		Label    string       `json:"label"`
-		Lower    analysis.Num `json:"cbs_lower_tokens"` // null when unbounded
-		Upper    analysis.Num `json:"cbs_upper_tokens"`
-		Censored string       `json:"censored,omitempty"`
+		Label     string          `json:"label"`
+		Tau       float64         `json:"tau"`
+		Reference float64         `json:"reference_batch_tokens"`
+		LossLevel analysis.Num    `json:"loss_level"`
+		CBS       analysis.Num    `json:"cbs_tokens"` // null when censored
+		Interval  [2]analysis.Num `json:"interval"`
+		Censored  string          `json:"censored,omitempty"`
+		Bound     analysis.Num    `json:"bound_tokens"`
+		Statement string          `json:"statement"`
 	}
-	var inputsRec []summary
+	var rec []summary
+	sets := make([]rungSet, len(inputs))
+	bmin, bmax, ymin, ymax := math.Inf(1), math.Inf(-1), 1.0, 1.0
+	taus := map[float64]bool{}
+	arrows, unreached, drawn := 0, false, 0
 	for i, in := range inputs {
-		res := in.Result
-		if len(res.Ladder) < 2 {
-			return nil, fmt.Errorf("compare: %s has %d batch sizes, needs 2", in.Label, len(res.Ladder))
+		pf := in.Result.Primary
+		if pf == nil || pf.Error != "" {
+			continue
 		}
-		base := float64(res.Ladder[0].Loss)
-		var pts errPoints
-		for _, r := range res.Ladder {
-			l := float64(r.Loss) - base
-			pts.XYs = append(pts.XYs, plotter.XY{X: r.Batch, Y: l})
-			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{float64(r.Loss) - float64(r.LossMin), float64(r.LossMax) - float64(r.Loss)})
-			bmin, bmax = math.Min(bmin, r.Batch), math.Max(bmax, r.Batch)
-			ymin, ymax = math.Min(ymin, float64(r.LossMin)-base), math.Max(ymax, float64(r.LossMax)-base)
+		rs := readRungs(pf)
+		if len(rs.pts.XYs) == 0 {
+			continue
+		}
+		sets[i] = rs
+		drawn++
+		bmin, bmax = math.Min(bmin, rs.bmin), math.Max(bmax, rs.bmax)
+		ymin, ymax = math.Min(ymin, rs.ymin), math.Max(ymax, math.Max(rs.ymax, 1+pf.Tau))
+		taus[pf.Tau] = true
+		unreached = unreached || rs.unreached()
+		if pf.Censored == analysis.CensoredAbove || pf.Censored == analysis.CensoredBelow {
+			arrows++
+		}
+	}
+	if drawn == 0 {
+		return nil, errors.New("compare: no sweep has a token-overhead estimate")
+	}
+	p := newPlot(width, "batch size (tokens, Ki = 1024)", "token overhead T_B(L) / T_ref(L)")
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, kiTicks{}
+	leg := newOuterLegend(p)
+	room := setRanges(p, bmin, bmax, ymin, ymax, arrows, unreached)
+	// A first pass widens the x axis for every arrow, so that the bands and lines of the second
+	// reach its final edges.
+	bands := make([]*plotter.Polygon, len(inputs))
+	lines := make([]float64, len(inputs))
+	for i, in := range inputs {
+		if len(sets[i].pts.XYs) > 0 {
+			cbsMarks(p, in.Result.Primary)
+		}
+	}
+	for i, in := range inputs {
+		if len(sets[i].pts.XYs) > 0 {
+			bands[i], lines[i] = cbsMarks(p, in.Result.Primary)
+		}
+	}
+	for i := range inputs {
+		if bands[i] != nil {
+			r, g, b, _ := okabeIto[i%len(okabeIto)].RGBA()
+			bands[i].Color = color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 40}
+			p.Add(bands[i])
+		}
+	}
+	shared := len(taus) == 1
+	var tauLine *plotter.Line
+	tau := 0.0
+	if shared {
+		for t := range taus {
+			tau = t
+		}
+		var err error
+		if tauLine, err = hline(p, 1+tau, okabeIto[6]); err != nil {
+			return nil, err
+		}
+		p.Add(tauLine)
+	}
+	dot := []vg.Length{vg.Points(1), vg.Points(1.5)}
+	arrow0 := 0
+	for i, in := range inputs {
+		pf := in.Result.Primary
+		if len(sets[i].pts.XYs) == 0 {
+			why := "no overhead"
+			if pf == nil {
+				why = "no token-overhead fit"
+			} else if pf.Error != "" {
+				why = "not estimated"
+			}
+			leg.Add(in.Label + ": " + why)
+			continue
 		}
 		c := okabeIto[i%len(okabeIto)]
-		line, points, err := plotter.NewLinePoints(pts.XYs)
+		dashes := [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}, {vg.Points(1), vg.Points(1.5)}}[i%3]
+		thumb, never, err := sets[i].draw(p, c, compareGlyphs[i%len(compareGlyphs)], dashes, room.neverY())
 		if err != nil {
 			return nil, err
 		}
-		line.Color, points.Color = c, c
-		line.Dashes = [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}, {vg.Points(1), vg.Points(1.5)}}[i%3]
-		points.Shape = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.BoxGlyph{}, draw.TriangleGlyph{}}[i%3]
-		bars, err := plotter.NewYErrorBars(pts)
-		if err != nil {
-			return nil, err
+		label := in.Label + ": " + claim(pf)
+		if bands[i] != nil {
+			label += ", " + intervalText(pf)
 		}
-		bars.Color = c
-		p.Add(line, points, bars)
-		label := in.Label
-		rec := summary{Label: in.Label}
-		if t := res.Tolerance; t != nil && t.Error == "" {
-			eps = t.Eps
-			rec.Lower, rec.Upper, rec.Censored = t.Lower, t.Upper, string(t.Censored)
-			switch {
-			case t.Upper.Valid() && t.Lower.Valid() && float64(t.Lower) > 0:
-				label += fmt.Sprintf(": CBS in [%s, %s)", binaryUnits(float64(t.Lower)), binaryUnits(float64(t.Upper)))
-				g := math.Sqrt(float64(t.Lower) * float64(t.Upper))
-				v, err := vline(g, c)
+		leg.Add(label, thumb)
+		if never != nil {
+			leg.Add(in.Label+": did not reach the loss", never)
+		}
+		if !shared {
+			l, err := hline(p, 1+pf.Tau, c)
+			if err != nil {
+				return nil, err
+			}
+			p.Add(l)
+			leg.Add(in.Label+": "+tauLabel(pf.Tau), l)
+		}
+		switch pf.Censored {
+		case analysis.CensoredAbove, analysis.CensoredBelow:
+			b := float64(pf.Bound)
+			to := b * 2.2
+			if pf.Censored == analysis.CensoredBelow {
+				to = b / 2.2
+			}
+			if err := arrow(p, b, to, room.arrowY(arrow0), c, claim(pf), dot); err != nil {
+				return nil, err
+			}
+			arrow0++
+		default:
+			if !math.IsNaN(lines[i]) {
+				v, err := vertical(p, lines[i], c, dot)
 				if err != nil {
 					return nil, err
 				}
 				p.Add(v)
-			case !t.Upper.Valid():
-				label += fmt.Sprintf(": CBS >= %s", binaryUnits(float64(t.Lower)))
-			default:
-				label += fmt.Sprintf(": CBS < %s", binaryUnits(float64(t.Upper)))
 			}
 		}
-		p.Legend.Add(label, line, points)
-		inputsRec = append(inputsRec, rec)
+		rec = append(rec, summary{Label: in.Label, Tau: pf.Tau, Reference: pf.ReferenceBatch, LossLevel: pf.LossLevel, CBS: pf.CBS,
+			Interval: pf.Interval, Censored: string(pf.Censored), Bound: pf.Bound, Statement: pf.Statement})
 	}
-	if eps > 0 {
-		e, err := plotter.NewLine(plotter.XYs{{X: bmin / 1.3, Y: eps}, {X: bmax * 1.3, Y: eps}})
-		if err != nil {
-			return nil, err
-		}
-		e.Color, e.Dashes = okabeIto[6], []vg.Length{vg.Points(3), vg.Points(3)}
-		p.Add(e)
-		p.Legend.Add(fmt.Sprintf("tolerance eps = %g", eps), e)
-		ymax = math.Max(ymax, eps)
+	if tauLine != nil {
+		leg.Add(tauLabel(tau), tauLine)
 	}
-	pad := 0.08 * (ymax - ymin)
-	p.X.Min, p.X.Max = bmin/1.3, bmax*1.3
-	p.Y.Min, p.Y.Max = ymin-pad, ymax+3*pad // room for the legend above the curves
-	p.Legend.Left = true
-	return &Figure{Name: "cbs_compare", Plot: p, Width: width, Height: height(width), Inputs: inputsRec}, nil
+	f := &Figure{Name: "cbs_compare", Plot: p, Width: width, Inputs: rec, legend: leg}
+	f.Height = height(width) + leg.height(width)
+	return f, nil
 }
 
-// vline is a dotted vertical line at x across the plot's data range.
-func vline(x float64, c interface{ RGBA() (r, g, b, a uint32) }) (*plotter.Line, error) {
-	l, err := plotter.NewLine(plotter.XYs{{X: x, Y: -1e3}, {X: x, Y: 1e3}})
-	if err != nil {
-		return nil, err
-	}
-	l.Color, l.Dashes = c, []vg.Length{vg.Points(1), vg.Points(2)}
-	return l, nil
-}
+var compareGlyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.BoxGlyph{}, draw.TriangleGlyph{}}

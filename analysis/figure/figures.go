@@ -23,6 +23,8 @@ type Figure struct {
 	Height vg.Length
 	// Inputs is recorded in the provenance file beside the image.
 	Inputs any
+	// legend, when set, is drawn above the data area and Height already includes it.
+	legend *outerLegend
 }
 
 func height(width vg.Length) vg.Length {
@@ -94,24 +96,35 @@ type errPoints struct {
 	plotter.YErrors
 }
 
-// FinalLoss draws the loss at equal tokens against batch size: replicate means with min-max
-// error bars, the fitted L_inf + A B^-alpha with its bootstrap band, and the CBS as a dashed
-// vertical line, or an arrow with "CBS >= x" when the ladder does not bracket it. The knee fit
-// gives the CBS when it applies, the tolerance rule otherwise.
+// FinalLoss draws the loss at equal tokens against batch size: replicate means with their range
+// (min-max, or +-1 SD where only that is known), the fitted L_inf + A B^-alpha with its bootstrap
+// band, the tolerance rule's interval shaded, or its bound as an arrow labelled in the words of
+// its statement ("CBS >= 8Ki", "CBS < 1Ki"), and the knee as a dashed line where it falls inside
+// the ladder.
 func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if len(res.Ladder) == 0 || !res.Ladder[0].Loss.Valid() {
 		return nil, errors.New("final loss: the result has no losses at equal tokens")
 	}
 	p := newPlot(width, "batch size (tokens, K = 1024)", fmt.Sprintf("loss at %s tokens", binaryUnits(float64(res.CompareTokens))))
 	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	leg := newOuterLegend(p)
 	bmin, bmax := res.Ladder[0].Batch, res.Ladder[len(res.Ladder)-1].Batch
 	lmin, lmax := math.Inf(1), math.Inf(-1)
 	var pts errPoints
+	bars := false
 	for _, r := range res.Ladder {
 		l := float64(r.Loss)
+		lo, hi := l, l
+		switch {
+		case r.Replicates > 1 && r.LossMin.Valid() && r.LossMax.Valid():
+			lo, hi = float64(r.LossMin), float64(r.LossMax)
+		case r.Replicates > 1 && r.LossSD.Valid():
+			lo, hi = l-float64(r.LossSD), l+float64(r.LossSD)
+		}
+		bars = bars || hi > lo
 		pts.XYs = append(pts.XYs, plotter.XY{X: r.Batch, Y: l})
-		pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{l - float64(r.LossMin), float64(r.LossMax) - l})
-		lmin, lmax = math.Min(lmin, float64(r.LossMin)), math.Max(lmax, float64(r.LossMax))
+		pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{l - lo, hi - l})
+		lmin, lmax = math.Min(lmin, lo), math.Max(lmax, hi)
 	}
 	blue := okabeIto[0]
 	if k := res.Knee; k != nil && k.Error == "" && len(k.Band) > 0 {
@@ -137,7 +150,7 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 			poly.Color = color.NRGBA{0, 114, 178, 70}
 			poly.LineStyle.Width = 0
 			p.Add(poly)
-			p.Legend.Add(fmt.Sprintf("%.0f%% band", 100*res.Bootstrap.Level), poly)
+			leg.Add(fmt.Sprintf("%.0f%% band", 100*res.Bootstrap.Level), poly)
 		}
 		l, err := plotter.NewLine(curve)
 		if err != nil {
@@ -145,7 +158,7 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 		}
 		l.Color, l.Width = blue, vg.Points(1)
 		p.Add(l)
-		p.Legend.Add("fit", l)
+		leg.Add("fit", l)
 		for _, c := range curve {
 			lmin, lmax = math.Min(lmin, c.Y), math.Max(lmax, c.Y)
 		}
@@ -153,23 +166,31 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	p.X.Min, p.X.Max = padLog(bmin, bmax, 1.3)
 	p.Y.Min, p.Y.Max = padLin(lmin, lmax, 0.08)
 
-	// The CBS marker.
-	cbs, censored, label := math.NaN(), analysis.NotCensored, ""
-	if k := res.Knee; k != nil && k.Error == "" {
-		cbs, censored, label = float64(k.Knee), k.Censored, "knee"
-	} else if t := res.Tolerance; t != nil && t.Error == "" {
-		cbs, censored, label = float64(t.GeoMean), t.Censored, "tolerance rule"
+	// The CBS marker. The tolerance rule is the estimate the text quotes at equal tokens, so its
+	// interval or bound is drawn whenever it has one, in the words of its statement; the knee
+	// adds its line when it falls inside the ladder, and its bound only when there is no rule.
+	tol := res.Tolerance
+	if tol != nil && tol.Error != "" {
+		tol = nil
 	}
-	if t := res.Tolerance; label == "tolerance rule" && censored == analysis.NotCensored {
+	knee := res.Knee
+	if knee != nil && knee.Error != "" {
+		knee = nil
+	}
+	if tol != nil && tol.Censored == analysis.NotCensored {
 		// The rule gives an interval; shade it behind the points.
-		span, err := plotter.NewPolygon(plotter.XYs{{X: float64(t.Lower), Y: p.Y.Min}, {X: float64(t.Upper), Y: p.Y.Min},
-			{X: float64(t.Upper), Y: p.Y.Max}, {X: float64(t.Lower), Y: p.Y.Max}})
+		span, err := plotter.NewPolygon(plotter.XYs{{X: float64(tol.Lower), Y: p.Y.Min}, {X: float64(tol.Upper), Y: p.Y.Min},
+			{X: float64(tol.Upper), Y: p.Y.Max}, {X: float64(tol.Lower), Y: p.Y.Max}})
 		if err != nil {
 			return nil, err
 		}
 		span.Color, span.LineStyle.Width = color.NRGBA{213, 94, 0, 40}, 0
 		p.Add(span)
-		p.Legend.Add(fmt.Sprintf("interval, eps = %g", t.Eps), span)
+		name := statementHead(tol.Statement)
+		if name == "" {
+			name = "CBS interval"
+		}
+		leg.Add(fmt.Sprintf("%s (eps = %g)", name, tol.Eps), span)
 	}
 	eb, err := plotter.NewYErrorBars(pts)
 	if err != nil {
@@ -183,40 +204,60 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	}
 	sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = draw.CircleGlyph{}, vg.Points(2)
 	p.Add(eb, sc)
-	p.Legend.Add("mean, min-max", sc)
+	if bars {
+		leg.Add("mean, replicate range", sc)
+	} else {
+		leg.Add("loss", sc)
+	}
 	dash := []vg.Length{vg.Points(3), vg.Points(2)}
 	red := okabeIto[1]
+	// A censored bound: the rule's, or the knee's when there is no rule. Its position is the
+	// batch its statement names, so the arrow starts where the label says.
+	var bound float64
+	var boundCens analysis.Censoring
+	var boundText string
 	switch {
-	case censored == analysis.CensoredAbove:
-		p.X.Max = bmax * 2.6
-		if err := arrow(p, bmax, bmax*2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, "CBS ≥ "+binaryUnits(bmax), dash); err != nil {
+	case tol != nil && tol.Censored == analysis.CensoredAbove:
+		bound, boundCens, boundText = float64(tol.Lower), tol.Censored, statementHead(tol.Statement)
+	case tol != nil && tol.Censored == analysis.CensoredBelow:
+		bound, boundCens, boundText = float64(tol.Upper), tol.Censored, statementHead(tol.Statement)
+	case tol == nil && knee != nil && knee.Censored == analysis.CensoredAbove:
+		bound, boundCens, boundText = bmax, knee.Censored, statementHead(knee.Statement)
+	case tol == nil && knee != nil && knee.Censored == analysis.CensoredBelow:
+		bound, boundCens, boundText = bmin, knee.Censored, statementHead(knee.Statement)
+	}
+	if boundCens != "" && boundText == "" {
+		if boundCens == analysis.CensoredAbove {
+			boundText = "CBS >= " + analysis.FormatTokens(bound)
+		} else {
+			boundText = "CBS < " + analysis.FormatTokens(bound)
+		}
+	}
+	switch boundCens {
+	case analysis.CensoredAbove:
+		p.X.Max = math.Max(p.X.Max, bound*2.6)
+		if err := arrow(p, bound, bound*2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, boundText, dash); err != nil {
 			return nil, err
 		}
-	case censored == analysis.CensoredBelow:
-		p.X.Min = bmin / 2.6
-		if err := arrow(p, bmin, bmin/2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, "CBS ≤ "+binaryUnits(bmin), dash); err != nil {
+	case analysis.CensoredBelow:
+		p.X.Min = math.Min(p.X.Min, bound/2.6)
+		if err := arrow(p, bound, bound/2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, boundText, dash); err != nil {
 			return nil, err
 		}
-	case !math.IsNaN(cbs) && cbs > 0:
-		v, err := plotter.NewLine(plotter.XYs{{X: cbs, Y: p.Y.Min}, {X: cbs, Y: p.Y.Max}})
+	}
+	if knee != nil && knee.Censored == analysis.NotCensored && knee.Knee.Valid() {
+		v, err := plotter.NewLine(plotter.XYs{{X: float64(knee.Knee), Y: p.Y.Min}, {X: float64(knee.Knee), Y: p.Y.Max}})
 		if err != nil {
 			return nil, err
 		}
 		v.Color, v.Dashes, v.Width = red, dash, vg.Points(1)
 		p.Add(v)
-		p.Legend.Add(fmt.Sprintf("CBS (%s) %s", label, binaryUnits(cbs)), v)
+		leg.Add("knee at "+analysis.FormatSI(float64(knee.Knee)), v)
 	}
-	// Put the legend in the corner the data leave free: top right when loss falls with batch,
-	// bottom right when it rises.
-	first, last := float64(res.Ladder[0].Loss), float64(res.Ladder[len(res.Ladder)-1].Loss)
-	p.Legend.Top, p.Legend.Left = last < first, false
-	// Offsets move the legend inwards, away from the frame (down from the top, up from the bottom).
-	p.Legend.YOffs = vg.Points(4)
-	if p.Legend.Top {
-		p.Legend.YOffs = -vg.Points(2)
-	}
-	return &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, Height: height(width),
-		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}, nil
+	f := &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, legend: leg,
+		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}
+	f.Height = height(width) + leg.height(width)
+	return f, nil
 }
 
 // arrow draws a dashed line at x0 and an arrow from x0 towards x1 at height y, labelled.
@@ -283,7 +324,8 @@ func (leftTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) 
 }
 
 // StepsTokens draws, for each target loss, the steps and tokens every batch size needed to reach
-// it on log-log axes, with the fitted hyperbola (S/S_min - 1)(E/E_min - 1) = 1 traced over B.
+// it on log-log axes, with the fitted hyperbola (S/S_min - 1)(E/E_min - 1) = 1 traced over B for
+// each target whose B_crit the ladder brackets.
 func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if res.Hyperbola == nil {
 		return nil, errors.New("steps vs tokens: no steps-to-target fit")
@@ -316,7 +358,14 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 		if t.Target.Valid() {
 			name = fmt.Sprintf("L = %.4g", float64(t.Target))
 		}
-		if t.Error == "" {
+		// A censored fit's curve would draw a B_crit the data do not support.
+		if t.Error == "" && (t.Censored == analysis.CensoredAbove || t.Censored == analysis.CensoredBelow) {
+			if h := statementHead(t.Statement); h != "" {
+				p.Legend.Add(name+" ("+h+")", sc)
+			} else {
+				p.Legend.Add(name+" (censored)", sc)
+			}
+		} else if t.Error == "" {
 			a, b := float64(t.SMin), float64(t.EMin)
 			bl, bh := t.Points[0].Batch/2, t.Points[len(t.Points)-1].Batch*2
 			var curve plotter.XYs

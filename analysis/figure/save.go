@@ -55,7 +55,11 @@ func (f *Figure) Encode(w io.Writer, format string) error {
 	default:
 		return fmt.Errorf("format %q: allowed %s", format, strings.Join(Formats, ", "))
 	}
-	f.Plot.Draw(draw.New(c))
+	dc := draw.New(c)
+	if f.legend != nil {
+		dc = f.legend.draw(dc)
+	}
+	f.Plot.Draw(dc)
 	_, err := c.WriteTo(w)
 	return err
 }
@@ -100,13 +104,16 @@ func All(d *analysis.Data, res *analysis.Result, noise []analysis.NoiseSeries, w
 		}
 		figs = append(figs, f)
 	}
+	// The headline figure first: the primary estimate.
+	f, err := Overhead(res, width)
+	add("overhead_vs_batch", f, err)
 	if d != nil {
 		f, err := LossCurves(d, width)
 		add("loss_vs_tokens", f, err)
 	} else {
 		skipped = append(skipped, Skipped{"loss_vs_tokens", "no loss curves in the input"})
 	}
-	f, err := FinalLoss(res, width)
+	f, err = FinalLoss(res, width)
 	add("final_loss_vs_batch", f, err)
 	f, err = StepsTokens(res, width)
 	add("steps_vs_tokens", f, err)

@@ -27,7 +27,7 @@ func newConfigCmd() *cobra.Command {
 	var asJSON bool
 	plan := &cobra.Command{
 		Use:   "plan FILE",
-		Short: "Print every branch: batch in tokens and sequences, accumulation, steps, peak LR per group, warmup, eval marks",
+		Short: "Print every branch: batch in tokens and sequences, accumulation, steps, peak LR per group, warmup, eval marks and cost; warn of LR jumps from the parent",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := loadPlan(args[0])

@@ -55,3 +55,53 @@ func TestPlanGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigValidateAnalysis: `cbs config validate` refuses a bad [analysis] value with exit
+// status 2, naming the file and the key.
+func TestConfigValidateAnalysis(t *testing.T) {
+	const base = `
+[experiment]
+name = "v"
+[model]
+hidden_size = 16
+layers = 1
+heads = 2
+intermediate_size = 32
+[data]
+source = "synthetic"
+seq_len = 16
+[branches]
+budget = "4Ki"
+batch_sizes = ["256", "512"]
+[eval]
+every = "512"
+tokens = "512"
+[analysis]
+`
+	cases := []struct{ value, want string }{
+		{"", ""},
+		{"eps = -1", "analysis.eps = -1"},
+		{"eps = 5", "analysis.eps = 5"},
+		{"level = 7", "analysis.level = 7"},
+		{"tau = 0", "analysis.tau = 0"},
+		{"bootstrap = -1", "analysis.bootstrap = -1"},
+		{`metric = "x"`, `analysis.metric = "x"`},
+		{"eps_abs = -1", "analysis.eps_abs = -1"},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(t.TempDir(), "sweep.toml")
+		if err := os.WriteFile(path, []byte(base+tc.value+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runCaptured(t, "config", "validate", path)
+		if tc.want == "" {
+			if code != exitOK {
+				t.Errorf("valid config: exit %d: %s", code, out)
+			}
+			continue
+		}
+		if code != exitUsage || !strings.Contains(out, path+": "+tc.want) {
+			t.Errorf("%s: exit %d, %q; want exit %d naming %q", tc.value, code, out, exitUsage, path+": "+tc.want)
+		}
+	}
+}

@@ -37,11 +37,12 @@ func (f *analysisFlags) bind(fs *pflag.FlagSet) {
 	f.fs = fs
 	f.opts = analysis.Defaults()
 	fs.StringVar(&f.opts.Metric, "metric", f.opts.Metric, "loss to compare: auto, eval_loss or train_loss_ema")
-	fs.Float64Var(&f.opts.Eps, "eps", f.opts.Eps, "loss tolerance of the tolerance rule and the knee (nats)")
+	fs.Float64Var(&f.opts.Eps, "eps", f.opts.Eps, "loss tolerance of the (secondary) tolerance rule and knee, as a fraction of the reference batch's loss (0.01: 1%)")
+	fs.Float64Var(&f.opts.EpsAbs, "eps-abs", f.opts.EpsAbs, "absolute loss tolerance in nats, replacing the relative --eps when > 0")
 	fs.StringVar(&f.targets, "targets", "", "comma-separated target losses for steps-to-target fits (default: picked from the data)")
 	fs.IntVar(&f.opts.NumTargets, "num-targets", f.opts.NumTargets, "number of target losses to pick when --targets is not given")
-	fs.Float64Var(&f.opts.Tau, "tau", f.opts.Tau, "overhead fraction of the overhead definition of the critical batch")
-	fs.StringVar(&f.refBatch, "ref-batch", "", "reference batch B0 of the overhead definition, in tokens (default: the smallest batch)")
+	fs.Float64Var(&f.opts.Tau, "tau", f.opts.Tau, "token overhead tau of the primary CBS: the largest batch needing at most 1+tau times the reference batch's tokens to reach a loss")
+	fs.StringVar(&f.refBatch, "ref-batch", "", "reference batch of the token overhead (and B0 of the steps-to-target overhead batch), in tokens (default: a sweep's branches.reference_batch when it is on the ladder, else the smallest batch)")
 	fs.StringVar(&f.emaTokens, "ema-tokens", "", "EMA time constant for train_loss, in tokens (default: 1/20 of the shortest branch)")
 	fs.IntVar(&f.opts.Bootstrap, "bootstrap", f.opts.Bootstrap, "bootstrap resamples for the intervals (0: none)")
 	fs.Uint64Var(&f.opts.Seed, "seed", f.opts.Seed, "seed of the bootstrap resamples")
@@ -50,19 +51,33 @@ func (f *analysisFlags) bind(fs *pflag.FlagSet) {
 
 // sweepAnalysis reads the [analysis] table a sweep recorded in runDir/resolved.toml, so that
 // `cbs fit RUN_DIR` analyses a sweep the way its config asked; ok is false when there is none.
+// The reference batch is the sweep's branches.reference_batch, the batch its learning rates were
+// tuned at, so that overheads are measured against the run the others were scaled from; when
+// that batch is not on the ladder no curve exists to measure against, and the smallest batch is
+// used instead.
 func sweepAnalysis(runDir string) (analysis.Options, bool) {
 	raw, err := os.ReadFile(filepath.Join(runDir, sweep.ResolvedFile))
 	if err != nil {
 		return analysis.Options{}, false
 	}
 	var c struct {
-		Experiment branch.Experiment   `toml:"experiment"`
-		Analysis   sweep.AnalysisTable `toml:"analysis"`
+		Experiment branch.Experiment `toml:"experiment"`
+		Branches   struct {
+			BatchSizes     []branch.Tokens `toml:"batch_sizes"`
+			ReferenceBatch branch.Tokens   `toml:"reference_batch"`
+		} `toml:"branches"`
+		Analysis sweep.AnalysisTable `toml:"analysis"`
 	}
 	if _, err := toml.Decode(string(raw), &c); err != nil {
 		return analysis.Options{}, false
 	}
-	return c.Analysis.Options(c.Experiment.Seed, 0), true
+	ref := 0.0
+	for _, b := range c.Branches.BatchSizes {
+		if b == c.Branches.ReferenceBatch && b > 0 {
+			ref = float64(b)
+		}
+	}
+	return c.Analysis.Options(c.Experiment.Seed, ref), true
 }
 
 // resolveFor is resolve with the sweep's own [analysis] options as the defaults when runDir is
@@ -76,7 +91,12 @@ func (f *analysisFlags) resolveFor(runDir string) (analysis.Options, error) {
 			f.opts.Metric = given.Metric
 		}
 		if changed("eps") {
-			f.opts.Eps = given.Eps
+			// A relative tolerance asked for on the command line is meant to apply, so it
+			// also sets aside an absolute one the sweep recorded.
+			f.opts.Eps, f.opts.EpsAbs = given.Eps, 0
+		}
+		if changed("eps-abs") {
+			f.opts.EpsAbs = given.EpsAbs
 		}
 		if changed("num-targets") {
 			f.opts.NumTargets = given.NumTargets
@@ -144,20 +164,29 @@ func newFitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fit RUN_DIR | fit --table FILE.csv",
 		Short: "Estimate the critical batch size from a sweep",
-		Long: `fit applies the estimators of SCIENCE.md section 4 to a run directory: the tolerance rule,
-steps-to-target hyperbolas over several target losses, the knee of a saturating power law, and the
-gradient noise scale. Each comes with its inputs, a bootstrap interval, its degrees of freedom and
-a censoring flag; a ladder that does not bracket the answer gives a bound ("CBS >= 8Mi tokens").
+		Long: `fit applies the estimators of SCIENCE.md section 4 to a run directory. The primary estimate is
+the token overhead: for each batch B, overhead(B) = T_B(L)/T_ref(L), the tokens B needed to reach a
+loss L over the tokens the reference batch needed, and the CBS is the largest batch whose overhead
+stays within 1 + tau (--tau). It comes with a bootstrap interval, the overhead of every rung, the
+loss change per doubling of the batch, and a sensitivity table (the CBS at tau 0.1, 0.2, 0.5 and
+the tolerance rule at eps 0.005, 0.01, 0.02). The secondary estimators follow: the tolerance rule,
+steps-to-target hyperbolas over several target losses, the knee of a saturating power law, and
+the gradient noise scale. Each comes with its inputs, an interval and a censoring flag; a ladder
+that does not bracket the answer gives a bound ("CBS >= 8Mi tokens").
 
 For a run directory the result is written to RUN_DIR/fit/cbs.json (or --out) and a table is
 printed. --table reads a CSV file from any trainer instead, with a header naming one of:
 
-  batch_size,steps          steps one batch size needed to reach one target loss (rows with the
-                            same batch_size are replicates)
-  batch_size,tokens,loss    loss curves: loss after a branch consumed that many tokens
+  batch_size,steps                  steps one batch size needed to reach one target loss (rows
+                                    with the same batch_size are replicates)
+  batch_size,tokens,loss            loss curves: loss after a branch consumed that many tokens
+  batch_size,replicate,tokens,loss  loss curves with seed replicates; replicate is any label,
+                                    and every replicate of a batch size logs the same tokens
 
 batch_size and tokens are in tokens (65536, 64Ki, 4M); steps and loss are positive numbers.
-Lines starting with # are comments. With --table nothing is written unless --out is given.
+Lines starting with # are comments. The reference batch is the smallest unless --ref-batch names
+another (for a run directory: the sweep's branches.reference_batch when it is on the ladder).
+With --table nothing is written unless --out is given.
 
 Exit status: 0 ok, 1 error (unreadable or malformed data), 2 bad usage.`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -218,6 +247,7 @@ func runFit(o *fitOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	warnPrimary(stderr, res)
 	out := o.out
 	if out == "" && o.runDir != "" {
 		out = filepath.Join(o.runDir, "fit", "cbs.json")
@@ -237,6 +267,14 @@ func runFit(o *fitOptions, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// warnPrimary repeats the primary estimate's warning on stderr, where it is seen even when
+// stdout goes to a file or a JSON consumer.
+func warnPrimary(stderr io.Writer, res *analysis.Result) {
+	if p := res.Primary; p != nil && p.Warning != "" {
+		fmt.Fprintf(stderr, "warning: %s\n", p.Warning)
+	}
+}
+
 func writeFitJSON(path string, res *analysis.Result) error {
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
@@ -248,7 +286,8 @@ func writeFitJSON(path string, res *analysis.Result) error {
 	return atomicio.WriteFile(path, append(data, '\n'), 0o644)
 }
 
-// printFit writes the result as aligned plain-text tables.
+// printFit writes the result as aligned plain-text tables: the primary estimate, the loss slope
+// and the sensitivity table first, then the secondary estimators.
 func printFit(w io.Writer, res *analysis.Result) {
 	fmt.Fprintf(w, "source: %s\n", res.Source)
 	if res.Metric != "" {
@@ -261,6 +300,41 @@ func printFit(w io.Writer, res *analysis.Result) {
 		fmt.Fprintf(w, "intervals: %.0f%%, %s bootstrap, %d resamples, seed %d\n", 100*b.Level, b.Method, b.Resamples, b.Seed)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if p := res.Primary; p != nil {
+		fmt.Fprintf(w, "\nprimary estimate: token overhead T_B(L)/T_ref(L), tau %g, reference batch %s\n", p.Tau, analysis.FormatTokens(p.ReferenceBatch))
+		fmt.Fprintf(w, "  %s\n", p.Statement)
+		if p.Error == "" {
+			fmt.Fprintf(w, "  %s; %s interval %s%s\n", primaryValue(p), fmtLevel(p.Level), primaryInterval(p), primaryResamples(p))
+			fmt.Fprintf(w, "  overheads read at loss L = %s; fewest replicates per batch %d\n", fmtLoss(p.LossLevel), p.Replicates)
+			fmt.Fprintln(tw, "batch\treplicates\ttokens to level\toverhead\tinterval")
+			for _, r := range p.Rungs {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", analysis.FormatTokens(r.Batch), r.Replicates, fmtLevelTokens(r.Tokens), fmtRatio(r.Overhead), fmtRatioInterval(r.Lo, r.Hi))
+			}
+			tw.Flush()
+		}
+		if p.Warning != "" {
+			fmt.Fprintf(w, "warning: %s\n", p.Warning)
+		}
+	}
+	if s := res.Slope; s != nil {
+		fmt.Fprintf(w, "\nloss slope: %s\n", s.Statement)
+	}
+	if len(res.Sensitivity) > 0 {
+		fmt.Fprintln(w, "\nsensitivity (tolerance rule: bracket; token overhead: CBS and interval):")
+		fmt.Fprintln(tw, "estimator\tparameter\tCBS\tbracket or interval\tcensored")
+		for _, r := range res.Sensitivity {
+			if strings.HasPrefix(r.Statement, "not estimated") {
+				fmt.Fprintf(tw, "%s\t%s %g\t%s\n", r.Estimator, r.Param, r.Value, r.Statement)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s %g\t%s\t%s\t%s\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatSI),
+				fmtSensitivityRange(r), r.Censored)
+		}
+		tw.Flush()
+	}
+	if res.Primary != nil || res.Slope != nil || len(res.Sensitivity) > 0 {
+		fmt.Fprintln(w, "\nsecondary estimators:")
+	}
 	if res.Metric != "" {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "batch\treplicates\tloss\tsd")
@@ -270,7 +344,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 		tw.Flush()
 	}
 	if t := res.Tolerance; t != nil {
-		fmt.Fprintf(w, "\ntolerance rule (eps %g): %s\n", t.Eps, t.Statement)
+		fmt.Fprintf(w, "\ntolerance rule (%s): %s\n", fmtEps(res.Options, t.EpsLoss), t.Statement)
 	}
 	if h := res.Hyperbola; h != nil && len(h.Targets) > 0 {
 		fmt.Fprintf(w, "\nsteps to target, S(B) = S_min (1 + B_crit/B) on log S (tau %g, B0 %s):\n", h.Tau, analysis.FormatTokens(h.ReferenceBatch))
@@ -296,16 +370,21 @@ func printFit(w io.Writer, res *analysis.Result) {
 		}
 	}
 	if k := res.Knee; k != nil {
-		fmt.Fprintf(w, "\nknee of L(B) = L_inf + A B^-alpha (eps %g): %s\n", k.Eps, k.Statement)
+		fmt.Fprintf(w, "\nknee of L(B) = L_inf + A B^-alpha (%s): %s\n", fmtEps(res.Options, k.EpsLoss), k.Statement)
 		if k.Error == "" {
 			fmt.Fprintf(w, "  L_inf = %s, alpha = %s %s\n", fmtLoss(k.Linf), fmtLoss(k.Alpha), fmtIntervalPlain(k.AlphaCI))
 		}
 	}
 	if n := res.NoiseScale; n != nil {
 		fmt.Fprintf(w, "\ngradient noise scale B_simple at the end of each branch (%s):\n", n.Note)
-		fmt.Fprintln(tw, "branch\tbatch\tB_simple")
+		fmt.Fprintln(tw, "branch\tbatch\tB_simple (EMA)\tB_simple (window)\tinterval\t|G|^2 <= 0")
 		for _, r := range n.Branches {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.ID, analysis.FormatTokens(r.Batch), fmtNum(r.Final, analysis.FormatSI))
+			window := fmtNum(r.End, analysis.FormatSI)
+			if r.TooNoisy {
+				window = "too noisy"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\n", r.ID, analysis.FormatTokens(r.Batch), fmtNum(r.Final, analysis.FormatSI), window,
+				fmtNum(r.EndLo, analysis.FormatSI), fmtNum(r.EndHi, analysis.FormatSI), fmtNum(r.NonPositive, func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }))
 		}
 		tw.Flush()
 	}
@@ -315,6 +394,103 @@ func printFit(w io.Writer, res *analysis.Result) {
 			fmt.Fprintf(w, "  - %s\n", n)
 		}
 	}
+}
+
+// fmtEps names the tolerance the tolerance rule and the knee applied: relative to the reference
+// loss unless an absolute one was set, with the loss difference it came to.
+func fmtEps(o analysis.Options, epsLoss analysis.Num) string {
+	if o.EpsAbs > 0 {
+		return fmt.Sprintf("eps_abs %g", o.EpsAbs)
+	}
+	if !epsLoss.Valid() {
+		return fmt.Sprintf("eps %g", o.Eps)
+	}
+	return fmt.Sprintf("eps %g = %.3g in loss", o.Eps, float64(epsLoss))
+}
+
+func fmtLevel(level float64) string { return strconv.FormatFloat(100*level, 'f', -1, 64) + "%" }
+
+// primaryValue is the CBS, or the bound a censored one is reported as.
+func primaryValue(p *analysis.PrimaryFit) string {
+	switch p.Censored {
+	case analysis.CensoredAbove:
+		return "CBS >= " + fmtNum(p.Bound, analysis.FormatTokens) + " tokens (censored above)"
+	case analysis.CensoredBelow:
+		return "CBS < " + fmtNum(p.Bound, analysis.FormatTokens) + " tokens (censored below)"
+	}
+	return "CBS " + fmtNum(p.CBS, analysis.FormatSI) + " tokens"
+}
+
+// primaryInterval writes the CBS interval; an end past the ladder (resamples censored on that
+// side) is written as such rather than as a number.
+func primaryInterval(p *analysis.PrimaryFit) string {
+	lo, hi := p.Interval[0], p.Interval[1]
+	if !lo.Valid() && !hi.Valid() && !math.IsInf(float64(lo), 0) && !math.IsInf(float64(hi), 0) {
+		if p.Resampled == 0 && p.FailedResample == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("none (%d of %d resamples failed)", p.FailedResample, p.Resampled+p.FailedResample)
+	}
+	return "[" + fmtCBSEnd(lo) + ", " + fmtCBSEnd(hi) + "]"
+}
+
+// primaryResamples says how the resamples behind the interval came out.
+func primaryResamples(p *analysis.PrimaryFit) string {
+	if p.Resampled == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d resamples, %d failed; censored above in %.0f%%, below in %.0f%%)",
+		p.Resampled, p.FailedResample, 100*p.CensoredAbove, 100*p.CensoredBelow)
+}
+
+func fmtCBSEnd(n analysis.Num) string {
+	switch {
+	case math.IsInf(float64(n), -1):
+		return "below the ladder"
+	case math.IsInf(float64(n), 1):
+		return "above the ladder"
+	}
+	return fmtNum(n, analysis.FormatSI)
+}
+
+// fmtLevelTokens writes a rung's tokens to the loss level: NaN is a curve that starts below the
+// level, +Inf one that never reaches it.
+func fmtLevelTokens(n analysis.Num) string {
+	switch {
+	case math.IsNaN(float64(n)):
+		return "before the first mark"
+	case math.IsInf(float64(n), 1):
+		return "not reached"
+	}
+	return analysis.FormatSI(float64(n))
+}
+
+func fmtRatio(n analysis.Num) string {
+	return fmtNum(n, func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) })
+}
+
+func fmtRatioInterval(lo, hi analysis.Num) string {
+	if math.IsNaN(float64(lo)) && math.IsNaN(float64(hi)) {
+		return "-"
+	}
+	return "[" + fmtRatio(lo) + ", " + fmtRatio(hi) + "]"
+}
+
+// fmtSensitivityRange is the tolerance rule's bracket or the token-overhead interval.
+func fmtSensitivityRange(r analysis.SensitivityRow) string {
+	if math.IsNaN(float64(r.Lower)) && math.IsNaN(float64(r.Upper)) {
+		return "-"
+	}
+	if r.Estimator == "tolerance" {
+		switch r.Censored {
+		case analysis.CensoredAbove:
+			return ">= " + fmtNum(r.Lower, analysis.FormatTokens)
+		case analysis.CensoredBelow:
+			return "< " + fmtNum(r.Upper, analysis.FormatTokens)
+		}
+		return "[" + fmtNum(r.Lower, analysis.FormatTokens) + ", " + fmtNum(r.Upper, analysis.FormatTokens) + ")"
+	}
+	return "[" + fmtCBSEnd(r.Lower) + ", " + fmtCBSEnd(r.Upper) + "]"
 }
 
 func fmtNum(n analysis.Num, f func(float64) string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,15 +46,31 @@ func analysisRun(t *testing.T) string {
 
 func TestFitRunDir(t *testing.T) {
 	dir := analysisRun(t)
-	code, stdout, stderr := analysisCLI(t, "fit", dir, "--bootstrap", "40", "--eps", "0.1")
+	code, stdout, stderr := analysisCLI(t, "fit", dir, "--bootstrap", "40", "--eps-abs", "0.1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	t.Log("\n" + stdout)
-	for _, want := range []string{"metric: eval_loss, compared at 8Mi tokens", "tolerance rule (eps 0.1): CBS in [16Ki, 32Ki)", "steps to target", "knee of L(B)", "gradient noise scale B_simple", "not the CBS"} {
-		if !strings.Contains(stdout, want) {
+	// The primary estimate, the slope and the sensitivity table come first, in that order, and
+	// the secondary estimators after them.
+	last := -1
+	for _, want := range []string{"metric: eval_loss, compared at 8Mi tokens",
+		"primary estimate: token overhead T_B(L)/T_ref(L), tau 0.2, reference batch 8Ki", "CBS = ", "90% interval [",
+		"batch  replicates  tokens to level  overhead  interval", "\n16Ki   2           ",
+		"loss slope: loss at equal tokens changes by +", "sensitivity", "token_overhead  tau 0.5",
+		"secondary estimators:", "tolerance rule (eps_abs 0.1): CBS in [16Ki, 32Ki)", "steps to target", "knee of L(B)", "gradient noise scale B_simple", "not the CBS"} {
+		i := strings.Index(stdout, want)
+		if i < 0 {
 			t.Errorf("table lacks %q", want)
+			continue
 		}
+		if i < last {
+			t.Errorf("%q is out of order", want)
+		}
+		last = i
+	}
+	if strings.Contains(stderr, "warning:") {
+		t.Errorf("two replicates per batch, yet stderr warns: %s", stderr)
 	}
 	if !strings.Contains(stderr, "wrote "+filepath.Join(dir, "fit", "cbs.json")) {
 		t.Errorf("stderr: %s", stderr)
@@ -66,7 +83,7 @@ func TestFitRunDir(t *testing.T) {
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.CodeVersion == "" || res.Options.Eps != 0.1 || res.Bootstrap.Resamples != 40 || len(res.Ladder) != 6 {
+	if res.CodeVersion == "" || res.Options.EpsAbs != 0.1 || res.Options.Eps != 0.01 || res.Bootstrap.Resamples != 40 || len(res.Ladder) != 6 {
 		t.Errorf("cbs.json: version %q, options %+v, bootstrap %+v", res.CodeVersion, res.Options, res.Bootstrap)
 	}
 	for _, tf := range res.Hyperbola.Targets {
@@ -78,6 +95,129 @@ func TestFitRunDir(t *testing.T) {
 	code, stdout, _ = analysisCLI(t, "fit", dir, "--bootstrap", "40", "--eps", "0.05", "--json", "--out", filepath.Join(t.TempDir(), "x.json"))
 	if code != 0 || !json.Valid([]byte(stdout)) || !strings.Contains(stdout, `"tolerance"`) {
 		t.Errorf("--json: exit %d, %.200s", code, stdout)
+	}
+}
+
+// fitJSON runs cbs fit --json and decodes the primary object as a consumer of the format would,
+// without the Go types.
+func fitJSON(t *testing.T, args ...string) (primary map[string]any, stderr string) {
+	t.Helper()
+	code, stdout, stderr := analysisCLI(t, append([]string{"fit", "--json", "--out", filepath.Join(t.TempDir(), "cbs.json")}, args...)...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	p, ok := doc["primary"].(map[string]any)
+	if !ok {
+		t.Fatalf("%v: no top-level primary object in %.300s", args, stdout)
+	}
+	return p, stderr
+}
+
+func TestFitJSONPrimary(t *testing.T) {
+	dir := analysisRun(t)
+	p, _ := fitJSON(t, dir, "--bootstrap", "30")
+	if p["estimator"] != "token_overhead" {
+		t.Errorf("estimator %v", p["estimator"])
+	}
+	switch p["censored"] {
+	case "none", "above", "below":
+	default:
+		t.Errorf("censored %v", p["censored"])
+	}
+	iv, ok := p["interval"].([]any)
+	if !ok || len(iv) != 2 {
+		t.Errorf("interval %v", p["interval"])
+	}
+	for _, key := range []string{"tau", "reference_batch_tokens", "cbs_tokens", "level", "bound_tokens", "replicates", "loss_level",
+		"rungs", "resamples_used", "resamples_failed", "resamples_censored_above", "resamples_censored_below", "statement"} {
+		if _, ok := p[key]; !ok {
+			t.Errorf("primary lacks %q", key)
+		}
+	}
+	if p["tau"] != 0.2 || p["reference_batch_tokens"] != 8192.0 || p["replicates"] != 2.0 || p["resamples_used"] != 30.0 {
+		t.Errorf("primary %v", p)
+	}
+	rungs, _ := p["rungs"].([]any)
+	if len(rungs) != 6 {
+		t.Fatalf("%d rungs", len(rungs))
+	}
+	if r, _ := rungs[1].(map[string]any); r["batch_tokens"] != 16384.0 || r["replicates"] != 2.0 || r["overhead"] == nil {
+		t.Errorf("rung 16Ki %v", r)
+	}
+}
+
+// TestFitReferenceFromSweep: a run directory is measured against the sweep's
+// branches.reference_batch unless --ref-batch says otherwise.
+func TestFitReferenceFromSweep(t *testing.T) {
+	dir := analysisRun(t)
+	resolved := func(ref string) {
+		toml := "[experiment]\nseed = 3\n\n[branches]\nbatch_sizes = [\"8Ki\", \"16Ki\", \"32Ki\", \"64Ki\", \"128Ki\", \"256Ki\"]\n" +
+			"reference_batch = " + ref + "\n\n[analysis]\nmetric = \"auto\"\neps = 0.01\nnum_targets = 5\ntau = 0.2\nbootstrap = 10\nlevel = 0.9\n"
+		if err := os.WriteFile(filepath.Join(dir, "resolved.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		ref  string
+		args []string
+		want float64
+	}{
+		{`"16Ki"`, nil, 16384},
+		{"16384", nil, 16384},
+		{`"16Ki"`, []string{"--ref-batch", "32Ki"}, 32768},
+		{"0", nil, 8192},
+		// The LR reference need not be on the ladder; there is then no curve to measure against.
+		{`"12Ki"`, nil, 8192},
+	} {
+		resolved(tc.ref)
+		p, _ := fitJSON(t, append([]string{dir}, tc.args...)...)
+		if p["reference_batch_tokens"] != tc.want {
+			t.Errorf("reference_batch = %s %v: primary reference %v, want %v", tc.ref, tc.args, p["reference_batch_tokens"], tc.want)
+		}
+	}
+}
+
+// TestFitReplicateTable reads a loss-curve table with replicates; with one replicate at a rung,
+// the warning reaches stderr.
+func TestFitReplicateTable(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("batch_size,replicate,tokens,loss\n")
+	for _, batch := range []float64{8192, 16384, 32768, 65536, 131072} {
+		reps := 2
+		if batch == 131072 {
+			reps = 1
+		}
+		for r := 0; r < reps; r++ {
+			for k := 1; k <= 32; k++ {
+				tok := float64(k << 20)
+				fmt.Fprintf(&b, "%g,seed%d,%g,%.9g\n", batch, r, tok, 2+3/math.Sqrt(tok/(1+batch/49152)/(1<<20))+0.001*float64(r))
+			}
+		}
+	}
+	csv := filepath.Join(t.TempDir(), "curves.csv")
+	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := analysisCLI(t, "fit", "--table", csv, "--bootstrap", "20")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Log("\n" + stdout)
+	for _, want := range []string{"primary estimate: token overhead T_B(L)/T_ref(L), tau 0.2, reference batch 8Ki", "CBS = 19", "\n128Ki  1  "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if want := "warning: one replicate at batch 128Ki: the intervals cover eval-set noise only"; !strings.Contains(stderr, want) || !strings.Contains(stdout, want) {
+		t.Errorf("stdout and stderr should both carry %q; stderr: %s", want, stderr)
+	}
+	p, _ := fitJSON(t, "--table", csv, "--bootstrap", "20", "--ref-batch", "16Ki")
+	if p["reference_batch_tokens"] != 16384.0 || p["replicates"] != 1.0 {
+		t.Errorf("--ref-batch 16Ki: %v", p)
 	}
 }
 
@@ -109,12 +249,15 @@ func TestFitRejectsBadInput(t *testing.T) {
 	}{
 		{[]string{"fit"}, 2, "missing RUN_DIR"},
 		{[]string{"fit", empty, "--table", csv}, 2, "not both"},
-		{[]string{"fit", empty, "--eps", "-1"}, 2, "eps = -1: must be a loss difference > 0"},
+		{[]string{"fit", empty, "--eps", "-1"}, 2, "eps = -1: must be a fraction of the reference loss in (0, 1)"},
 		{[]string{"fit", empty, "--targets", "3.1,x"}, 2, `--targets: "x" is not a number`},
 		{[]string{"fit", empty, "--ref-batch", "lots"}, 2, `--ref-batch: "lots" is not a token count`},
 		{[]string{"fit", empty, "--metric", "acc"}, 2, `metric = "acc": allowed auto, eval_loss, train_loss_ema`},
 		{[]string{"fit", empty}, 1, "no branches directory"},
 		{[]string{"fit", "--table", csv}, 1, `bad.csv line 3: column loss = "three": not a number`},
+		{[]string{"fit", empty, "--eps", "1.5"}, 2, "eps = 1.5: must be a fraction of the reference loss in (0, 1)"},
+		{[]string{"fit", empty, "--eps-abs", "-0.1"}, 2, "eps_abs = -0.1: must be an absolute loss tolerance >= 0"},
+		{[]string{"fit", empty, "--tau", "0"}, 2, "tau = 0: must be a token overhead in (0, 10]"},
 	} {
 		code, _, stderr := analysisCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {

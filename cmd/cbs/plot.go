@@ -32,11 +32,12 @@ func newPlotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plot RUN_DIR | plot --table FILE.csv --out DIR",
 		Short: "Draw the figures of a sweep",
-		Long: `plot draws every figure the data support: loss against tokens, final loss against batch size
-with the fitted curve and the CBS, steps against tokens to reach each target loss with the fitted
-hyperbolas, B_crit against target loss, and the gradient noise scale against tokens. Beside each
-figure it writes <file>.json with the inputs, the fit options and the code version. A figure the
-data cannot support is skipped with the reason on stderr, never drawn empty.
+		Long: `plot draws every figure the data support: the token overhead against batch size with the limit
+1 + tau and the CBS (overhead_vs_batch, the primary estimate), loss against tokens, final loss
+against batch size with the fitted curve and the CBS, steps against tokens to reach each target
+loss with the fitted hyperbolas, B_crit against target loss, and the gradient noise scale against
+tokens. Beside each figure it writes <file>.json with the inputs, the fit options and the code
+version. A figure the data cannot support is skipped with the reason on stderr, never drawn empty.
 
 The estimator flags are those of cbs fit. Paths of the written figures go to stdout.
 

@@ -14,8 +14,11 @@ func TestPlotRunDir(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	paths := strings.Fields(stdout)
-	if len(paths) != 5 {
+	if len(paths) != 6 {
 		t.Fatalf("wrote %v; stderr %s", paths, stderr)
+	}
+	if filepath.Base(paths[0]) != "overhead_vs_batch.png" {
+		t.Errorf("the primary figure is not first: %v", paths)
 	}
 	for _, p := range paths {
 		if filepath.Dir(p) != filepath.Join(dir, "figures") || filepath.Ext(p) != ".png" {

@@ -30,8 +30,10 @@ func newReportCmd() *cobra.Command {
 		Short: "Write a Markdown report of a sweep: plan, estimates and figures",
 		Long: `report fits the run (as cbs fit does, writing RUN_DIR/fit/cbs.json), draws its figures as SVG
 into a figures/ directory beside the report, and writes one Markdown file (default
-RUN_DIR/report.md) with the plan of branches, the estimator table and the figures, linked by
-relative paths so the report reads well where the directory is published.
+RUN_DIR/report.md): the primary estimate (the token-overhead CBS with its interval, the overhead
+of every rung, the sensitivity table and the loss slope) first, then the plan of branches, the
+secondary estimators and the figures, linked by relative paths so the report reads well where the
+directory is published.
 
 The estimator flags are those of cbs fit.
 
@@ -61,6 +63,7 @@ func runReport(o *reportOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	warnPrimary(stderr, res)
 	out := o.out
 	if out == "" {
 		out = filepath.Join(o.runDir, "report.md")
@@ -89,8 +92,9 @@ func runReport(o *reportOptions, stdout, stderr io.Writer) error {
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 var figureCaptions = map[string]string{
+	"overhead_vs_batch":     "Token overhead T_B(L)/T_ref(L) of each batch size at the loss level of the primary estimate, with its interval, the limit 1 + tau and the CBS.",
 	"loss_vs_tokens":        "Loss against tokens, one line per branch.",
-	"final_loss_vs_batch":   "Loss at equal tokens against batch size, with replicate ranges, the fitted curve and its band where the knee fit applies, and the CBS.",
+	"final_loss_vs_batch":   "Loss at equal tokens against batch size (secondary estimators), with replicate ranges, the fitted curve and its band where the knee fit applies, the tolerance rule's interval or bound, and the knee where it falls inside the ladder.",
 	"steps_vs_tokens":       "Steps and tokens each batch size needed to reach each target loss, with the fitted hyperbolas (S/S_min - 1)(E/E_min - 1) = 1.",
 	"bcrit_vs_target":       "B_crit = E_min/S_min of each steps-to-target fit against the target loss; triangles are bounds where the ladder does not bracket B_crit.",
 	"noise_scale_vs_tokens": "Simple gradient noise scale against tokens: a predictor that underestimates the CBS of Adam-trained language models, not the CBS.",
@@ -106,6 +110,7 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 	}
 
 	fmt.Fprintf(w, "Token counts: Ki and Mi are powers of two (64Ki = 65536), K, M and B powers of ten; the figures' axes use K = 1024.\n\n")
+	writePrimary(w, res)
 	fmt.Fprintf(w, "## Plan\n\n")
 	fmt.Fprintln(w, "| branch | batch (tokens) | batch (seqs) | micro-batch x accum | steps | budget (tokens) | peak LR | replicate | state |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
@@ -127,14 +132,15 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 		fmt.Fprintf(w, "\nExcluded: %s\n", mdEscape(e))
 	}
 
-	fmt.Fprintf(w, "\n## Estimates\n\n")
+	fmt.Fprintf(w, "\n## Secondary estimates\n\n")
+	fmt.Fprintf(w, "Secondary: they answer to other definitions of the CBS and are reported for comparison with the primary estimate above.\n\n")
 	fmt.Fprintln(w, "| estimator | result |")
 	fmt.Fprintln(w, "| --- | --- |")
 	if t := res.Tolerance; t != nil {
-		fmt.Fprintf(w, "| tolerance rule (eps %g) | %s |\n", t.Eps, mdEscape(t.Statement))
+		fmt.Fprintf(w, "| tolerance rule (%s) | %s |\n", fmtEps(res.Options, t.EpsLoss), mdEscape(t.Statement))
 	}
 	if k := res.Knee; k != nil {
-		fmt.Fprintf(w, "| knee of L(B) = L_inf + A B^-alpha (eps %g) | %s |\n", k.Eps, mdEscape(k.Statement))
+		fmt.Fprintf(w, "| knee of L(B) = L_inf + A B^-alpha (%s) | %s |\n", fmtEps(res.Options, k.EpsLoss), mdEscape(k.Statement))
 	}
 	if n := res.NoiseScale; n != nil {
 		byBatch := map[float64][]float64{}
@@ -143,8 +149,8 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 			if _, ok := byBatch[r.Batch]; !ok {
 				batches = append(batches, r.Batch)
 			}
-			if r.Final.Valid() {
-				byBatch[r.Batch] = append(byBatch[r.Batch], float64(r.Final))
+			if r.End.Valid() {
+				byBatch[r.Batch] = append(byBatch[r.Batch], float64(r.End))
 			}
 		}
 		var parts []string
@@ -155,9 +161,11 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 			}
 			if len(byBatch[b]) > 0 {
 				parts = append(parts, fmt.Sprintf("%s: %s", analysis.FormatTokens(b), analysis.FormatSI(sum/float64(len(byBatch[b])))))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s: too noisy", analysis.FormatTokens(b)))
 			}
 		}
-		fmt.Fprintf(w, "| gradient noise scale B_simple at the end (by batch) | %s. A predictor, not the CBS. |\n", strings.Join(parts, "; "))
+		fmt.Fprintf(w, "| gradient noise scale B_simple over the last window (by batch; \"too noisy\" where its interval spans more than 10x) | %s. A predictor, not the CBS. |\n", strings.Join(parts, "; "))
 	}
 	if h := res.Hyperbola; h != nil && len(h.Targets) > 0 {
 		fmt.Fprintf(w, "\nSteps to target, S(B) = S_min (1 + B_crit/B) fitted on log S; overhead batch: where S exceeds linear scaling from B0 = %s by tau = %g.\n\n", analysis.FormatTokens(h.ReferenceBatch), h.Tau)
@@ -200,5 +208,46 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 		for _, n := range res.Notes {
 			fmt.Fprintf(w, "- %s\n", mdEscape(n))
 		}
+	}
+}
+
+// writePrimary writes the primary estimate's section: the statement, the interval, the overhead
+// of every rung, the replicate warning, the sensitivity table and the loss slope.
+func writePrimary(w io.Writer, res *analysis.Result) {
+	p := res.Primary
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(w, "## Primary estimate\n\n")
+	fmt.Fprintf(w, "Token overhead: for each batch B, overhead(B) = T_B(L)/T_ref(L), the tokens B needed to reach loss L over the tokens the reference batch %s needed; "+
+		"the CBS is the largest batch whose overhead is at most 1 + tau = %g.\n\n", analysis.FormatTokens(p.ReferenceBatch), 1+p.Tau)
+	fmt.Fprintf(w, "**%s**\n\n", mdEscape(p.Statement))
+	if p.Error == "" {
+		fmt.Fprintf(w, "%s; %s interval %s%s. Overheads read at loss L = %s; fewest replicates per batch: %d.\n\n",
+			primaryValue(p), fmtLevel(p.Level), primaryInterval(p), primaryResamples(p), fmtLoss(p.LossLevel), p.Replicates)
+		fmt.Fprintln(w, "| batch (tokens) | replicates | tokens to L | overhead | interval |")
+		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- |")
+		for _, r := range p.Rungs {
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", analysis.FormatTokens(r.Batch), r.Replicates, fmtLevelTokens(r.Tokens), fmtRatio(r.Overhead), fmtRatioInterval(r.Lo, r.Hi))
+		}
+		fmt.Fprintln(w)
+	}
+	if p.Warning != "" {
+		fmt.Fprintf(w, "> **Warning:** %s.\n\n", mdEscape(p.Warning))
+	}
+	if len(res.Sensitivity) > 0 {
+		fmt.Fprintf(w, "### Sensitivity\n\n")
+		fmt.Fprintln(w, "How much each answer hangs on its tolerance: the tolerance rule's bracket and the token-overhead CBS with its interval.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| estimator | parameter | CBS (tokens) | bracket or interval | censored | statement |")
+		fmt.Fprintln(w, "| --- | --- | ---: | --- | --- | --- |")
+		for _, r := range res.Sensitivity {
+			fmt.Fprintf(w, "| %s | %s %g | %s | %s | %s | %s |\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatSI),
+				mdEscape(fmtSensitivityRange(r)), r.Censored, mdEscape(r.Statement))
+		}
+		fmt.Fprintln(w)
+	}
+	if s := res.Slope; s != nil {
+		fmt.Fprintf(w, "### Loss slope\n\n%s.\n\n", mdEscape(s.Statement))
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"cbs/analysis/synth"
 )
 
 func TestReport(t *testing.T) {
 	dir := analysisRun(t)
-	code, stdout, stderr := analysisCLI(t, "report", dir, "--bootstrap", "20", "--eps", "0.1")
+	code, stdout, stderr := analysisCLI(t, "report", dir, "--bootstrap", "20", "--eps-abs", "0.1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -26,16 +28,35 @@ func TestReport(t *testing.T) {
 	if os.Getenv("CBS_REPORT_OUT") != "" {
 		os.WriteFile(os.Getenv("CBS_REPORT_OUT"), md, 0o644)
 	}
-	for _, want := range []string{"## Plan", "| b0008Ki-r0 | 8Ki | 128 | 1 x 128 | 1024 | 8Mi | default 0.001 | 0 | done |",
-		"## Estimates", "| tolerance rule (eps 0.1) | CBS in [16Ki, 32Ki) tokens", "not the CBS", "## Figures"} {
-		if !strings.Contains(report, want) {
+	// The primary estimate comes first, with its sensitivity and slope; the secondary estimators
+	// after the plan.
+	last := -1
+	for _, want := range []string{"## Primary estimate", "reference batch 8Ki needed", "**CBS = ", "90% interval [",
+		"| batch (tokens) | replicates | tokens to L | overhead | interval |", "\n| 16Ki | 2 | ",
+		"### Sensitivity", "| token_overhead | tau 0.2 | ", "### Loss slope", "per doubling of the batch",
+		"## Plan", "| b0008Ki-r0 | 8Ki | 128 | 1 x 128 | 1024 | 8Mi | default 0.001 | 0 | done |",
+		"## Secondary estimates", "Secondary:", "| tolerance rule (eps_abs 0.1) | CBS in [16Ki, 32Ki) tokens", "not the CBS", "## Figures"} {
+		i := strings.Index(report, want)
+		if i < 0 {
 			t.Errorf("report lacks %q", want)
+			continue
 		}
+		if i < last {
+			t.Errorf("%q is out of order", want)
+		}
+		last = i
+	}
+	if strings.Contains(report, "Warning") {
+		t.Error("two replicates per batch, yet the report warns")
 	}
 	// Every figure is linked by a relative path that exists.
 	links := regexp.MustCompile(`!\[[^\]]*\]\(([^)]+)\)`).FindAllStringSubmatch(report, -1)
-	if len(links) != 5 {
-		t.Errorf("%d figures linked", len(links))
+	drawn, _ := filepath.Glob(filepath.Join(dir, "figures", "*.svg"))
+	if len(links) < 6 || len(links) != len(drawn) {
+		t.Errorf("%d figures linked, %d drawn", len(links), len(drawn))
+	}
+	if !strings.Contains(report, "(figures/overhead_vs_batch.svg)\n\nToken overhead") {
+		t.Error("the token-overhead figure is not linked with its caption")
 	}
 	for _, l := range links {
 		if filepath.IsAbs(l[1]) {
@@ -47,5 +68,39 @@ func TestReport(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "fit", "cbs.json")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestReportWarnsOneReplicate: with one replicate per batch the primary estimate's intervals
+// miss seed-to-seed variation, and the report and stderr say so.
+func TestReportWarnsOneReplicate(t *testing.T) {
+	dir := t.TempDir()
+	err := synth.Write(dir, synth.Spec{
+		Batches:    []int64{8 << 10, 16 << 10, 32 << 10, 64 << 10},
+		Replicates: 1,
+		Budget:     4 << 20,
+		EvalEvery:  256 << 10,
+		Shards:     4,
+		Bcrit:      32 << 10,
+		EvalNoise:  0.003, ShardSpread: 0.02, TrainNoise: 0.05,
+		Seed: 7,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := analysisCLI(t, "report", dir, "--bootstrap", "10")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "one replicate at batch 8Ki, 16Ki, 32Ki, 64Ki: the intervals cover eval-set noise only"
+	if !strings.Contains(string(md), "> **Warning:** "+want) {
+		t.Errorf("report lacks the warning:\n%s", md)
+	}
+	if !strings.Contains(stderr, "warning: "+want) {
+		t.Errorf("stderr lacks the warning: %s", stderr)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"cbs/branch"
 	"cbs/compute/blas"
 	"cbs/internal/atomicio"
+	"cbs/model"
 	"cbs/sweep"
 )
 
@@ -39,10 +40,12 @@ type study struct {
 // checkpoint.
 type stage struct {
 	Name   string `toml:"name"`
-	Kind   string `toml:"kind"` // train, sweep or compare
+	Kind   string `toml:"kind"` // train, sweep, compare or trajectory
 	Config string `toml:"config"`
 	Parent string `toml:"parent"` // name of an earlier train stage
-	// Sweeps and Labels: the earlier sweep stages a compare stage draws on one figure.
+	// Sweeps and Labels: the earlier sweep stages a compare stage draws on one figure (the
+	// first is the denominator of the CBS ratios), or a trajectory stage draws against the
+	// tokens each had trained when it branched (sweeps with the same label form one arm).
 	Sweeps []string `toml:"sweeps"`
 	Labels []string `toml:"labels"`
 }
@@ -113,11 +116,11 @@ func loadStudy(dir string) (*study, error) {
 		switch {
 		case st.Name == "":
 			return nil, usageErrorf("%s: stage[%d].name is required", path, i)
-		case st.Kind != "train" && st.Kind != "sweep" && st.Kind != "compare":
-			return nil, usageErrorf("%s: stage[%d].kind = %q, want train, sweep or compare", path, i, st.Kind)
-		case st.Kind == "compare":
+		case st.Kind != "train" && st.Kind != "sweep" && st.Kind != "compare" && st.Kind != "trajectory":
+			return nil, usageErrorf("%s: stage[%d].kind = %q, want train, sweep, compare or trajectory", path, i, st.Kind)
+		case st.Kind == "compare" || st.Kind == "trajectory":
 			if len(st.Sweeps) < 2 || len(st.Labels) != len(st.Sweeps) {
-				return nil, usageErrorf("%s: stage[%d]: a compare stage needs two or more sweeps and one label each", path, i)
+				return nil, usageErrorf("%s: stage[%d]: a %s stage needs two or more sweeps and one label each", path, i, st.Kind)
 			}
 			for _, name := range st.Sweeps {
 				if seen[name] != "sweep" {
@@ -190,6 +193,7 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 		Machine: sweep.Machine{Hostname: host, CPU: blas.CPUInfo(), Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH}}
 	outs := map[string]string{}
 	results := map[string]*analysis.Result{}
+	branchTokens := map[string]float64{} // sweep stage -> tokens its parent had trained
 	var summaries []string
 	for _, st := range s.Stages {
 		cfg := filepath.Join(dir, st.Config)
@@ -216,6 +220,9 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			}
 			rec.Results, rec.Fingerpr = res, fp
 			results[st.Name] = fit
+			if st.Parent != "" {
+				branchTokens[st.Name] = trainedTokens(outs[st.Parent])
+			}
 			summaries = append(summaries, summary)
 		case "compare":
 			rec.Config, rec.Out = "", ""
@@ -228,22 +235,43 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 				return err
 			}
 			dir := filepath.Join(resRoot, st.Name)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			paths, err := saveStageFigure(f, dir)
+			if err != nil {
 				return err
 			}
-			var paths []string
-			for _, format := range []string{"svg", "png"} {
-				path, err := f.Save(dir, format, nil)
-				if err != nil {
-					return err
-				}
-				paths = append(paths, path)
+			table, cmp := compareTable(in)
+			if err := writeJSONFile(filepath.Join(dir, "compare.json"), cmp); err != nil {
+				return err
 			}
 			rec.Results = dir
-			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, compareTable(in), strings.Join(paths, "\n  ")))
+			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, table, strings.Join(paths, "\n  ")))
+		case "trajectory":
+			rec.Config, rec.Out = "", ""
+			var in []figure.TrajectoryInput
+			arm := map[string]int{}
+			for i, name := range st.Sweeps {
+				k, ok := arm[st.Labels[i]]
+				if !ok {
+					k = len(in)
+					arm[st.Labels[i]] = k
+					in = append(in, figure.TrajectoryInput{Label: st.Labels[i]})
+				}
+				in[k].Points = append(in[k].Points, figure.TrajectoryPoint{Tokens: branchTokens[name], Result: results[name]})
+			}
+			f, err := figure.Trajectory(in, figure.Full)
+			if err != nil {
+				return err
+			}
+			dir := filepath.Join(resRoot, st.Name)
+			paths, err := saveStageFigure(f, dir)
+			if err != nil {
+				return err
+			}
+			rec.Results = dir
+			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, trajectoryTable(in), strings.Join(paths, "\n  ")))
 		}
 		rec.WallS = time.Since(start).Seconds()
-		if st.Kind != "compare" {
+		if st.Kind == "train" || st.Kind == "sweep" {
 			rec.TrainS = recordedWall(out)
 		}
 		outs[st.Name] = out
@@ -348,19 +376,95 @@ func keepRunRecords(runDir, dst string) error {
 	return nil
 }
 
-// compareTable is the tolerance-rule CBS of each compared sweep, one line each.
-func compareTable(in []figure.CompareInput) string {
+// comparison is a compare stage's compare.json: each sweep's primary estimate and its CBS over
+// the first sweep's, with a bootstrap interval.
+type comparison struct {
+	Reference string          `json:"reference"`
+	Sweeps    []comparedSweep `json:"sweeps"`
+}
+
+type comparedSweep struct {
+	Label   string               `json:"label"`
+	Primary *analysis.PrimaryFit `json:"primary"`
+	Ratio   *analysis.RatioFit   `json:"ratio_to_reference,omitempty"`
+}
+
+// compareTable is each compared sweep's token-overhead CBS and its ratio to the first sweep's,
+// one line each, and the same as JSON.
+func compareTable(in []figure.CompareInput) (string, comparison) {
 	var b strings.Builder
-	for _, c := range in {
-		t := c.Result.Tolerance
+	cmp := comparison{Reference: in[0].Label}
+	for i, c := range in {
+		p := c.Result.Primary
+		cs := comparedSweep{Label: c.Label, Primary: p}
 		switch {
-		case t == nil || t.Error != "":
-			fmt.Fprintf(&b, "%-8s tolerance rule failed\n", c.Label)
+		case p == nil:
+			fmt.Fprintf(&b, "%-12s no token-overhead CBS\n", c.Label)
 		default:
-			fmt.Fprintf(&b, "%-8s %s\n", c.Label, t.Statement)
+			fmt.Fprintf(&b, "%-12s %s\n", c.Label, p.Statement)
+		}
+		if i > 0 {
+			r := analysis.CBSRatio(p, in[0].Result.Primary, c.Result.Options.Level)
+			cs.Ratio = &r
+			fmt.Fprintf(&b, "%-12s CBS %s / %s: %s\n", "", c.Label, in[0].Label, r.Statement)
+		}
+		cmp.Sweeps = append(cmp.Sweeps, cs)
+	}
+	return strings.TrimRight(b.String(), "\n"), cmp
+}
+
+// trajectoryTable is each arm's CBS at each branch point, one line each.
+func trajectoryTable(in []figure.TrajectoryInput) string {
+	var b strings.Builder
+	for _, arm := range in {
+		for _, pt := range arm.Points {
+			st := "no token-overhead CBS"
+			if p := pt.Result.Primary; p != nil {
+				st = p.Statement
+			}
+			fmt.Fprintf(&b, "%-12s at %s tokens: %s\n", arm.Label, analysis.FormatTokens(pt.Tokens), st)
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// trainedTokens is how many training tokens a train stage's checkpoint lineage has read: its data
+// cursor (sequences from the start of the stream) times its sequence length; NaN when the run
+// directory does not say.
+func trainedTokens(runDir string) float64 {
+	st, err := model.LoadTrainerState(filepath.Join(runDir, branch.CkptDir))
+	if err != nil || st == nil {
+		return math.NaN()
+	}
+	spec, err := branch.LoadSpec(runDir)
+	if err != nil {
+		return math.NaN()
+	}
+	return float64(st.DataCursor) * float64(spec.SeqLen())
+}
+
+// saveStageFigure writes a comparison-stage figure as SVG and PNG into dir.
+func saveStageFigure(f *figure.Figure, dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, format := range []string{"svg", "png"} {
+		path, err := f.Save(dir, format, nil)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicio.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, threads int, resDir string, stdout, stderr io.Writer) (summary, fingerprint string, fit *analysis.Result, err error) {

@@ -365,7 +365,8 @@ func TestSweepInterruptAndBranchVerb(t *testing.T) {
 }
 
 // TestSweepExtendLadder: adding batch sizes to a finished sweep runs only the new branches when
-// the reference batch stays; a change of reference (the implicit smallest batch) is refused.
+// the reference batch stays, as it does by default (the parent's batch, 1Ki here, whatever the
+// ladder); a change of reference is refused.
 func TestSweepExtendLadder(t *testing.T) {
 	dir, cfg := sweepFixture(t, "32Ki")
 	out := filepath.Join(dir, "ext")
@@ -375,14 +376,14 @@ func TestSweepExtendLadder(t *testing.T) {
 		t.Fatalf("first sweep: %s", stderr)
 	}
 	before := fileHash(t, filepath.Join(out, "branches", "b2Ki-r0", "metrics.jsonl"))
-	implicit := writeConfig(t, dir, "implicit.toml", base)
-	if code, _, stderr := cbs(t, "sweep", "--config", implicit); code != exitUsage || !strings.Contains(stderr, "branches.batch_sizes") {
+	moved := writeConfig(t, dir, "moved.toml", strings.Replace(base, `lr_scaling = "sqrt"`, "lr_scaling = \"sqrt\"\nreference_batch = \"2Ki\"", 1))
+	if code, _, stderr := cbs(t, "sweep", "--config", moved); code != exitUsage || !strings.Contains(stderr, "branches.reference_batch") {
 		t.Errorf("extension that moves the reference batch: exit %d, %q; want 2", code, stderr)
 	}
-	explicit := writeConfig(t, dir, "explicit.toml", strings.Replace(base, `lr_scaling = "sqrt"`, "lr_scaling = \"sqrt\"\nreference_batch = \"2Ki\"", 1))
-	code, _, stderr := cbs(t, "sweep", "--config", explicit)
+	implicit := writeConfig(t, dir, "implicit.toml", base)
+	code, _, stderr := cbs(t, "sweep", "--config", implicit)
 	if code != 0 || !strings.Contains(stderr, "1 of 3 branches to run") {
-		t.Fatalf("extension with the same reference: exit %d\n%s", code, stderr)
+		t.Fatalf("extension with the same (the parent's) reference: exit %d\n%s", code, stderr)
 	}
 	if fileHash(t, filepath.Join(out, "branches", "b2Ki-r0", "metrics.jsonl")) != before {
 		t.Error("extending the ladder changed an existing branch")
