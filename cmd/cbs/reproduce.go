@@ -58,6 +58,7 @@ type reproduceOptions struct {
 	scale       float64
 	threads     int
 	device      string
+	refit       bool
 }
 
 func newReproduceCmd() *cobra.Command {
@@ -88,6 +89,7 @@ Exit status: 0 ok, 1 error, 2 bad config, 3 some branches failed, 130 interrupte
 	f.StringVar(&o.results, "results", "results", "directory for figures, fit tables and reports")
 	f.IntVar(&o.threads, "threads", -1, "CPU threads (default: each config's run.threads, else all cores)")
 	f.StringVar(&o.device, "device", "", "auto, cpu, cuda or cuda:N for every stage (default: each config's run.device); never changes what is compared")
+	f.BoolVar(&o.refit, "refit", false, "train nothing: fit, plot and report every sweep again from the run records kept under results/")
 	return cmd
 }
 
@@ -153,11 +155,16 @@ type stageRecord struct {
 	TrainS   float64 `json:"train_s"`
 	Results  string  `json:"results,omitempty"`
 	Fingerpr string  `json:"config_fingerprint,omitempty"`
+	// BranchTokens is, for a sweep, the training tokens of its parent at the branch point.
+	BranchTokens analysis.Num `json:"branch_tokens,omitempty"`
 }
 
 type provenance struct {
-	Study       string        `json:"study"`
-	Scale       float64       `json:"scale"`
+	Study string  `json:"study"`
+	Scale float64 `json:"scale"`
+	// Refit is set when the sweeps were fitted again from their kept run records, with no
+	// training; the stages' train_s are then those recorded when they ran.
+	Refit       bool          `json:"refit,omitempty"`
 	CodeVersion string        `json:"code_version"`
 	Machine     sweep.Machine `json:"machine"`
 	Go          string        `json:"go"`
@@ -191,6 +198,17 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 	_, info := blas.Default()
 	prov := provenance{Study: o.name, Scale: o.scale, CodeVersion: codeVersion(), Go: runtime.Version(), BLAS: info.String(),
 		Machine: sweep.Machine{Hostname: host, CPU: blas.CPUInfo(), Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH}}
+	prov.Refit = o.refit
+	var previous provenance
+	if o.refit {
+		b, err := os.ReadFile(filepath.Join(resRoot, "provenance.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &previous)
+		}
+		if err != nil {
+			return fmt.Errorf("reproduce --refit: %w (the study's results must have been made by reproduce first)", err)
+		}
+	}
 	outs := map[string]string{}
 	results := map[string]*analysis.Result{}
 	branchTokens := map[string]float64{} // sweep stage -> tokens its parent had trained
@@ -207,6 +225,10 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "== %s: stage %s (%s %s)\n", o.name, st.Name, st.Kind, cfg)
 		switch st.Kind {
 		case "train":
+			if o.refit {
+				rec.Skipped = true
+				break
+			}
 			skipped, err := reproduceTrain(ctx, cfg, ov, o.threads, stderr)
 			if err != nil {
 				return err
@@ -214,15 +236,19 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			rec.Skipped = skipped
 		case "sweep":
 			res := filepath.Join(resRoot, st.Name)
-			summary, fp, fit, err := reproduceSweep(ctx, cfg, ov, o.threads, res, stdout, stderr)
+			summary, fp, fit, err := reproduceSweep(ctx, cfg, ov, o.threads, res, o.refit, stdout, stderr)
 			if err != nil {
 				return err
 			}
 			rec.Results, rec.Fingerpr = res, fp
 			results[st.Name] = fit
-			if st.Parent != "" {
-				branchTokens[st.Name] = trainedTokens(outs[st.Parent])
+			rec.BranchTokens = analysis.Num(math.NaN())
+			if st.Parent != "" && !o.refit {
+				rec.BranchTokens = analysis.Num(trainedTokens(outs[st.Parent]))
+			} else if o.refit {
+				rec.BranchTokens = previous.branchTokens(st.Name)
 			}
+			branchTokens[st.Name] = float64(rec.BranchTokens)
 			summaries = append(summaries, summary)
 		case "compare":
 			rec.Config, rec.Out = "", ""
@@ -271,7 +297,12 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, trajectoryTable(in), strings.Join(paths, "\n  ")))
 		}
 		rec.WallS = time.Since(start).Seconds()
-		if st.Kind == "train" || st.Kind == "sweep" {
+		switch {
+		case o.refit && st.Kind == "sweep":
+			rec.TrainS = recordedWall(filepath.Join(resRoot, st.Name, "run"))
+		case o.refit && st.Kind == "train":
+			rec.TrainS = previous.trainS(st.Name)
+		case st.Kind == "train" || st.Kind == "sweep":
 			rec.TrainS = recordedWall(out)
 		}
 		outs[st.Name] = out
@@ -376,6 +407,30 @@ func keepRunRecords(runDir, dst string) error {
 	return nil
 }
 
+// stage returns the record of the named stage, or nil.
+func (p *provenance) stage(name string) *stageRecord {
+	for i := range p.Stages {
+		if p.Stages[i].Name == name {
+			return &p.Stages[i]
+		}
+	}
+	return nil
+}
+
+func (p *provenance) branchTokens(name string) analysis.Num {
+	if r := p.stage(name); r != nil {
+		return r.BranchTokens
+	}
+	return analysis.Num(math.NaN())
+}
+
+func (p *provenance) trainS(name string) float64 {
+	if r := p.stage(name); r != nil {
+		return r.TrainS
+	}
+	return 0
+}
+
 // comparison is a compare stage's compare.json: each sweep's primary estimate and its CBS over
 // the first sweep's, with a bootstrap interval.
 type comparison struct {
@@ -467,7 +522,10 @@ func writeJSONFile(path string, v any) error {
 	return atomicio.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, threads int, resDir string, stdout, stderr io.Writer) (summary, fingerprint string, fit *analysis.Result, err error) {
+func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, threads int, resDir string, refit bool, stdout, stderr io.Writer) (summary, fingerprint string, fit *analysis.Result, err error) {
+	if refit {
+		return analyseSweep(filepath.Join(resDir, "run"), resDir, "", nil, stderr)
+	}
 	plan, err := sweep.LoadWith(cfg, ov)
 	if err != nil {
 		var ce *branch.ConfigError
@@ -492,12 +550,26 @@ func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, thread
 		return "", "", nil, &codedError{code: exitSomeFailed, err: fmt.Errorf("some branches did not finish:\n  %s", strings.Join(outcome.Failed, "\n  "))}
 	}
 	fingerprint, _ = plan.Fingerprint()
-	opts := plan.Config.Analysis.Options(plan.Config.Experiment.Seed, float64(plan.Reference))
-	run, d, res, err := fitData(plan.Out, "", opts)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("fit %s: %w", plan.Out, err)
+	return analyseSweep(plan.Out, resDir, fingerprint, func() error { return keepRunRecords(plan.Out, filepath.Join(resDir, "run")) }, stderr)
+}
+
+// analyseSweep fits, plots and reports the sweep in runDir (its run directory, or the run
+// records kept under results) into resDir with the [analysis] options the sweep recorded, then
+// calls keep, when given, to keep the run records.
+func analyseSweep(runDir, resDir, fingerprint string, keep func() error, stderr io.Writer) (summary, fp string, fit *analysis.Result, err error) {
+	opts, ok := sweepAnalysis(runDir)
+	if !ok {
+		return "", "", nil, fmt.Errorf("%s holds no sweep (no readable %s): run the study without --refit", runDir, sweep.ResolvedFile)
 	}
-	for _, path := range []string{filepath.Join(plan.Out, "fit", "cbs.json"), filepath.Join(resDir, "cbs.json")} {
+	run, d, res, err := fitData(runDir, "", opts)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("fit %s: %w", runDir, err)
+	}
+	paths := []string{filepath.Join(resDir, "cbs.json")}
+	if keep != nil {
+		paths = append(paths, filepath.Join(runDir, "fit", "cbs.json"))
+	}
+	for _, path := range paths {
 		if err := writeFitJSON(path, res); err != nil {
 			return "", "", nil, err
 		}
@@ -517,11 +589,13 @@ func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, thread
 	if err := atomicio.WriteFile(reportPath, []byte(rep.String()), 0o644); err != nil {
 		return "", "", nil, err
 	}
-	if err := keepRunRecords(plan.Out, filepath.Join(resDir, "run")); err != nil {
-		return "", "", nil, err
+	if keep != nil {
+		if err := keep(); err != nil {
+			return "", "", nil, err
+		}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "== %s\n", plan.Out)
+	fmt.Fprintf(&sb, "== %s\n", runDir)
 	printFit(&sb, res)
 	fmt.Fprintf(&sb, "\nreport:  %s\nfit:     %s\nfigures:\n", reportPath, filepath.Join(resDir, "cbs.json"))
 	for i := range paths {

@@ -60,6 +60,38 @@ func TestReproduceQuickstart(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "skipped") || !strings.Contains(stderr, "already finished") {
 		t.Errorf("rerun: exit %d\n%s", code, stderr)
 	}
+	// --refit needs no run directory: the kept records give the same fit, and the provenance
+	// keeps the recorded training times.
+	before, _ := os.ReadFile(filepath.Join(res, "sweep", "cbs.json"))
+	if err := os.RemoveAll(runs); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = cbs(t, append(args, "--refit")...)
+	if code != 0 {
+		t.Fatalf("reproduce --refit: exit %d\n%s", code, stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(res, "sweep", "cbs.json"))
+	var a, b2 map[string]any
+	json.Unmarshal(before, &a)
+	json.Unmarshal(after, &b2)
+	delete(a, "source")
+	delete(b2, "source")
+	if ja, _ := json.Marshal(a); string(ja) != func() string { jb, _ := json.Marshal(b2); return string(jb) }() {
+		t.Error("the refit from the kept records differs from the fit of the run")
+	}
+	b, _ = os.ReadFile(filepath.Join(res, "provenance.json"))
+	var refit struct {
+		Refit  bool `json:"refit"`
+		Stages []struct {
+			TrainS float64 `json:"train_s"`
+		} `json:"stages"`
+	}
+	if json.Unmarshal(b, &refit); !refit.Refit || len(refit.Stages) != 2 || refit.Stages[0].TrainS <= 0 || refit.Stages[1].TrainS <= 0 {
+		t.Errorf("refit provenance %s", b)
+	}
+	if _, err := os.Stat(runs); err == nil {
+		t.Error("--refit created the run directory")
+	}
 }
 
 func TestReproduceUnknownStudy(t *testing.T) {
