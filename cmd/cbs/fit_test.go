@@ -150,6 +150,42 @@ func TestFitJSONPrimary(t *testing.T) {
 	}
 }
 
+// TestFitJSONGolden: the primary, loss_slope and sensitivity objects of `cbs fit --json` on a
+// fixed synthetic sweep are a golden file (rerun with -update after a deliberate change).
+func TestFitJSONGolden(t *testing.T) {
+	dir := analysisRun(t)
+	code, stdout, stderr := analysisCLI(t, "fit", "--json", "--bootstrap", "50", "--out", filepath.Join(t.TempDir(), "cbs.json"), dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	summary := map[string]json.RawMessage{"primary": doc["primary"], "loss_slope": doc["loss_slope"], "sensitivity": doc["sensitivity"]}
+	got, err := json.MarshalIndent(summary, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	golden := filepath.Join("testdata", "fit", "summary.golden.json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("cbs fit --json summary differs from %s; inspect it, then rerun with -update:\n%s", golden, got)
+	}
+}
+
 // TestFitReferenceFromSweep: a run directory is measured against the sweep's
 // branches.reference_batch unless --ref-batch says otherwise.
 func TestFitReferenceFromSweep(t *testing.T) {
