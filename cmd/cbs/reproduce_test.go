@@ -104,3 +104,103 @@ func TestReproduceUnknownStudy(t *testing.T) {
 		t.Errorf("--scale 0.3: exit %d, %q", code, stderr)
 	}
 }
+
+// TestReproduceCompareAndTrajectory: a study with two branch points compares its sweeps (CBS
+// ratios with intervals in compare.json) and draws the CBS against the tokens trained at each
+// branch point, read from the parents' checkpoints.
+func TestReproduceCompareAndTrajectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model and two sweeps")
+	}
+	dir := t.TempDir()
+	study := filepath.Join(dir, "experiments", "two-points")
+	if err := os.MkdirAll(study, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"base.toml", "sweep.toml"} {
+		b, err := os.ReadFile(filepath.Join("../../experiments/quickstart", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(study, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The base continued: a later branch point of the same model.
+	more := strings.Replace(mustRead(t, filepath.Join(study, "base.toml")), "[model]", "[parent]\ncheckpoint = \"unused\"\noptimizer_state = \"keep\"\n\n[model-unused]", 1)
+	more = more[:strings.Index(more, "[model-unused]")] + more[strings.Index(more, "[objective]"):]
+	more = strings.Replace(more, `warmup = "64Ki"`, `warmup = "0"`, 1)
+	writeConfig(t, study, "more.toml", more)
+	writeConfig(t, study, "experiment.toml", `name = "two-points"
+[[stage]]
+name = "base"
+kind = "train"
+config = "base.toml"
+[[stage]]
+name = "sweep-early"
+kind = "sweep"
+config = "sweep.toml"
+parent = "base"
+[[stage]]
+name = "more"
+kind = "train"
+config = "more.toml"
+parent = "base"
+[[stage]]
+name = "sweep-late"
+kind = "sweep"
+config = "sweep.toml"
+parent = "more"
+[[stage]]
+name = "compare"
+kind = "compare"
+sweeps = ["sweep-early", "sweep-late"]
+labels = ["early", "late"]
+[[stage]]
+name = "trajectory"
+kind = "trajectory"
+sweeps = ["sweep-early", "sweep-late"]
+labels = ["mdm", "mdm"]
+`)
+	runs, results := filepath.Join(dir, "runs"), filepath.Join(dir, "results")
+	code, stdout, stderr := cbs(t, "reproduce", "two-points", "--scale", "0.25", "--experiments", filepath.Join(dir, "experiments"), "--runs", runs, "--results", results)
+	if code != 0 {
+		t.Fatalf("reproduce exited %d\n%s", code, stderr)
+	}
+	res := filepath.Join(results, "two-points-x0.25")
+	for _, f := range []string{"compare/cbs_compare.svg", "compare/compare.json", "trajectory/cbs_vs_tokens.svg", "trajectory/cbs_vs_tokens.png.json"} {
+		if _, err := os.Stat(filepath.Join(res, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	var cmp struct {
+		Reference string `json:"reference"`
+		Sweeps    []struct {
+			Label string          `json:"label"`
+			Ratio json.RawMessage `json:"ratio_to_reference"`
+		} `json:"sweeps"`
+	}
+	if err := json.Unmarshal([]byte(mustRead(t, filepath.Join(res, "compare", "compare.json"))), &cmp); err != nil || cmp.Reference != "early" || len(cmp.Sweeps) != 2 || len(cmp.Sweeps[1].Ratio) == 0 {
+		t.Errorf("compare.json: %+v, %v", cmp, err)
+	}
+	var prov struct {
+		Stages []struct {
+			Name         string   `json:"name"`
+			BranchTokens *float64 `json:"branch_tokens"`
+		} `json:"stages"`
+	}
+	json.Unmarshal([]byte(mustRead(t, filepath.Join(res, "provenance.json"))), &prov)
+	tokens := map[string]float64{}
+	for _, s := range prov.Stages {
+		if s.BranchTokens != nil {
+			tokens[s.Name] = *s.BranchTokens
+		}
+	}
+	// The base trains 256Ki tokens at this scale and the continuation as many again.
+	if tokens["sweep-early"] != 256<<10 || tokens["sweep-late"] != 512<<10 {
+		t.Errorf("branch-point tokens %v, want 256Ki and 512Ki", tokens)
+	}
+	if !strings.Contains(stdout, "CBS late / early") || !strings.Contains(stdout, "mdm") {
+		t.Errorf("summary lacks the ratio or the trajectory:\n%s", stdout)
+	}
+}
