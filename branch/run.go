@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -45,6 +46,15 @@ var ErrInterrupted = errors.New("interrupted")
 
 // ErrDiverged is returned when the loss became NaN or exploded; state.json says at which step.
 var ErrDiverged = errors.New("diverged")
+
+// PanicError is returned when training panicked: state.json says failed and log.txt holds the
+// stack.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // State is state.json.
 type State struct {
@@ -127,6 +137,14 @@ func Run(ctx context.Context, spec *Spec, opts Options) (err error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return err
 	}
+	// Without the lock a second process on this directory would replace metrics.jsonl while the
+	// first kept appending to the unlinked file. The lock is taken before state.json is touched:
+	// that file belongs to whoever holds it.
+	lk, err := atomicio.Lock(opts.Dir)
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
 	r := &runner{spec: spec, opts: opts}
 	logFile, err := os.OpenFile(filepath.Join(opts.Dir, "log.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -135,6 +153,15 @@ func Run(ctx context.Context, spec *Spec, opts Options) (err error) {
 	defer logFile.Close()
 	r.log = logFile
 	defer func() {
+		// A panic unwinds through here with err still nil: without recovering it the branch
+		// would be recorded done at whatever step it reached.
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack()}
+			fmt.Fprintf(r.log, "%s panic: %v\n%s\n", time.Now().UTC().Format(time.RFC3339), p, err.(*PanicError).Stack)
+			if r.opts.Log != nil {
+				fmt.Fprintf(r.opts.Log, "%s: panic: %v (stack in %s)\n", r.spec.ID, p, filepath.Join(r.opts.Dir, "log.txt"))
+			}
+		}
 		switch {
 		case err == nil:
 			r.writeState(StateDone, "")
@@ -712,10 +739,17 @@ func (r *runner) checkpoint(start time.Time) error {
 		"gns_ema_weight": r.emaWeight, "wall_s": r.wallOffset + time.Since(start).Seconds(),
 	}
 	st := r.state
+	var err error
 	if r.res != nil {
 		r.res.SyncToHost()
 		r.res.DownloadAdamW(r.hostOpt, r.opt)
-		return model.Save(filepath.Join(r.opts.Dir, CkptDir), r.res.Host, r.hostOpt, &st, "")
+		err = model.Save(filepath.Join(r.opts.Dir, CkptDir), r.res.Host, r.hostOpt, &st, "")
+	} else {
+		err = model.Save(filepath.Join(r.opts.Dir, CkptDir), r.m.Params, r.opt, &st, "")
 	}
-	return model.Save(filepath.Join(r.opts.Dir, CkptDir), r.m.Params, r.opt, &st, "")
+	if err == nil {
+		// state.json follows the checkpoint, so status shows how far a running branch has got.
+		r.writeState(StateRunning, "")
+	}
+	return err
 }

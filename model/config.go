@@ -1,9 +1,13 @@
 package model
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 )
 
 // Config is the architecture, stored as config.json with Hugging Face Qwen3 keys plus cbs's own
@@ -51,6 +55,9 @@ func (c *Config) Validate() error {
 		if p.v <= 0 {
 			return fmt.Errorf("model config: %s = %d, want a positive integer", p.key, p.v)
 		}
+	}
+	if err := c.checkSize(); err != nil {
+		return err
 	}
 	switch {
 	case c.NumHeads%c.NumKVHeads != 0:
@@ -129,4 +136,125 @@ func (c Config) JSON() []byte {
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	return append(b, '\n')
+}
+
+// bytesPerParam is what every use of a model needs per parameter at the least: its float32
+// weight. Training needs four times that (gradient and two AdamW moments); a config whose
+// weights alone exceed the machine's memory is refused before anything is allocated, since
+// Layout, NewParams and the readers would otherwise die in makeslice or out of memory.
+const bytesPerParam = 4
+
+// machineMemory reports the machine's memory in bytes and where the number came from. A variable,
+// so tests can stand in a small machine.
+var machineMemory = func() (uint64, string) {
+	if runtime.GOOS == "linux" {
+		if n, err := memTotal("/proc/meminfo"); err == nil {
+			return n, "MemTotal in /proc/meminfo"
+		}
+	}
+	return 1 << 40, "assumed: no /proc/meminfo to read"
+}
+
+// memTotal reads the MemTotal line (in kB) of a meminfo file.
+func memTotal(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, err := strconv.ParseUint(fields[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: MemTotal = %q: %w", path, fields[1], err)
+			}
+			return kb << 10, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s: no MemTotal line", path)
+}
+
+// ParamCount is the number of parameters of c, in float64 so that a config of absurd size
+// neither overflows nor allocates (NumParams walks Layout).
+func (c *Config) ParamCount() float64 {
+	d, ff, V, hd := float64(c.HiddenSize), float64(c.IntermediateSize), float64(c.VocabSize), float64(c.HeadDim)
+	h, kv, n := float64(c.NumHeads), float64(c.NumKVHeads), float64(c.NumLayers)
+	layer := 2*d + 2*h*hd*d + 2*kv*hd*d + 2*hd + 3*ff*d
+	total := V*d + n*layer + d
+	if !c.TieWordEmbeddings {
+		total += V * d
+	}
+	return total
+}
+
+// checkSize refuses a config whose float32 weights do not fit in the machine's memory, naming
+// the key that overshoots the most and the largest value of it that would fit with the others.
+func (c *Config) checkSize() error {
+	mem, source := machineMemory()
+	limit := float64(mem) / bytesPerParam
+	params := c.ParamCount()
+	if params <= limit {
+		return nil
+	}
+	keys := []struct {
+		key string
+		v   *int
+	}{
+		{"hidden_size", &c.HiddenSize}, {"intermediate_size", &c.IntermediateSize},
+		{"num_hidden_layers", &c.NumLayers}, {"num_attention_heads", &c.NumHeads},
+		{"num_key_value_heads", &c.NumKVHeads}, {"head_dim", &c.HeadDim}, {"vocab_size", &c.VocabSize},
+	}
+	// The key to blame is the one that multiplies the count the most: the count with it as
+	// given over the count with it at 1. The allowed value is the largest that fits with the
+	// other keys as given, found by bisection (the count grows with every key).
+	worst, worstMax, worstRatio := "", 0, 0.0
+	for _, k := range keys {
+		orig := *k.v
+		*k.v = 1
+		ratio := params / c.ParamCount()
+		lo, hi := 0, orig
+		for lo < hi {
+			mid := lo + (hi-lo+1)/2
+			*k.v = mid
+			if c.ParamCount() <= limit {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
+		}
+		*k.v = orig
+		if worst == "" || ratio > worstRatio {
+			worst, worstMax, worstRatio = k.key, lo, ratio
+		}
+	}
+	var value int
+	for _, k := range keys {
+		if k.key == worst {
+			value = *k.v
+		}
+	}
+	allowed := fmt.Sprintf("at most %d with the other sizes as given", worstMax)
+	if worstMax == 0 {
+		allowed = "no value fits with the other sizes as given"
+	}
+	return fmt.Errorf("model config: %s = %d gives %.3g parameters, %s of float32 weights alone; this machine has %s (%s): %s",
+		worst, value, params, humanBytes(params*bytesPerParam), humanBytes(float64(mem)), source, allowed)
+}
+
+func humanBytes(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	if i == len(units)-1 && b >= 1024 {
+		return fmt.Sprintf("%.3g %s", b, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
 }

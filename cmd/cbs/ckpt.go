@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -72,16 +76,39 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 		return nil, err
 	}
 	rep := &ckptReport{Dir: dir, Config: c, Params: model.NumParams(c)}
-	for _, t := range model.Layout(c) {
+	layout := model.Layout(c)
+	var bad []string
+	for _, t := range layout {
 		st, ok := f.Tensor(t.Name)
 		dtype := "missing"
 		if ok {
 			dtype = st.DType
 		}
+		bad = append(bad, shapeProblem(st, ok, t.Name, t.Shape)...)
 		rep.Tensors = append(rep.Tensors, tensorRow{Name: t.Name, Shape: t.Shape, Group: t.Group, Size: t.Size, DType: dtype})
 	}
-	if of, err := safetensors.Read(filepath.Join(dir, model.OptimizerFile)); err == nil {
+	// The table shows the shapes config.json implies; a checkpoint whose tensors disagree would not
+	// load, and must not be reported as verified.
+	if err := shapeError(filepath.Join(dir, model.WeightsFile), bad); err != nil {
+		return nil, err
+	}
+	optPath := filepath.Join(dir, model.OptimizerFile)
+	of, err := safetensors.Read(optPath)
+	switch {
+	case err == nil:
+		bad = nil
+		for _, t := range layout {
+			for _, suffix := range []string{".exp_avg", ".exp_avg_sq"} {
+				st, ok := of.Tensor(t.Name + suffix)
+				bad = append(bad, shapeProblem(st, ok, t.Name+suffix, t.Shape)...)
+			}
+		}
+		if err := shapeError(optPath, bad); err != nil {
+			return nil, err
+		}
 		rep.Optimizer = of.Metadata
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
 	}
 	if rep.Trainer, err = model.LoadTrainerState(dir); err != nil {
 		return nil, err
@@ -117,4 +144,30 @@ func (r *ckptReport) print(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "trainer: none (weights only)")
 	}
+}
+
+// shapeProblem describes how stored tensor st (ok: present) differs from the shape config.json
+// implies; nil when it does not.
+func shapeProblem(st safetensors.Tensor, ok bool, name string, want []int) []string {
+	switch {
+	case !ok:
+		return []string{fmt.Sprintf("%s is missing", name)}
+	case !slices.Equal(st.Shape, want):
+		return []string{fmt.Sprintf("%s has shape %v, config.json implies %v", name, st.Shape, want)}
+	}
+	return nil
+}
+
+// shapeError reports up to a few of the problems of one file.
+func shapeError(path string, bad []string) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	const show = 3
+	more := ""
+	if len(bad) > show {
+		more = fmt.Sprintf(" (and %d more)", len(bad)-show)
+		bad = bad[:show]
+	}
+	return fmt.Errorf("%s does not match config.json: %s%s", path, strings.Join(bad, "; "), more)
 }

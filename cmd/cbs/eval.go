@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/spf13/cobra"
 
@@ -38,7 +39,10 @@ next-token cross-entropy for ar; sum of masked cross-entropies weighted 1/p over
 			if err != nil {
 				return err
 			}
-			b, _ := json.MarshalIndent(res, "", "  ")
+			b, err := json.MarshalIndent(res, "", "  ")
+			if err != nil {
+				return err
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			return nil
 		},
@@ -78,6 +82,8 @@ func runEval(o *evalOptions) (*evalResult, error) {
 		return nil, usageErrorf("eval: give both --mask and --p, or neither")
 	case o.dtype != "float32" && o.dtype != "float64":
 		return nil, usageErrorf("eval: --dtype = %q, want float32 or float64", o.dtype)
+	case !(o.maskEps > 0 && o.maskEps < 1):
+		return nil, usageErrorf("eval: --mask-eps = %g, want 0 < eps < 1", o.maskEps)
 	}
 	toks, shape, err := data.ReadNPYTokensFile(o.tokens)
 	if err != nil {
@@ -92,6 +98,11 @@ func runEval(o *evalOptions) (*evalResult, error) {
 	res := &evalResult{Objective: o.objective, Batch: B, Seq: L, Tokens: B * L, DType: o.dtype}
 	c, err := model.LoadConfig(o.checkpoint + "/" + model.ConfigFile)
 	if err != nil {
+		return nil, err
+	}
+	// The same check train and ckpt inspect make: a checkpoint damaged after it was written
+	// would otherwise give a loss that looks like any other.
+	if _, err := model.LoadTrainerState(o.checkpoint); err != nil {
 		return nil, err
 	}
 	for i, t := range toks {
@@ -119,6 +130,13 @@ func runEval(o *evalOptions) (*evalResult, error) {
 			if pa.Len() != B || pa.Floats == nil {
 				return nil, usageErrorf("eval: --p %s: want a float array of %d, got %s %v", o.p, B, pa.DType, pa.Shape)
 			}
+			for i, v := range pa.Floats {
+				// SetMDM weights each masked position by 1/p: p outside (0, 1] is no
+				// masking probability and would make the loss infinite or meaningless.
+				if !(v > 0 && v <= 1) {
+					return nil, usageErrorf("eval: --p %s: p[%d] = %g, want 0 < p <= 1", o.p, i, v)
+				}
+			}
 			copy(masks, ma.Bools)
 			copy(p, pa.Floats)
 		} else {
@@ -138,7 +156,13 @@ func runEval(o *evalOptions) (*evalResult, error) {
 	} else {
 		res.Loss, err = evalLoss[float32](o.checkpoint, b, o.objective, cpu.New(o.threads))
 	}
-	return res, err
+	if err != nil {
+		return nil, err
+	}
+	if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+		return nil, fmt.Errorf("eval: the loss of %s on %s is %v: the weights hold NaN or Inf, or the model overflowed on this input", o.checkpoint, o.tokens, res.Loss)
+	}
+	return res, nil
 }
 
 func evalLoss[T compute.Float](dir string, b *model.Batch, objective string, be compute.Backend[T]) (float64, error) {

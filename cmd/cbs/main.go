@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -68,7 +69,15 @@ func main() {
 }
 
 // run executes one command line and returns its exit status.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	// An unrecovered panic exits with status 2, which reads as bad usage: a panic is a runtime
+	// error, status 1.
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "cbs: panic: %v\n%s", p, debug.Stack())
+			code = exitError
+		}
+	}()
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)

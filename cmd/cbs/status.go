@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,7 +55,7 @@ Slurm it also asks squeue and scontrol about the array tasks and the fit job rec
 RUN_DIR/slurm/jobs.jsonl; the state files stay the source of truth, since the scheduler forgets
 a job some minutes after it ended.
 
-Exit status: 0 ok, 1 error, 2 bad usage.`,
+Exit status: 0 ok, 1 error (an unreadable state.json included, reported after the table), 2 bad usage.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var dir string
@@ -80,9 +82,12 @@ Exit status: 0 ok, 1 error, 2 bad usage.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				b, _ := json.MarshalIndent(rep, "", "  ")
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
 				fmt.Fprintln(out, string(b))
-				return nil
+				return unreadableError(rows)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			head := "branch\tstate\ttokens\tstep\ttrain loss\teval loss\ttok/s\tETA"
@@ -116,7 +121,7 @@ Exit status: 0 ok, 1 error, 2 bad usage.`,
 			if rep.FitJob != nil {
 				fmt.Fprintf(out, "\nfit and plot job: %s\n", slurmCell(rep.FitJob))
 			}
-			return nil
+			return unreadableError(rows)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -186,8 +191,12 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 			r.Budget = int64(spec.Budget)
 			batches[r.ID] = int64(spec.BatchTokens)
 		}
-		var st branch.State
-		if b, err := os.ReadFile(filepath.Join(bdir, branch.StateFile)); err == nil && json.Unmarshal(b, &st) == nil {
+		// A missing state.json is a branch not started; one that cannot be read says nothing
+		// of the branch, and showing it as pending would invite running it again.
+		statePath := filepath.Join(bdir, branch.StateFile)
+		if st, err := readState(statePath); err != nil {
+			r.State, r.Reason = stateUnreadable, err.Error()
+		} else if st != nil {
 			r.State, r.Reason = st.State, st.Reason
 		}
 		eachLine(filepath.Join(bdir, branch.MetricsFile), func(b []byte) {
@@ -220,6 +229,44 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 		return rows[i].ID < rows[j].ID
 	})
 	return rows, nil
+}
+
+// stateUnreadable is the state status shows for a branch whose state.json it cannot read.
+const stateUnreadable = "unreadable"
+
+// readState reads a branch's state.json; (nil, nil) when there is none.
+func readState(path string) (*branch.State, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st branch.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	switch st.State {
+	case branch.StatePending, branch.StateRunning, branch.StateDone, branch.StateFailed, branch.StateDiverged:
+		return &st, nil
+	}
+	return nil, fmt.Errorf("%s: state = %q, want one of %s, %s, %s, %s, %s", path, st.State,
+		branch.StatePending, branch.StateRunning, branch.StateDone, branch.StateFailed, branch.StateDiverged)
+}
+
+// unreadableError reports the branches whose state.json could not be read, after the table.
+func unreadableError(rows []branchStatus) error {
+	var ids []string
+	for _, r := range rows {
+		if r.State == stateUnreadable {
+			ids = append(ids, r.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return fmt.Errorf("status: state.json of %d branch(es) is unreadable: %s", len(ids), strings.Join(ids, ", "))
 }
 
 func eachLine(path string, f func([]byte)) {

@@ -18,8 +18,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -113,11 +115,19 @@ func TempDir(finalDir string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(finalDir), 0o755); err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(finalDir), filepath.Base(finalDir)+tmpSuffix+"*")
-	if err != nil {
-		return "", err
+	// os.MkdirTemp creates 0700 whatever the umask, and the directory becomes finalDir: made with
+	// os.Mkdir, it gets 0755 less the umask like every other directory of a run.
+	prefix := filepath.Join(filepath.Dir(finalDir), filepath.Base(finalDir)+tmpSuffix)
+	for try := 0; ; try++ {
+		dir := prefix + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || try == 100 {
+			return "", err
+		}
 	}
-	return dir, nil
 }
 
 // CommitDir makes tmpDir, completely written, become finalDir. Both must be in the same file

@@ -1,21 +1,25 @@
 //go:build !unix
 
-package sweep
+package atomicio
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 )
 
-// lock creates the lock file exclusively; without flock a crashed process leaves it behind,
+// Lock creates the lock file exclusively; without flock a crashed process leaves it behind,
 // and the message says how to clear it.
-func lock(out string) (io.Closer, error) {
-	path := filepath.Join(out, lockFile)
+func Lock(dir string) (io.Closer, error) {
+	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("%s is in use by another cbs process (remove %s if none is running)", out, path)
+		return nil, inUse(dir, "remove "+path+" if none is running")
+	}
+	if err := CleanTemp(dir); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
 	}
 	return removeOnClose{f, path}, nil
 }
