@@ -17,6 +17,9 @@ type Model[T compute.Float] struct {
 	// Grad has the layout of Params.Data; LossAndGrad adds to it.
 	Grad []T
 	be   compute.Backend[T]
+	// gradViews and gradSums serve GradNorm on a backend that sums every tensor at once.
+	gradViews [][]T
+	gradSums  []float64
 	// mem holds the activations and moves data between them: Go memory for a CPU backend, the
 	// device's for a Resident model.
 	mem Memory[T]

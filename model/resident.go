@@ -41,6 +41,8 @@ type Resident[T compute.Float] struct {
 	Host *Params[T]
 
 	mem Memory[T]
+	// opts are the optimizers NewAdamW made, whose device moments Free releases.
+	opts []*AdamW[T]
 }
 
 // NewResident copies host's parameters into mem and returns a model running on be.
@@ -61,12 +63,18 @@ func NewResident[T compute.Float](host *Params[T], be compute.Backend[T], mem Me
 	return r, nil
 }
 
-// Free releases the device memory; r is unusable afterwards.
+// Free releases the device memory, the moments of the optimizers NewAdamW made included; r and
+// those optimizers are unusable afterwards.
 func (r *Resident[T]) Free() {
 	r.M.freeWorkspace()
 	r.mem.Free(r.M.Params.Data)
 	r.mem.Free(r.M.Grad)
-	r.M = nil
+	for _, o := range r.opts {
+		r.mem.Free(o.M)
+		r.mem.Free(o.V)
+		o.M, o.V = nil, nil
+	}
+	r.M, r.opts = nil, nil
 }
 
 // SyncToHost copies the device parameters into r.Host (for checkpoints and finiteness checks).
@@ -82,6 +90,9 @@ func (r *Resident[T]) DownloadGrad(dst []T) { r.mem.Download(dst, r.M.Grad) }
 // (a resumed or inherited optimizer), else zero.
 func (r *Resident[T]) NewAdamW(cfg OptimConfig, host *AdamW[T]) (*AdamW[T], error) {
 	n := len(r.Host.Data)
+	if host != nil && (len(host.M) != n || len(host.V) != n) {
+		return nil, errors.New("resident model: optimizer moments do not match the parameters")
+	}
 	m, err := r.mem.Alloc(n)
 	if err != nil {
 		return nil, err
@@ -93,13 +104,11 @@ func (r *Resident[T]) NewAdamW(cfg OptimConfig, host *AdamW[T]) (*AdamW[T], erro
 	}
 	o := &AdamW[T]{Cfg: cfg, M: m, V: v}
 	if host != nil {
-		if len(host.M) != n || len(host.V) != n {
-			return nil, errors.New("resident model: optimizer moments do not match the parameters")
-		}
 		r.mem.Upload(m, host.M)
 		r.mem.Upload(v, host.V)
 		o.Step = host.Step
 	}
+	r.opts = append(r.opts, o)
 	return o, nil
 }
 

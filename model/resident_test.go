@@ -6,6 +6,22 @@ import (
 	"cbs/compute/cpu"
 )
 
+// batchingCPU is a CPU backend that also sums many buffers at once, as the GPU backend does,
+// counting how GradNorm reaches it.
+type batchingCPU struct {
+	*cpu.CPU
+	single, batched int
+}
+
+func (b *batchingCPU) SumSquares(x []float32) float64 { b.single++; return b.CPU.SumSquares(x) }
+
+func (b *batchingCPU) SumSquaresEach(out []float64, xs [][]float32) {
+	b.batched++
+	for i, x := range xs {
+		out[i] = b.CPU.SumSquares(x)
+	}
+}
+
 // TestResidentMatchesModel: on a CPU backend with host memory, Resident's loss, gradient and
 // AdamW steps are bit-identical to Model's, so the forward pass it duplicates has not drifted.
 func TestResidentMatchesModel(t *testing.T) {
@@ -64,6 +80,93 @@ func TestResidentMatchesModel(t *testing.T) {
 			}
 			res.Free()
 		}
+	}
+}
+
+// TestResidentGradNormBatched: with a backend that sums many buffers at once, GradNorm and
+// AdamW.Update make one such call each instead of one SumSquares per tensor, and the results
+// stay bit-identical to Model's.
+func TestResidentGradNormBatched(t *testing.T) {
+	c := tinyConfig(4, 2, false)
+	p := toFloat32(perturbedParams(c, 6))
+	ref := New(cloneParams(p), cpu.New(1))
+	be := &batchingCPU{CPU: cpu.New(1)}
+	res, err := NewResident(cloneParams(p), be, HostMemory[float32]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultOptim()
+	cfg.Clip = 1e-3 // so that Update scales the gradient
+	refOpt := NewAdamW[float32](cfg, len(p.Data))
+	resOpt, err := res.NewAdamW(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := 0; step < 3; step++ {
+		b := randomBatch(c, AR, 2, 8, uint64(step))
+		ref.ZeroGrad()
+		res.ZeroGrad()
+		ref.LossAndGrad(b, true)
+		res.LossAndGrad(b, true)
+		be.single, be.batched = 0, 0
+		if n1, n2 := GradNorm(ref), GradNorm(res.M); n1 != n2 {
+			t.Fatalf("step %d: GradNorm %v, Model %v", step, n2, n1)
+		}
+		if s1, s2 := refOpt.Update(ref, 1e-2), resOpt.Update(res.M, 1e-2); s1 != s2 {
+			t.Fatalf("step %d: step stats %+v, Model %+v", step, s2, s1)
+		}
+		if be.single != 0 || be.batched != 2 {
+			t.Fatalf("step %d: %d SumSquares and %d batched calls, want 0 and 2 (GradNorm, Update)", step, be.single, be.batched)
+		}
+	}
+	res.SyncToHost()
+	for j, v := range res.Host.Data {
+		if v != ref.Params.Data[j] {
+			t.Fatalf("parameter %d after 3 steps %v, Model %v", j, v, ref.Params.Data[j])
+		}
+	}
+
+	res.Free()
+	if resOpt.M != nil || resOpt.V != nil {
+		t.Fatal("Free left the optimizer's moments")
+	}
+}
+
+// TestResidentAdamWMismatch: moments of the wrong length are refused before anything is
+// allocated (a device allocation there would be left to the backend's Close).
+func TestResidentAdamWMismatch(t *testing.T) {
+	p := toFloat32(perturbedParams(tinyConfig(4, 2, false), 7))
+	mem := &countingMemory{}
+	res, err := NewResident(cloneParams(p), cpu.New(1), mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mem.live
+	if _, err := res.NewAdamW(DefaultOptim(), NewAdamW[float32](DefaultOptim(), len(p.Data)-1)); err == nil {
+		t.Fatal("mismatched moments accepted")
+	}
+	if mem.live != before {
+		t.Fatalf("%d buffers live after the refusal, %d before", mem.live, before)
+	}
+	if _, err := res.NewAdamW(DefaultOptim(), nil); err != nil {
+		t.Fatal(err)
+	}
+	res.Free()
+	if mem.live != 0 {
+		t.Fatalf("%d buffers live after Free", mem.live)
+	}
+}
+
+// countingMemory is HostMemory counting the buffers allocated and not freed.
+type countingMemory struct {
+	HostMemory[float32]
+	live int
+}
+
+func (c *countingMemory) Alloc(n int) ([]float32, error) { c.live++; return make([]float32, n), nil }
+func (c *countingMemory) Free(x []float32) {
+	if len(x) > 0 {
+		c.live--
 	}
 }
 

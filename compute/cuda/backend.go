@@ -37,8 +37,8 @@ type Info struct {
 
 // Backend runs compute.Backend[float32] on one GPU, on its own stream: several Backends (one per
 // branch) share a GPU through the primary context and run concurrently. A Backend is not safe
-// for concurrent use. Ops are asynchronous; CrossEntropy, SumSquares and Download wait for the
-// stream. A CUDA error inside an op panics with a message naming the op.
+// for concurrent use. Ops are asynchronous; CrossEntropy, SumSquares, SumSquaresEach and Download
+// wait for the stream. A CUDA error inside an op panics with a message naming the op.
 type Backend struct {
 	drv  *driver
 	rtc  *nvrtc
@@ -62,6 +62,7 @@ type Backend struct {
 	alpha  float32
 	beta   float32
 	one    [1]float64
+	sums   []float64 // SumSquaresEach's landing buffer
 	csr    csrScratch
 }
 
@@ -106,6 +107,8 @@ func Open(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	if err := drv.check(drv.cuCtxSetCurrent(b.ctx), "cuCtxSetCurrent"); err != nil {
+		// Close would try to make the context current again; only the retain needs undoing.
+		drv.cuDevicePrimaryCtxRelease(b.dev)
 		return nil, err
 	}
 	const streamNonBlocking = 1 // no implicit synchronisation with the legacy default stream

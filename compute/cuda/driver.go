@@ -61,7 +61,45 @@ type driver struct {
 	cuDevicePrimaryCtxSetFlagsV2 func(d cuDevice, flags uint32) cuResult
 }
 
-func loadDriver(env searchEnv) (*driver, error) {
+// driverLoader is what loadDriver does with each candidate, replaceable in tests.
+type driverLoader struct {
+	open  func(path string) (*driver, error) // dlopen and bind
+	init  func(*driver) error                // cuInit
+	close func(*driver)
+}
+
+func osDriverLoader(env searchEnv) driverLoader {
+	return driverLoader{
+		open:  func(p string) (*driver, error) { return openDriver(p, env) },
+		init:  func(d *driver) error { return d.check(d.cuInit(0), "cuInit") },
+		close: func(d *driver) { dlclose(d.handle) },
+	}
+}
+
+// loadDriver returns the first candidate libcuda that loads and whose cuInit succeeds. Loading
+// is not enough: a toolkit's compat driver loads on any machine but fails cuInit (803, 804) when
+// the kernel driver does not match it, and a stub library fails it everywhere (34). A candidate
+// that fails cuInit is closed before the next is tried.
+func loadDriver(cands []string, ld driverLoader) (*driver, error) {
+	var errs []string
+	for _, p := range cands {
+		d, err := ld.open(p)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		if err := ld.init(d); err != nil {
+			errs = append(errs, fmt.Sprintf("%s loaded but %v", p, err))
+			ld.close(d)
+			continue
+		}
+		return d, nil
+	}
+	return nil, notFound(libCUDA, len(cands), errs)
+}
+
+// openDriver loads libcuda from path and binds its entry points.
+func openDriver(path string, env searchEnv) (*driver, error) {
 	d := &driver{}
 	syms := []symbol{
 		{name: "cuInit", fn: &d.cuInit},
@@ -102,15 +140,17 @@ func loadDriver(env searchEnv) (*driver, error) {
 		{name: "cuGetErrorString", fn: &d.cuGetErrorString},
 		{name: "cuGetErrorName", fn: &d.cuGetErrorName},
 	}
-	l, err := openLibrary(libCUDA, env, syms)
+	l, err := openPath(libCUDA, path, env, syms)
 	if err != nil {
 		return nil, err
 	}
 	d.loaded = l
 	if d.cuLaunchKernel, err = dlsym(l.handle, "cuLaunchKernel"); err != nil {
+		dlclose(l.handle)
 		return nil, fmt.Errorf("%s: %v", l.path, err)
 	}
 	if d.cuEventElapsedTimeV2 == nil && d.cuEventElapsedTime == nil {
+		dlclose(l.handle)
 		return nil, fmt.Errorf("%s: missing symbol cuEventElapsedTime (and cuEventElapsedTime_v2)", l.path)
 	}
 	return d, nil

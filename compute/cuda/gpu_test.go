@@ -251,6 +251,16 @@ func TestOpsParity(t *testing.T) {
 		if again := b.SumSquares(dy); again != ss {
 			t.Errorf("SumSquares not reproducible: %v then %v", ss, again)
 		}
+		// SumSquaresEach (GradNorm's one wait per step) must match SumSquares bit for bit,
+		// whatever the sizes around it (each has its own grid).
+		xs := [][]float32{dx, dy[:0], dy, dx[:7], dy[5:70000]}
+		each := make([]float64, len(xs))
+		b.SumSquaresEach(each, xs)
+		for i, x := range xs {
+			if want := b.SumSquares(x); each[i] != want {
+				t.Errorf("SumSquaresEach[%d] (%d floats) = %v, SumSquares %v", i, len(x), each[i], want)
+			}
+		}
 	})
 	t.Run("adamw", func(t *testing.T) {
 		n := 50000

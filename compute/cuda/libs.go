@@ -26,8 +26,7 @@ type library struct {
 var (
 	libCUDA = library{
 		name: "libcuda", env: "CBS_LIBCUDA",
-		// The driver lives with the kernel module, not with the toolkit: the loader's own
-		// search is right, and the toolkit's compat folder is a last resort.
+		// The driver lives with the kernel module, not with the toolkit: see driverCandidates.
 		sonames:  []string{"libcuda.so.1"},
 		patterns: []string{"libcuda.so.1"},
 	}
@@ -47,25 +46,75 @@ var (
 
 // searchEnv is what the search reads from the machine, replaceable in tests.
 type searchEnv struct {
-	getenv func(string) string
-	glob   func(string) ([]string, error)
+	getenv   func(string) string
+	glob     func(string) ([]string, error)
+	realpath func(string) (string, error) // filepath.EvalSymlinks
 }
 
-func osSearchEnv() searchEnv { return searchEnv{getenv: os.Getenv, glob: filepath.Glob} }
+func osSearchEnv() searchEnv {
+	return searchEnv{getenv: os.Getenv, glob: filepath.Glob, realpath: filepath.EvalSymlinks}
+}
+
+// compatDirs are where a toolkit keeps its forward-compatibility driver.
+func compatDirs(env searchEnv) []string {
+	var dirs []string
+	for _, v := range []string{"CUDA_HOME", "CUDA_PATH", "CUDA_ROOT"} {
+		if h := env.getenv(v); h != "" {
+			dirs = append(dirs, filepath.Join(h, "compat"))
+		}
+	}
+	return append(dirs, "/usr/local/cuda/compat")
+}
+
+// driverCandidates lists the libcuda.so.1 files to try, best first: the override alone when set;
+// else the bare soname (the loader's own search finds the driver installed with the kernel
+// module), LD_LIBRARY_PATH, the system folders, and last the toolkits' compat folders. A compat
+// driver only helps a newer toolkit over an older kernel driver; when it is older than the
+// kernel driver (a CUDA 13.0 image on a newer host) its cuInit fails, so it must not come first.
+func driverCandidates(env searchEnv) []string {
+	lib := libCUDA
+	if p := env.getenv(lib.env); p != "" {
+		return []string{p}
+	}
+	out := slices.Clone(lib.sonames)
+	var dirs []string
+	for _, d := range filepath.SplitList(env.getenv("LD_LIBRARY_PATH")) {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	dirs = append(dirs, systemLibDirs()...)
+	dirs = append(dirs, compatDirs(env)...)
+	for _, d := range dirs {
+		for _, pat := range lib.patterns {
+			found, _ := env.glob(filepath.Join(d, pat))
+			sortVersionsDesc(found)
+			for _, p := range found {
+				if !slices.Contains(out, p) {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
+}
 
 // candidates lists the paths to try for lib, best first: the override variable alone when set;
 // else CUDA_HOME (and CUDA_PATH), LD_LIBRARY_PATH, the pip nvidia-* folders of every
 // site-packages found, /usr/local/cuda and /usr/local/cuda-* (newest first), the system library
 // folders, and last the bare sonames for the dynamic loader. Within a folder, higher versions
-// come first. A path appears once.
+// come first. A path appears once. The driver has its own order (driverCandidates).
 func candidates(lib library, env searchEnv) []string {
+	if lib.name == libCUDA.name {
+		return driverCandidates(env)
+	}
 	if p := env.getenv(lib.env); p != "" {
 		return []string{p}
 	}
 	var dirs []string
 	for _, v := range []string{"CUDA_HOME", "CUDA_PATH", "CUDA_ROOT"} {
 		if h := env.getenv(v); h != "" {
-			dirs = append(dirs, filepath.Join(h, "lib64"), filepath.Join(h, "lib"), filepath.Join(h, "compat"))
+			dirs = append(dirs, filepath.Join(h, "lib64"), filepath.Join(h, "lib"))
 		}
 	}
 	for _, d := range filepath.SplitList(env.getenv("LD_LIBRARY_PATH")) {
@@ -89,9 +138,6 @@ func candidates(lib library, env searchEnv) []string {
 		dirs = append(dirs, filepath.Join(v, "lib64"))
 	}
 	dirs = append(dirs, systemLibDirs()...)
-	if lib.name == "libcuda" {
-		dirs = append(dirs, "/usr/local/cuda/compat")
-	}
 	var out []string
 	seen := map[string]bool{}
 	add := func(p string) {
@@ -116,32 +162,69 @@ func candidates(lib library, env searchEnv) []string {
 	return out
 }
 
-// sitePackages lists the Python package folders that may hold pip's nvidia-* wheels.
+// sitePackages lists the Python package folders that may hold pip's nvidia-* wheels:
+// CBS_SITE_PACKAGES and PYTHONPATH as given, then lib/python3*/{site,dist}-packages under the
+// prefixes of VIRTUAL_ENV, CONDA_PREFIX, the python3 on PATH, ~/.local and the usual system ones.
+// The python3 on PATH matters where PyTorch runs from a virtual environment that is on PATH but
+// not activated (VIRTUAL_ENV unset): its CUDA wheels hold NVRTC and cuBLAS.
 func sitePackages(env searchEnv) []string {
+	var out []string
+	for _, v := range []string{"CBS_SITE_PACKAGES", "PYTHONPATH"} {
+		for _, p := range filepath.SplitList(env.getenv(v)) {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
 	var roots []string
 	for _, v := range []string{"VIRTUAL_ENV", "CONDA_PREFIX"} {
 		if r := env.getenv(v); r != "" {
 			roots = append(roots, r)
 		}
 	}
+	roots = append(roots, pythonPrefixes(env)...)
 	if h := env.getenv("HOME"); h != "" {
 		roots = append(roots, filepath.Join(h, ".local"))
 	}
 	roots = append(roots, "/usr/local", "/usr", "/opt/conda")
-	var out []string
-	for _, p := range filepath.SplitList(env.getenv("PYTHONPATH")) {
-		if p != "" {
-			out = append(out, p)
-		}
-	}
 	for _, r := range roots {
 		for _, sub := range []string{"site-packages", "dist-packages"} {
 			found, _ := env.glob(filepath.Join(r, "lib", "python3*", sub))
 			sortVersionsDesc(found)
-			out = append(out, found...)
+			for _, f := range found {
+				if !slices.Contains(out, f) {
+					out = append(out, f)
+				}
+			}
 		}
 	}
 	return out
+}
+
+// pythonPrefixes returns the prefix of the first python3 on PATH (bin/python3 -> the folder
+// above bin): as found, which is a virtual environment's own prefix even when its python3 links
+// to a system interpreter, then the prefix of the file the link resolves to. Nothing is run:
+// starting an interpreter at every library load would cost far more than a few globs.
+func pythonPrefixes(env searchEnv) []string {
+	for _, d := range filepath.SplitList(env.getenv("PATH")) {
+		if d == "" {
+			continue
+		}
+		exe := filepath.Join(d, "python3")
+		if found, _ := env.glob(exe); len(found) == 0 {
+			continue
+		}
+		out := []string{filepath.Dir(filepath.Clean(d))}
+		if env.realpath != nil {
+			if real, err := env.realpath(exe); err == nil {
+				if p := filepath.Dir(filepath.Dir(real)); !slices.Contains(out, p) {
+					out = append(out, p)
+				}
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 func systemLibDirs() []string {

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +16,8 @@ func fakeEnv(vars map[string]string, files ...string) searchEnv {
 		}
 	}
 	return searchEnv{
-		getenv: func(k string) string { return vars[k] },
+		getenv:   func(k string) string { return vars[k] },
+		realpath: func(p string) (string, error) { return p, nil },
 		glob: func(pat string) ([]string, error) {
 			var out []string
 			for _, f := range files {
@@ -142,5 +144,133 @@ func TestMissingLibraryNamesIt(t *testing.T) {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
+	}
+}
+
+// TestDriverCandidatesOrder: the driver installed with the kernel module (the loader's own
+// search, then LD_LIBRARY_PATH and the system folders) comes before any toolkit's compat driver,
+// which may be older than the kernel driver and then fails cuInit.
+func TestDriverCandidatesOrder(t *testing.T) {
+	sys := systemLibDirs()[0]
+	env := fakeEnv(map[string]string{"CUDA_HOME": "/opt/cuda", "LD_LIBRARY_PATH": "/ld"},
+		"/opt/cuda/compat/libcuda.so.1",
+		"/opt/cuda/lib64/stubs/libcuda.so",
+		"/usr/local/cuda/compat/libcuda.so.1",
+		sys+"/libcuda.so.1",
+		"/ld/libcuda.so.1",
+	)
+	want := []string{"libcuda.so.1", "/ld/libcuda.so.1", sys + "/libcuda.so.1", "/opt/cuda/compat/libcuda.so.1", "/usr/local/cuda/compat/libcuda.so.1"}
+	if got := candidates(libCUDA, env); !slices.Equal(got, want) {
+		t.Fatalf("driver candidates:\n got %q\nwant %q", got, want)
+	}
+	env = fakeEnv(map[string]string{"CBS_LIBCUDA": "/x/libcuda.so.1"}, "/usr/local/cuda/compat/libcuda.so.1")
+	if got := candidates(libCUDA, env); !slices.Equal(got, []string{"/x/libcuda.so.1"}) {
+		t.Fatalf("driver candidates with CBS_LIBCUDA = %q", got)
+	}
+}
+
+// fakeDrivers loads every path but those in missing; cuInit fails for those in failing.
+type fakeDrivers struct {
+	missing, failing []string
+	opened, closed   []string
+}
+
+func (f *fakeDrivers) loader() driverLoader {
+	return driverLoader{
+		open: func(p string) (*driver, error) {
+			if slices.Contains(f.missing, p) {
+				return nil, errors.New("dlopen " + p + ": cannot open shared object file")
+			}
+			f.opened = append(f.opened, p)
+			return &driver{loaded: &loaded{lib: libCUDA, path: p}}, nil
+		},
+		init: func(d *driver) error {
+			if slices.Contains(f.failing, d.path) {
+				return errors.New("cuInit: CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE (804)")
+			}
+			return nil
+		},
+		close: func(d *driver) { f.closed = append(f.closed, d.path) },
+	}
+}
+
+func TestLoadDriverFallsBack(t *testing.T) {
+	const plain, compat = "libcuda.so.1", "/usr/local/cuda/compat/libcuda.so.1"
+	cands := []string{plain, "/usr/lib/x86_64-linux-gnu/libcuda.so.1", compat}
+
+	// A driver that initialises is used, and nothing after it is opened.
+	f := &fakeDrivers{failing: []string{compat}}
+	d, err := loadDriver(cands, f.loader())
+	if err != nil || d.path != plain || !slices.Equal(f.opened, []string{plain}) || len(f.closed) != 0 {
+		t.Fatalf("plain driver works: got %v, %v; opened %q, closed %q", d, err, f.opened, f.closed)
+	}
+
+	// One whose cuInit fails is closed and the next is tried.
+	f = &fakeDrivers{missing: []string{cands[1]}, failing: []string{plain}}
+	d, err = loadDriver(cands, f.loader())
+	if err != nil || d.path != compat || !slices.Equal(f.closed, []string{plain}) {
+		t.Fatalf("plain driver fails cuInit: got %v, %v; closed %q", d, err, f.closed)
+	}
+
+	// When none works, the error names every candidate, why it failed, and the override.
+	f = &fakeDrivers{missing: []string{cands[1]}, failing: []string{plain, compat}}
+	_, err = loadDriver(cands, f.loader())
+	if err == nil {
+		t.Fatal("no working driver, no error")
+	}
+	if !slices.Equal(f.closed, f.opened) || len(f.opened) != 2 {
+		t.Errorf("opened %q, closed %q: every driver that failed cuInit must be closed", f.opened, f.closed)
+	}
+	for _, s := range append(cands, "804", "cannot open", "CBS_LIBCUDA") {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+}
+
+// TestSitePackagesOfPythonOnPath: a virtual environment on PATH but not activated (no
+// VIRTUAL_ENV) still has its CUDA 13 wheels searched, before the interpreter it links to.
+func TestSitePackagesOfPythonOnPath(t *testing.T) {
+	const venv = "/srv/venv/lib/python3.12/site-packages"
+	lib := venv + "/nvidia/cu13/lib/"
+	env := fakeEnv(map[string]string{"PATH": "/home/u/bin:/srv/venv/bin:/usr/bin"},
+		"/srv/venv/bin/python3",
+		"/usr/bin/python3",
+		lib+"libnvrtc.so.13",
+		lib+"libnvrtc-builtins.so.13.0",
+		lib+"libcublas.so.13",
+		lib+"libcublasLt.so.13",
+		"/opt/py/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13",
+		"/usr/lib/python3/dist-packages",
+	)
+	env.realpath = func(p string) (string, error) {
+		if p == "/srv/venv/bin/python3" {
+			return "/opt/py/bin/python3.12", nil
+		}
+		return p, nil
+	}
+	sp := sitePackages(env)
+	if i, j := slices.Index(sp, venv), slices.Index(sp, "/opt/py/lib/python3.12/site-packages"); i < 0 || j < i {
+		t.Fatalf("site-packages = %q, want %s, then the linked interpreter's", sp, venv)
+	}
+	if got := candidates(libNVRTC, env); got[0] != lib+"libnvrtc.so.13" {
+		t.Fatalf("NVRTC candidates = %q", got)
+	}
+	if got := companions(libNVRTC, lib+"libnvrtc.so.13", env); !slices.Equal(got, []string{lib + "libnvrtc-builtins.so.13.0"}) {
+		t.Fatalf("NVRTC companions = %q", got)
+	}
+	got := candidates(libCUBLAS, env)
+	if got[0] != lib+"libcublas.so.13" || got[1] != "/opt/py/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13" {
+		t.Fatalf("cuBLAS candidates = %q", got)
+	}
+	if got := companions(libCUBLAS, lib+"libcublas.so.13", env); !slices.Equal(got, []string{lib + "libcublasLt.so.13"}) {
+		t.Fatalf("cuBLAS companions = %q", got)
+	}
+
+	// CBS_SITE_PACKAGES, what scripts/gpu-check.sh sets from python3 itself, comes first.
+	env = fakeEnv(map[string]string{"CBS_SITE_PACKAGES": "/a/site-packages:/b/site-packages", "VIRTUAL_ENV": "/srv/venv"},
+		"/a/site-packages/nvidia/cublas/lib/libcublas.so.12", lib+"libcublas.so.13")
+	if got := candidates(libCUBLAS, env); got[0] != "/a/site-packages/nvidia/cublas/lib/libcublas.so.12" || got[1] != lib+"libcublas.so.13" {
+		t.Fatalf("cuBLAS candidates with CBS_SITE_PACKAGES = %q", got)
 	}
 }

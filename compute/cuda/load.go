@@ -28,32 +28,48 @@ func openLibrary(lib library, env searchEnv, syms []symbol) (*loaded, error) {
 	cands := candidates(lib, env)
 	var errs []string
 	for _, p := range cands {
-		for _, c := range companions(lib, p, env) {
-			// Best effort: the library may find its companion on its own.
-			if h, err := dlopen(c, true); err == nil {
-				_ = h
-			}
-		}
-		h, err := dlopen(p, false)
+		l, err := openPath(lib, p, env, syms)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
-		if err := bind(h, syms); err != nil {
-			dlclose(h)
-			errs = append(errs, p+": "+err.Error())
-			continue
+		return l, nil
+	}
+	return nil, notFound(lib, len(cands), errs)
+}
+
+// openPath loads lib from one path (after its companions) and binds syms.
+func openPath(lib library, p string, env searchEnv, syms []symbol) (*loaded, error) {
+	for _, c := range companions(lib, p, env) {
+		// Best effort: the library may find its companion on its own.
+		if h, err := dlopen(c, true); err == nil {
+			_ = h
 		}
-		return &loaded{lib: lib, path: p, handle: h}, nil
 	}
+	h, err := dlopen(p, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := bind(h, syms); err != nil {
+		dlclose(h)
+		return nil, fmt.Errorf("%s: %v", p, err)
+	}
+	return &loaded{lib: lib, path: p, handle: h}, nil
+}
+
+// notFound is the error for a library none of whose n candidates worked; errs says why each failed.
+func notFound(lib library, n int, errs []string) error {
 	hint := fmt.Sprintf("set %s to its path, or CUDA_HOME or LD_LIBRARY_PATH to its folder", lib.env)
+	if lib.name == libCUDA.name {
+		hint = fmt.Sprintf("set %s to the driver's libcuda.so.1", lib.env)
+	}
 	if len(errs) == 0 {
-		return nil, fmt.Errorf("%s not found (%s)", lib.name, hint)
+		return fmt.Errorf("%s not found (%s)", lib.name, hint)
 	}
-	if len(errs) > 3 {
-		errs = append(errs[:3], fmt.Sprintf("and %d more", len(errs)-3))
+	if len(errs) > 4 {
+		errs = append(errs[:4], fmt.Sprintf("and %d more", len(errs)-4))
 	}
-	return nil, fmt.Errorf("%s not found in %d candidates (%s): %s", lib.name, len(cands), hint, strings.Join(errs, "; "))
+	return fmt.Errorf("%s not found in %d candidates (%s): %s", lib.name, n, hint, strings.Join(errs, "; "))
 }
 
 func bind(h uintptr, syms []symbol) error {

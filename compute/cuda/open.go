@@ -25,16 +25,8 @@ var libs struct {
 
 func loadedDriver() (*driver, error) {
 	libs.once.Do(func() {
-		d, err := loadDriver(osSearchEnv())
-		if err != nil {
-			libs.drvErr = err
-			return
-		}
-		if err := d.check(d.cuInit(0), "cuInit"); err != nil {
-			libs.drvErr = fmt.Errorf("%s loaded from %s but %w", libCUDA.name, d.path, err)
-			return
-		}
-		libs.drv = d
+		env := osSearchEnv()
+		libs.drv, libs.drvErr = loadDriver(candidates(libCUDA, env), osDriverLoader(env))
 	})
 	return libs.drv, libs.drvErr
 }

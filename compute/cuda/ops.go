@@ -397,6 +397,47 @@ func (b *Backend) SumSquares(x []float32) float64 {
 	return b.readDouble(out)
 }
 
+// SumSquaresEach sets out[i] to SumSquares(xs[i]), bit for bit, waiting for the device once
+// rather than once per slice: model.Resident routes GradNorm's per-tensor calls here (about 135
+// tensors at 12 layers). Each sum is queued as SumSquares queues it, into its own slot.
+func (b *Backend) SumSquaresEach(out []float64, xs [][]float32) {
+	if len(out) < len(xs) {
+		panic(fmt.Sprintf("cuda: SumSquaresEach: %d results for %d slices", len(out), len(xs)))
+	}
+	if len(xs) == 0 {
+		return
+	}
+	px := make([]uintptr, len(xs))
+	maxGrid := 1
+	for i, x := range xs {
+		px[i] = b.ptr(x, "SumSquaresEach")
+		maxGrid = max(maxGrid, sumsqGrid(len(x)))
+	}
+	b.enter()
+	defer b.leave()
+	// The stream orders each sum_d before the next sumsq_partial, so one partial buffer serves all.
+	part, res := b.scratchBuf("sum.partial", maxGrid*8), b.scratchBuf("sum.each", len(xs)*8)
+	for i, x := range xs {
+		slot := res + uintptr(i)*8
+		if len(x) == 0 {
+			b.must(b.drv.cuMemsetD32Async(slot, 0, 2, b.stream), "cuMemsetD32Async")
+			continue
+		}
+		grid := sumsqGrid(len(x))
+		b.launch("sumsq_partial", grid, 1, elemBlock, ap(part), ap(px[i]), al(len(x)))
+		b.launch("sum_d", 1, 1, 1024, ap(slot), ap(part), ai(grid))
+	}
+	// The copy lands in the Backend's own heap buffer: out may live on a goroutine stack, which
+	// can move between the asynchronous copy and the wait.
+	if cap(b.sums) < len(xs) {
+		b.sums = make([]float64, len(xs))
+	}
+	sums := b.sums[:len(xs)]
+	b.must(b.drv.cuMemcpyDtoHAsync(unsafe.Pointer(&sums[0]), res, uintptr(len(xs))*8, b.stream), "cuMemcpyDtoHAsync_v2")
+	b.must(b.drv.cuStreamSynchronize(b.stream), "cuStreamSynchronize")
+	copy(out, sums)
+}
+
 // ---- optimizer ----
 
 // AdamW applies one AdamW step in float64 arithmetic on fp32 weights and moments (the master
