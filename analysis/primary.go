@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
@@ -22,6 +23,11 @@ func primaryFit(d *Data, b0 float64, ref int, pt estimates, boots []estimates, d
 	}
 	if len(single) > 0 {
 		p.Warning = fmt.Sprintf("one replicate at batch %s: the intervals cover eval-set noise only, not seed-to-seed variation", strings.Join(single, ", "))
+	}
+	if ref >= 0 {
+		if w := plateauWarning(&d.Groups[ref]); w != "" {
+			p.Warning = strings.TrimPrefix(p.Warning+"; "+w, "; ")
+		}
 	}
 	if ref < 0 {
 		p.Error = fmt.Sprintf("the reference batch %s is not on the ladder (%s); set the reference batch to one of them", FormatTokens(b0), formatBatches(d.Batches()))
@@ -287,4 +293,27 @@ func fmtRatio(n Num) string {
 	default:
 		return fmt.Sprintf("%.3g", f)
 	}
+}
+
+// plateauWarning says when the reference batch's loss falls over its branch by less than twice
+// its seed-to-seed spread at the end: crossing times on a curve that flat are set by noise, and
+// no overhead read off it means much, whatever the interval says.
+func plateauWarning(g *Group) string {
+	if len(g.Replicates) < 2 {
+		return ""
+	}
+	_, mean := g.Mean(nil, nil)
+	if len(mean) < 2 {
+		return ""
+	}
+	drop := mean[0] - mean[len(mean)-1]
+	var final []float64
+	for _, r := range g.Replicates {
+		final = append(final, r.Loss[len(r.Loss)-1])
+	}
+	sd := stat.StdDev(final, nil)
+	if drop >= 2*sd {
+		return ""
+	}
+	return fmt.Sprintf("the reference batch's loss falls by %.3g over its branch, less than twice its seed-to-seed SD at the end (%.3g): the curves are near a plateau and crossing times there are mostly noise", drop, sd)
 }
