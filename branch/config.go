@@ -53,6 +53,9 @@ type ObjectiveConfig struct {
 type EvalConfig struct {
 	Every  Tokens `toml:"every"`
 	Tokens Tokens `toml:"tokens"`
+	// WeightAverage, when > 0, evaluates an exponential moving average of the weights with this
+	// time constant in tokens instead of the weights themselves (see Spec.EvalEWA).
+	WeightAverage Tokens `toml:"weight_average,omitzero"`
 }
 
 // RunConfig is the [run] table: how a run executes, never what it computes.
@@ -143,7 +146,7 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	spec := &Spec{
 		ID: c.Experiment.Name, Seed: c.Experiment.Seed, InitSeed: c.Experiment.Seed, EvalSeed: c.Experiment.Seed,
 		Objective: c.Objective.Name, MaskEps: c.Objective.MaskEps, Data: d, Optim: c.Optimizer,
-		Schedule: c.Schedule, LRScale: 1, EvalEvery: c.Eval.Every, Threads: c.Run.Threads, Device: c.Run.Device,
+		Schedule: c.Schedule, LRScale: 1, EvalEvery: c.Eval.Every, EvalEWA: c.Eval.WeightAverage, Threads: c.Run.Threads, Device: c.Run.Device,
 	}
 	if _, _, err := cuda.ParseDevice(spec.Device); err != nil {
 		return nil, ConfigErrorf("%s: run.device = %q: want \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", path, c.Run.Device)
@@ -252,6 +255,7 @@ func LoadTrainConfigWith(path string, o Overrides) (*Spec, string, error) {
 		mul(&c.Schedule.Warmup)
 		mul(&c.Schedule.Decay)
 		mul(&c.Eval.Every)
+		mul(&c.Eval.WeightAverage)
 	}
 	if c.Run.Executor != "local" {
 		return nil, "", ConfigErrorf("%s: run.executor = %q: cbs train runs locally; executors belong to sweeps", path, c.Run.Executor)

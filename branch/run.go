@@ -204,6 +204,7 @@ type runner struct {
 	traceEMA   float64
 	gradSqEMA  float64
 	prevGrad   []float32 // the accumulated gradient before the current micro-batch
+	swap       []float32 // the weights while eval runs on their average
 	emaWeight  float64
 	wallOffset float64
 	lastEval   float64
@@ -346,9 +347,19 @@ func (r *runner) setup() error {
 		r.opt = model.NewAdamW[float32](s.Optim.ModelOptim(), len(params.Data))
 	}
 	r.opt.Cfg = s.Optim.ModelOptim()
+	switch {
+	case s.EvalEWA == 0:
+		r.opt.EWA = nil // a parent's average is not this run's
+	case resumed == nil || r.opt.EWA == nil:
+		// The average starts at the weights the run starts from, a fork's parent's included.
+		r.opt.EWA = append([]float32(nil), params.Data...)
+	}
 	r.net = r.m
 	backendName := be.Name()
 	if ordinal, gpu := r.gpu(); gpu {
+		if s.EvalEWA > 0 {
+			return fmt.Errorf("eval.weight_average = %v: the weight average is kept on the CPU only; set run.device = \"cpu\" or remove the key", s.EvalEWA)
+		}
 		if backendName, err = r.toGPU(ordinal); err != nil {
 			return err
 		}
@@ -516,6 +527,7 @@ func (r *runner) loop(ctx context.Context) error {
 			}
 		}
 		st := r.opt.Update(r.m, lr)
+		r.averageWeights()
 		r.state.Step++
 		r.state.TokensSeen += int64(s.BatchTokens)
 		r.state.BatchTokens, r.state.LR = int64(s.BatchTokens), lr
@@ -538,7 +550,7 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		final := r.state.Step == steps
 		if final || (s.EvalEvery > 0 && r.state.TokensSeen%int64(s.EvalEvery) == 0) {
-			if err := r.eval(&met); err != nil {
+			if err := r.withAveragedWeights(func() error { return r.eval(&met) }); err != nil {
 				return err
 			}
 		}
@@ -675,6 +687,35 @@ func (r *runner) gns(met *Metrics, smallSq, bigSq float64, bSmall, bBig int64) {
 	if ge > 0 {
 		met.GNSBSimple = ptr(te / ge)
 	}
+}
+
+// averageWeights moves the weight average toward the weights by one step's worth of tokens: the
+// same time constant in tokens for every batch size, so branches average alike.
+func (r *runner) averageWeights() {
+	ewa := r.opt.EWA
+	if ewa == nil {
+		return
+	}
+	beta := math.Exp(-float64(r.spec.BatchTokens) / float64(r.spec.EvalEWA))
+	for i, w := range r.m.Params.Data {
+		ewa[i] = float32(beta*float64(ewa[i]) + (1-beta)*float64(w))
+	}
+}
+
+// withAveragedWeights runs f with the model's weights replaced by their average, when the run
+// keeps one, and puts the weights back.
+func (r *runner) withAveragedWeights(f func() error) error {
+	if r.opt.EWA == nil {
+		return f()
+	}
+	w := r.m.Params.Data
+	if len(r.swap) != len(w) {
+		r.swap = make([]float32, len(w))
+	}
+	copy(r.swap, w)
+	copy(w, r.opt.EWA)
+	defer copy(w, r.swap)
+	return f()
 }
 
 // evalShards is the number of contiguous groups the eval set is split into for the bootstrap.

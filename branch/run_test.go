@@ -2,6 +2,8 @@ package branch
 
 import (
 	"context"
+	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,4 +55,77 @@ func TestConvertAddsMaskToken(t *testing.T) {
 	if c.VocabSize != 261 || c.MaskTokenID != 260 || c.Attention != model.Bidirectional {
 		t.Errorf("converted config: vocab %d, mask %d, attention %s; want 261, 260, bidirectional", c.VocabSize, c.MaskTokenID, c.Attention)
 	}
+}
+
+// TestWeightAverage: with eval.weight_average set, eval measures the average of the weights,
+// which a run interrupted and resumed continues exactly (it is saved with the moments), and a
+// fork starts afresh from its parent's weights.
+func TestWeightAverage(t *testing.T) {
+	spec := func() *Spec {
+		s := tinySpec(model.MDM)
+		s.EvalEWA, s.CheckpointEvery, s.EvalEvery = 1024, 1024, 1024
+		return s
+	}
+	ref, cut := t.TempDir(), t.TempDir()
+	if err := Run(context.Background(), spec(), Options{Dir: ref}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	err := Run(ctx, spec(), Options{Dir: cut, Progress: func(p Progress) {
+		if p.Step == 3 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if err := Run(context.Background(), spec(), Options{Dir: cut}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(ref, MetricsFile))
+	b, _ := os.ReadFile(filepath.Join(cut, MetricsFile))
+	if string(a) != string(b) {
+		t.Fatal("metrics.jsonl of an interrupted and resumed run differs from an uninterrupted one")
+	}
+	// The average is not the weights: the eval losses differ from a run without it.
+	plain := t.TempDir()
+	s := spec()
+	s.EvalEWA = 0
+	if err := Run(context.Background(), s, Options{Dir: plain}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := os.ReadFile(filepath.Join(plain, MetricsFile))
+	if string(a) == string(c) {
+		t.Error("eval with a weight average gave the same metrics as without")
+	}
+	opt, err := model.LoadOptimizer[float32](filepath.Join(ref, CkptDir), mustLoad(t, filepath.Join(ref, CkptDir)), s.Optim.ModelOptim())
+	if err != nil || opt == nil || len(opt.EWA) == 0 {
+		t.Fatalf("the checkpoint holds no weight average: %v", err)
+	}
+	// A fork starts its average at the parent's weights, not at the parent's average.
+	fork := spec()
+	fork.Init, fork.Parent, fork.OptimizerState, fork.Budget = nil, filepath.Join(ref, CkptDir), "keep", 512
+	fdir := t.TempDir()
+	if err := Run(context.Background(), fork, Options{Dir: fdir}); err != nil {
+		t.Fatal(err)
+	}
+	parent := mustLoad(t, filepath.Join(ref, CkptDir))
+	child := mustLoad(t, filepath.Join(fdir, CkptDir))
+	fopt, _ := model.LoadOptimizer[float32](filepath.Join(fdir, CkptDir), child, fork.Optim.ModelOptim())
+	beta := math.Exp(-512.0 / 1024)
+	for i := range parent.Data {
+		want := float32(beta*float64(parent.Data[i]) + (1-beta)*float64(child.Data[i]))
+		if fopt.EWA[i] != want {
+			t.Fatalf("fork's average at %d = %v, want %v (one step from the parent's weights)", i, fopt.EWA[i], want)
+		}
+	}
+}
+
+func mustLoad(t *testing.T, dir string) *model.Params[float32] {
+	t.Helper()
+	p, err := model.Load[float32](dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -72,11 +72,15 @@ type Spec struct {
 	BatchTokens    Tokens            `json:"batch_tokens"`
 	MicroBatch     int               `json:"micro_batch"`
 	// LRScale multiplies every group's peak LR (the sweep's LR scaling rule).
-	LRScale         float64 `json:"lr_scale"`
-	EvalEvery       Tokens  `json:"eval_every_tokens"`
-	EvalSeed        uint64  `json:"eval_seed"`
-	CheckpointEvery Tokens  `json:"checkpoint_every_tokens"`
-	Replicate       int     `json:"replicate"`
+	LRScale   float64 `json:"lr_scale"`
+	EvalEvery Tokens  `json:"eval_every_tokens"`
+	// EvalEWA, when > 0, is the time constant in tokens of an exponential moving average of the
+	// weights that eval measures instead of the weights themselves: at a constant LR the
+	// weights jitter around where the loss has got to, and the average sees through that.
+	EvalEWA         Tokens `json:"eval_ewa_tokens,omitempty"`
+	EvalSeed        uint64 `json:"eval_seed"`
+	CheckpointEvery Tokens `json:"checkpoint_every_tokens"`
+	Replicate       int    `json:"replicate"`
 
 	// Threads and Device change how fast a run goes, never its numbers.
 	Threads int    `json:"threads"`
@@ -119,6 +123,8 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("eval.every = %d tokens is not a multiple of the batch, %d tokens (eval marks must fall on step boundaries in every branch)", s.EvalEvery, s.BatchTokens)
 	case s.CheckpointEvery < 0 || (s.CheckpointEvery > 0 && s.CheckpointEvery%s.BatchTokens != 0):
 		return fmt.Errorf("checkpoint_every = %d tokens is not a multiple of the batch, %d tokens", s.CheckpointEvery, s.BatchTokens)
+	case s.EvalEWA < 0:
+		return fmt.Errorf("eval.weight_average = %d tokens, want >= 0 (0: evaluate the weights themselves)", s.EvalEWA)
 	case s.LRScale <= 0:
 		return fmt.Errorf("lr_scale = %g, want > 0", s.LRScale)
 	case s.Init == nil && s.Parent == "":

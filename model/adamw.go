@@ -81,6 +81,9 @@ type AdamW[T compute.Float] struct {
 	Cfg  OptimConfig
 	M, V []T
 	Step int
+	// EWA, when not nil, is an exponential moving average of the parameters (same layout), kept
+	// by the trainer and saved with the moments so a resumed run continues it exactly.
+	EWA []T
 }
 
 // NewAdamW returns zeroed state for n parameters.

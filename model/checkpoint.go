@@ -84,6 +84,9 @@ func Save[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *Train
 	}
 	if opt != nil {
 		tensors := append(named(p, opt.M, ".exp_avg"), named(p, opt.V, ".exp_avg_sq")...)
+		if opt.EWA != nil {
+			tensors = append(tensors, named(p, opt.EWA, ewaSuffix)...)
+		}
 		c := opt.Cfg
 		meta := map[string]string{
 			"step": strconv.Itoa(opt.Step), "beta1": fmtFloat(c.Beta1), "beta2": fmtFloat(c.Beta2),
@@ -116,6 +119,9 @@ func Save[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *Train
 	}
 	return atomicio.CommitDir(tmp, dir)
 }
+
+// ewaSuffix names the weight average's tensors in the optimizer file.
+const ewaSuffix = ".ewa"
 
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
@@ -222,6 +228,12 @@ func LoadOptimizer[T compute.Float](dir string, p *Params[T], cfg OptimConfig) (
 	}
 	if err := fill(p, opt.V, f, path, ".exp_avg_sq"); err != nil {
 		return nil, err
+	}
+	if _, ok := f.Tensor(p.Tensors[0].Name + ewaSuffix); ok {
+		opt.EWA = make([]T, len(p.Data))
+		if err := fill(p, opt.EWA, f, path, ewaSuffix); err != nil {
+			return nil, err
+		}
 	}
 	if s, ok := f.Metadata["step"]; ok {
 		if opt.Step, err = strconv.Atoi(s); err != nil || opt.Step < 0 {

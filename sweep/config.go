@@ -254,6 +254,7 @@ func (c *Config) scale(s float64) error {
 	mul(&c.Schedule.Warmup)
 	mul(&c.Schedule.Decay)
 	mul(&c.Eval.Every)
+	mul(&c.Eval.WeightAverage)
 	if s < 1 && b.MicroBatch > 1 {
 		// Keep the smallest batch a whole number of micro-batches.
 		b.MicroBatch = max(1, int(math.Round(float64(b.MicroBatch)*s)))

@@ -186,6 +186,9 @@ func (c *Config) resolveExternal(path string) (*branch.Spec, error) {
 	bad := func(format string, args ...any) error {
 		return branch.ConfigErrorf("%s: "+format, append([]any{path}, args...)...)
 	}
+	if c.Eval.WeightAverage != 0 {
+		return nil, bad("eval.weight_average = %v: the external executor's trainer evaluates its own weights; remove the key or run the branches locally", c.Eval.WeightAverage)
+	}
 	if c.Experiment.Name == "" {
 		c.Experiment.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}

@@ -121,6 +121,9 @@ func (p *Plan) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "eval every %v tokens on %v held-out tokens; %d branches (%d batch sizes x %d replicates)\n",
 		b0.EvalEvery, c.Eval.Tokens, len(p.Branches), len(c.Branches.BatchSizes), c.Branches.Replicates)
+	if b0.EvalEWA > 0 {
+		fmt.Fprintf(w, "eval measures the weights averaged with a time constant of %v tokens (an EMA, the same for every batch)\n", b0.EvalEWA)
+	}
 	rows := p.Rows()
 	minMarks, maxMarks, minFrac, maxFrac := rows[0].EvalMarks, rows[0].EvalMarks, rows[0].EvalFraction, rows[0].EvalFraction
 	for _, r := range rows[1:] {
