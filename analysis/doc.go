@@ -2,7 +2,7 @@
 //
 // It loads a run directory in the results format (docs/results-format.md) or a plain CSV table,
 // aligns the branches at equal tokens, groups seed replicates by batch size, and applies the four
-// estimators of SCIENCE.md section 4:
+// estimators of docs/science.md:
 //
 //   - the tolerance rule on losses at equal tokens (an interval and its geometric mean),
 //   - the steps-to-target hyperbola S(B) = a + b/B of McCandlish et al., fitted on log S, with

@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// TokenOverhead is the primary estimand read off one ladder of loss curves (SCIENCE.md 4.0).
+// TokenOverhead is the primary estimand read off one ladder of loss curves (docs/science.md, section 3).
 //
 // For a loss level L every batch size reached, overhead(B) = T_B(L) / T_ref(L): the tokens batch B
 // needed to reach L over the tokens the reference batch needed. Under McCandlish et al.'s

@@ -58,7 +58,7 @@ type Interval struct {
 	Failed int `json:"failed"`
 }
 
-// ToleranceFit reports the tolerance rule (SCIENCE.md 4.1).
+// ToleranceFit reports the tolerance rule (docs/science.md, section 5).
 type ToleranceFit struct {
 	Eps float64 `json:"eps"` // relative, or the absolute eps_abs when the options set it
 	// EpsLoss is the tolerance in loss units that was applied.
@@ -82,7 +82,7 @@ type ToleranceOutcome struct {
 	Fraction float64 `json:"fraction"`
 }
 
-// HyperbolaFit reports the steps-to-target fits (SCIENCE.md 4.2), one per target loss.
+// HyperbolaFit reports the steps-to-target fits (docs/science.md, section 5), one per target loss.
 type HyperbolaFit struct {
 	Tau            float64     `json:"tau"`
 	ReferenceBatch float64     `json:"reference_batch_tokens"`
@@ -138,7 +138,7 @@ type BcritTrend struct {
 	DOF     int     `json:"dof"`
 }
 
-// KneeFit reports the saturating power law L(B) = Linf + A B^-alpha (SCIENCE.md 4.3).
+// KneeFit reports the saturating power law L(B) = Linf + A B^-alpha (docs/science.md, section 5).
 type KneeFit struct {
 	Eps       float64    `json:"eps"`
 	EpsLoss   Num        `json:"eps_loss"`
@@ -166,7 +166,7 @@ type BandRow struct {
 	Hi    Num     `json:"hi"`
 }
 
-// NoiseScaleFit summarises the simple gradient noise scale (SCIENCE.md 4.4). It is a cheap
+// NoiseScaleFit summarises the simple gradient noise scale (docs/science.md, section 5). It is a cheap
 // predictor known to underestimate the CBS of Adam-trained language models, never the CBS.
 type NoiseScaleFit struct {
 	Branches []NoiseRow `json:"branches"`
@@ -190,7 +190,7 @@ type NoiseRow struct {
 	TooNoisy    bool    `json:"too_noisy"`
 }
 
-// PrimaryFit is the token-overhead CBS (SCIENCE.md 4.0) with its bootstrap interval.
+// PrimaryFit is the token-overhead CBS (docs/science.md, section 3) with its bootstrap interval.
 type PrimaryFit struct {
 	Estimator      string  `json:"estimator"` // "token_overhead"
 	Tau            float64 `json:"tau"`

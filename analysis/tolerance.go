@@ -31,7 +31,7 @@ type Tolerance struct {
 	FailedAt int
 }
 
-// ToleranceRule applies SCIENCE.md 4.1 to losses at equal tokens for ascending batch sizes: the
+// ToleranceRule applies docs/science.md, section 5 to losses at equal tokens for ascending batch sizes: the
 // CBS is the largest batch whose loss is within eps of the best loss of every smaller batch,
 // scanning upward and stopping at the first batch that is worse by more than eps (later batches
 // are not consulted, so a noisy ladder cannot jump past a failure).

@@ -5,7 +5,7 @@
 // # Why it is shaped this way
 //
 // Branches that differ only in batch size must see the same data in the same order with the
-// same per-sequence randomness (SCIENCE.md section 2). So nothing here depends on a step number
+// same per-sequence randomness (docs/science.md, section 1). So nothing here depends on a step number
 // or a batch size:
 //
 //   - A Corpus cuts its token stream into windows of SeqLen tokens. A fixed set of windows,

@@ -14,7 +14,7 @@ const (
 	PurposeEvalMask  = "eval-mask"
 )
 
-// DefaultMaskEps is the floor on the masking probability (SCIENCE.md section 3).
+// DefaultMaskEps is the floor on the masking probability (docs/science.md, section 1).
 const DefaultMaskEps = 1e-3
 
 // MDMMask draws the masked-diffusion noise for one sequence as a pure function of

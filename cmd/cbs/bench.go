@@ -55,7 +55,8 @@ It prints the median and best time per phase, tokens/s, GFLOP/s (torch_ref.py's 
 6 x linear weights incl. the head x tokens + 12 x layers x seq x heads x head_dim x tokens),
 allocations per step and the BLAS library with its OpenBLAS kernel family.
 
-Its flags and defaults are those of /work/shared/bench/torch_ref.py bench, so the two compare.
+Its flags and defaults are those of the PyTorch reference trainer's bench command (torch_ref.py
+bench), so the two compare.
 --preset tiny selects torch_ref.py's tiny model; flags given explicitly override a preset.
 
 Exit status: 0 ok, 1 error, 2 bad flags.`,

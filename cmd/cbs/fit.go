@@ -164,7 +164,7 @@ func newFitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fit RUN_DIR | fit --table FILE.csv",
 		Short: "Estimate the critical batch size from a sweep",
-		Long: `fit applies the estimators of SCIENCE.md section 4 to a run directory. The primary estimate is
+		Long: `fit applies the estimators of docs/science.md to a run directory. The primary estimate is
 the token overhead: for each batch B, overhead(B) = T_B(L)/T_ref(L), the tokens B needed to reach a
 loss L over the tokens the reference batch needed, and the CBS is the largest batch whose overhead
 stays within 1 + tau (--tau). It comes with a bootstrap interval, the overhead of every rung, the
