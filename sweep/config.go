@@ -66,7 +66,8 @@ func (a AnalysisTable) Options(seed uint64, reference float64) analysis.Options 
 		NumTargets: a.NumTargets, Tau: a.Tau, ReferenceBatch: reference, Bootstrap: a.Bootstrap, Seed: seed, Level: a.Level}
 }
 
-func defaultAnalysis() AnalysisTable {
+// DefaultAnalysis is the [analysis] table a sweep gets for the keys it leaves out.
+func DefaultAnalysis() AnalysisTable {
 	d := analysis.Defaults()
 	return AnalysisTable{Metric: d.Metric, Eps: d.Eps, NumTargets: d.NumTargets, Tau: d.Tau, Bootstrap: d.Bootstrap, Level: d.Level}
 }
@@ -169,7 +170,7 @@ func LoadWith(path string, o branch.Overrides) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := Config{Common: branch.DefaultCommon(), Analysis: defaultAnalysis()}
+	c := Config{Common: branch.DefaultCommon(), Analysis: DefaultAnalysis()}
 	c.Branches.Replicates = 1
 	c.Branches.LRScaling = LRScaling{Rule: "sqrt", Power: 0.5}
 	md, err := branch.DecodeStrictMeta(path, string(raw), &c, sweepTables)

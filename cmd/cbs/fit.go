@@ -68,6 +68,7 @@ func sweepAnalysis(runDir string) (analysis.Options, bool) {
 		} `toml:"branches"`
 		Analysis sweep.AnalysisTable `toml:"analysis"`
 	}
+	c.Analysis = sweep.DefaultAnalysis() // for the keys an older or foreign resolved.toml lacks
 	if _, err := toml.Decode(string(raw), &c); err != nil {
 		return analysis.Options{}, false
 	}

@@ -3,15 +3,20 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/spf13/cobra"
 
 	"cbs/analysis"
 	"cbs/analysis/figure"
+	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/sweep"
 )
 
 func init() { verbs = append(verbs, newReportCmd) }
@@ -88,6 +93,20 @@ func runReport(o *reportOptions, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// experimentName is the sweep's experiment.name from its resolved config, else the run
+// directory's name (a run another tool wrote).
+func experimentName(runDir string) string {
+	var c struct {
+		Experiment branch.Experiment `toml:"experiment"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(runDir, sweep.ResolvedFile)); err == nil {
+		if _, err := toml.Decode(string(raw), &c); err == nil && c.Experiment.Name != "" {
+			return c.Experiment.Name
+		}
+	}
+	return filepath.Base(filepath.Clean(runDir))
+}
+
 // mdEscape keeps table cells intact: a | would end the cell.
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
@@ -101,7 +120,7 @@ var figureCaptions = map[string]string{
 }
 
 func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures []string, skipped []figure.Skipped, base string) {
-	fmt.Fprintf(w, "# Critical batch size: %s\n\n", filepath.Base(filepath.Clean(run.Dir)))
+	fmt.Fprintf(w, "# Critical batch size: %s\n\n", experimentName(run.Dir))
 	fmt.Fprintf(w, "Code version `%s`. Losses compared: `%s` at %s tokens. ", res.CodeVersion, res.Metric, analysis.FormatTokens(float64(res.CompareTokens)))
 	if res.Bootstrap.Method == "none" {
 		fmt.Fprintf(w, "No bootstrap intervals.\n\n")

@@ -12,6 +12,10 @@ import (
 
 func TestReport(t *testing.T) {
 	dir := analysisRun(t)
+	// The title names the experiment the sweep recorded, not the directory.
+	if err := os.WriteFile(filepath.Join(dir, "resolved.toml"), []byte("[experiment]\nname = \"ladder-study\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, stderr := analysisCLI(t, "report", dir, "--bootstrap", "20", "--eps-abs", "0.1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -31,7 +35,7 @@ func TestReport(t *testing.T) {
 	// The primary estimate comes first, with its sensitivity and slope; the secondary estimators
 	// after the plan.
 	last := -1
-	for _, want := range []string{"## Primary estimate", "reference batch 8Ki needed", "**CBS = ", "90% interval [",
+	for _, want := range []string{"# Critical batch size: ladder-study\n", "## Primary estimate", "reference batch 8Ki needed", "**CBS = ", "90% interval [",
 		"| batch (tokens) | replicates | tokens to L | overhead | interval |", "\n| 16Ki | 2 | ",
 		"### Sensitivity", "| token_overhead | tau 0.2 | ", "### Loss slope", "per doubling of the batch",
 		"## Plan", "| b0008Ki-r0 | 8Ki | 128 | 1 x 128 | 1024 | 8Mi | default 0.001 | 0 | done |",
