@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // TokenOverhead is the primary estimand read off one ladder of loss curves (docs/science.md, section 3).
@@ -61,11 +62,21 @@ func OverheadCBS(batches []float64, tokens, losses [][]float64, ref int, tau flo
 			return TokenOverhead{}, fmt.Errorf("token overhead: batch %s has no loss curve", FormatTokens(batches[i]))
 		}
 	}
+	// A rung whose curve never gets below the reference's loss at the reference's first mark
+	// cannot be compared at any level the reference is measured at: it is slower than anything
+	// the marks resolve, an overhead past every limit, and it takes no part in choosing the level.
+	catchable := make([]bool, n)
+	for i := range losses {
+		catchable[i] = slices.Min(losses[i]) < losses[ref][0]
+	}
+	if !catchable[ref] {
+		return TokenOverhead{}, fmt.Errorf("token overhead: the reference batch %s never gets below its loss at its first eval mark, %.4g, so no level is measured on it", FormatTokens(batches[ref]), losses[ref][0])
+	}
 	upTo := n - 1
 	var o TokenOverhead
 	for iter := 0; iter <= n; iter++ {
 		var err error
-		o, err = overheadAt(batches, tokens, losses, ref, tau, reachedByAll(losses, ref, upTo))
+		o, err = overheadAt(batches, tokens, losses, ref, tau, reachedByAll(losses, catchable, ref, upTo), catchable)
 		if err != nil {
 			return o, err
 		}
@@ -81,11 +92,11 @@ func OverheadCBS(batches []float64, tokens, losses [][]float64, ref int, tau flo
 	return o, nil
 }
 
-// reachedByAll is the lowest loss that curve ref and curves 0..upTo all reach.
-func reachedByAll(losses [][]float64, ref, upTo int) float64 {
+// reachedByAll is the lowest loss that curve ref and the catchable curves 0..upTo all reach.
+func reachedByAll(losses [][]float64, catchable []bool, ref, upTo int) float64 {
 	level := math.Inf(-1)
 	for i := range losses {
-		if i > upTo && i != ref {
+		if (i > upTo || !catchable[i]) && i != ref {
 			continue
 		}
 		lo := math.Inf(1)
@@ -97,12 +108,15 @@ func reachedByAll(losses [][]float64, ref, upTo int) float64 {
 	return level
 }
 
-func overheadAt(batches []float64, tokens, losses [][]float64, ref int, tau, level float64) (TokenOverhead, error) {
+func overheadAt(batches []float64, tokens, losses [][]float64, ref int, tau, level float64, catchable []bool) (TokenOverhead, error) {
 	n := len(batches)
 	o := TokenOverhead{Tau: tau, Ref: ref, Level: level, CBS: math.NaN(), Bound: math.NaN(), FailedAt: -1,
 		Tokens: make([]float64, n), Overhead: make([]float64, n)}
 	for i := range batches {
-		o.Tokens[i] = tokensToLevel(tokens[i], losses[i], level)
+		o.Tokens[i] = math.Inf(1)
+		if catchable[i] {
+			o.Tokens[i] = tokensToLevel(tokens[i], losses[i], level)
+		}
 	}
 	tr := o.Tokens[ref]
 	if math.IsNaN(tr) {
