@@ -26,7 +26,7 @@ type sweepOptions struct {
 func newSweepCmd() *cobra.Command {
 	o := &sweepOptions{}
 	cmd := &cobra.Command{
-		Use:   "sweep --config FILE",
+		Use:   "sweep [--config] FILE",
 		Short: "Run a batch-size sweep: branches that differ only in global batch size",
 		Long: `Expand a sweep config into branches (batch ladder x replicates) and run them, run.parallel at
 a time. Running the same command again resumes: done branches are skipped, interrupted ones
@@ -42,13 +42,15 @@ scripts or commands without submitting or running anything. docs/executors.md ha
 
 Exit status: 0 all done (or submitted), 1 error, 2 bad config, 3 some branches failed or
 diverged, 130 interrupted.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Example: `  cbs sweep experiments/quickstart/sweep.toml
+  cbs config plan my-sweep.toml && cbs sweep --config my-sweep.toml --parallel 2`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.externalBranch != "" {
 				return runExternalBranch(cmd, o.externalBranch)
 			}
-			if o.config == "" {
-				return usageErrorf("sweep: --config FILE is required")
+			if err := configArg(&o.config, args, "sweep"); err != nil {
+				return err
 			}
 			plan, err := loadPlan(o.config)
 			if err != nil {

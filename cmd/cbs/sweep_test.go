@@ -434,3 +434,26 @@ func TestSweepLockAndRetry(t *testing.T) {
 		t.Errorf("the rerun diverged differently:\n%s\nthen\n%s", before, after)
 	}
 }
+
+// TestConfigAsArgument: sweep and train take the config as their argument or with --config.
+func TestConfigAsArgument(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.toml")
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"sweep"}, exitUsage, "give the config file: cbs sweep FILE"},
+		{[]string{"train"}, exitUsage, "give the config file: cbs train FILE"},
+		{[]string{"sweep", "a.toml", "--config", "b.toml"}, exitUsage, "two configs given"},
+		{[]string{"sweep", missing}, 1, "missing.toml"},
+		{[]string{"train", missing}, 1, "missing.toml"},
+		{[]string{"train", "x.toml", "--branch", "dir"}, exitUsage, "a config (x.toml) is not needed"},
+	}
+	for _, tc := range tests {
+		code, _, stderr := cbs(t, tc.args...)
+		if code == 0 || (tc.code != 1 && code != tc.code) || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "unknown command") {
+			t.Errorf("cbs %s: exit %d, %q; want %d and %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+	}
+}

@@ -34,7 +34,7 @@ type trainOptions struct {
 func newTrainCmd() *cobra.Command {
 	o := &trainOptions{}
 	cmd := &cobra.Command{
-		Use:   "train (--config FILE | --branch DIR)",
+		Use:   "train ([--config] FILE | --branch DIR)",
 		Short: "Train one run (resumable: run the same command again to continue)",
 		Long: `Train one model as a config file describes: from a fresh initialisation or a parent
 checkpoint, with the AR or MDM objective, an LR schedule in tokens, evals and checkpoints every
@@ -45,8 +45,17 @@ current step, writes a checkpoint and exits with status 130.
 --branch DIR runs one branch of an expanded sweep from its branch.json (what a cluster job runs).
 
 Exit status: 0 done, 1 error, 2 bad config, 3 diverged, 130 interrupted.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Example: `  cbs train experiments/train-goroot/ar.toml
+  cbs train --branch runs/quickstart/sweep/branches/b1Ki-r0`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.branch == "" {
+				if err := configArg(&o.config, args, "train"); err != nil {
+					return err
+				}
+			} else if len(args) > 0 {
+				return usageErrorf("train: --branch %s runs a branch; a config (%s) is not needed", o.branch, args[0])
+			}
 			if (o.config == "") == (o.branch == "") {
 				return usageErrorf("train: give --config FILE or --branch DIR")
 			}
@@ -192,6 +201,19 @@ func checkModelInit(src string, spec *branch.Spec) error {
 	if err := c.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "model config: ")
 		return usageErrorf("%s: %s", src, initKeys.Replace(msg))
+	}
+	return nil
+}
+
+// configArg takes the config file from the one positional argument or --config, not both.
+func configArg(config *string, args []string, verb string) error {
+	switch {
+	case len(args) == 1 && *config != "" && args[0] != *config:
+		return usageErrorf("%s: two configs given, --config %s and %s", verb, *config, args[0])
+	case len(args) == 1:
+		*config = args[0]
+	case *config == "":
+		return usageErrorf("%s: give the config file: cbs %s FILE", verb, verb)
 	}
 	return nil
 }
