@@ -152,3 +152,23 @@ func TestGoldenCompare(t *testing.T) {
 		t.Error("the comparison still draws a loss tolerance")
 	}
 }
+
+// TestTrajectoryGolden: two arms at two branch points, one CBS censored above (a triangle at the
+// bound), the bars of the arms that share a branch point set apart.
+func TestTrajectoryGolden(t *testing.T) {
+	ladder := []float64{1024, 2048, 4096, 8192, 16384}
+	early := overheadResult(t, ladder, 4096, 0.2, 0.1, [2]float64{1500, 3500})
+	late := overheadResult(t, ladder, 16384, 0.2, 0.1, [2]float64{2500, 9000})
+	beyond := overheadResult(t, ladder, 1<<22, 0.2, 0.1, [2]float64{9000, math.Inf(1)})
+	f, err := figure.Trajectory([]figure.TrajectoryInput{
+		{Label: "ar", Points: []figure.TrajectoryPoint{{Tokens: 2.5 * (1 << 20), Result: early}, {Tokens: 4 << 20, Result: late}}},
+		{Label: "mdm", Points: []figure.TrajectoryPoint{{Tokens: 2.5 * (1 << 20), Result: early}, {Tokens: 4 << 20, Result: beyond}}},
+	}, figure.Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name != "cbs_vs_tokens" {
+		t.Fatalf("name %q", f.Name)
+	}
+	checkGolden(t, f)
+}

@@ -2,8 +2,8 @@ package figure
 
 import (
 	"errors"
-	"fmt"
 	"math"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -33,8 +33,20 @@ func Trajectory(inputs []TrajectoryInput, width vg.Length) (*Figure, error) {
 	if len(inputs) == 0 {
 		return nil, errors.New("trajectory: no arms")
 	}
-	p := newPlot(width, "tokens trained at the branch point", "token-overhead CBS (tokens, K = 1024)")
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	p := newPlot(width, "tokens trained at the branch point", "token-overhead CBS (tokens, Ki = 1024)")
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, kiTicks{}
+	// Arms that branch at the same tokens are set a little apart so that every bar shows.
+	var points []float64
+	for _, in := range inputs {
+		for _, pt := range in.Points {
+			points = append(points, pt.Tokens)
+		}
+	}
+	span := slices.Max(points) - slices.Min(points)
+	if span == 0 {
+		span = slices.Max(points)
+	}
+	dodge := func(arm int) float64 { return span * 0.015 * (float64(arm) - float64(len(inputs)-1)/2) }
 	legend := newOuterLegend(p)
 	ymin, ymax := math.Inf(1), math.Inf(-1)
 	xmin, xmax := math.Inf(1), math.Inf(-1)
@@ -57,7 +69,7 @@ func Trajectory(inputs []TrajectoryInput, width vg.Length) (*Figure, error) {
 			if pf == nil || pf.Error != "" {
 				continue
 			}
-			x := pt.Tokens
+			x := pt.Tokens + dodge(i)
 			xmin, xmax = math.Min(xmin, x), math.Max(xmax, x)
 			sums = append(sums, summary{Label: in.Label, Tokens: x, CBS: pf.CBS, Lo: pf.Interval[0], Hi: pf.Interval[1], Censored: string(pf.Censored), Bound: pf.Bound})
 			lo, hi := float64(pf.Interval[0]), float64(pf.Interval[1])
@@ -113,30 +125,21 @@ func Trajectory(inputs []TrajectoryInput, width vg.Length) (*Figure, error) {
 		pad = 0.1 * xmax
 	}
 	p.X.Min, p.X.Max = xmin-pad, xmax+pad
-	p.X.Tick.Marker = binaryTokenTicks{}
+	p.X.Tick.Marker = pointTicks(points)
 	return &Figure{Name: "cbs_vs_tokens", Plot: p, Width: width, Height: height(width) + legend.height(width), Inputs: sums, legend: legend}, nil
 }
 
-// binaryTokenTicks labels a linear token axis in Ki/Mi at steps of 1-2-5 times a power of two.
-type binaryTokenTicks struct{}
+// pointTicks marks the branch points themselves, labelled in tokens.
+type pointTicks []float64
 
-func (binaryTokenTicks) Ticks(min, max float64) []plot.Tick {
+func (pt pointTicks) Ticks(min, max float64) []plot.Tick {
 	var out []plot.Tick
-	for _, t := range (linTicks{}).Ticks(min, max) {
-		if t.Label != "" {
-			t.Label = binaryUnitsLabel(t.Value)
+	seen := map[float64]bool{}
+	for _, v := range pt {
+		if v >= min && v <= max && !seen[v] {
+			seen[v] = true
+			out = append(out, plot.Tick{Value: v, Label: analysis.FormatTokens(v)})
 		}
-		out = append(out, t)
 	}
 	return out
-}
-
-func binaryUnitsLabel(v float64) string {
-	switch {
-	case v >= 1<<20:
-		return fmt.Sprintf("%gMi", math.Round(v/(1<<20)*100)/100)
-	case v >= 1<<10:
-		return fmt.Sprintf("%gKi", math.Round(v/(1<<10)*100)/100)
-	}
-	return fmt.Sprintf("%g", v)
 }
