@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -375,6 +376,12 @@ func recordedWall(dir string) float64 {
 // config as given and resolved, the manifest, and each branch's spec, state and metrics
 // (checkpoints stay in runs/). `cbs fit` and `cbs plot` work on the copy.
 func keepRunRecords(runDir, dst string) error {
+	// The records name checkpoints and caches by absolute path; kept under results/, they name
+	// them relative to the directory the study ran from, which is the repository's root.
+	var root []byte
+	if wd, err := os.Getwd(); err == nil {
+		root = []byte(wd + string(filepath.Separator))
+	}
 	copyFile := func(rel string) error {
 		b, err := os.ReadFile(filepath.Join(runDir, rel))
 		if errors.Is(err, os.ErrNotExist) {
@@ -382,6 +389,9 @@ func keepRunRecords(runDir, dst string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if len(root) > 1 {
+			b = bytes.ReplaceAll(b, root, nil)
 		}
 		if err := mkdirFor(filepath.Join(dst, rel)); err != nil {
 			return err

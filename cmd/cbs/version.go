@@ -7,14 +7,19 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 )
 
 func init() { verbs = append(verbs, newVersionCmd) }
 
-// codeVersion names the commit cbs was built from, with "+dirty" when the tree had changes.
-func codeVersion() string {
+// codeVersion names the commit cbs was built from, with "+dirty" when the tree had changes. It
+// is read once, before the command writes anything: a study that rewrites its tracked results
+// must not find the tree it started from dirty by its own doing.
+var codeVersion = sync.OnceValue(readCodeVersion)
+
+func readCodeVersion() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
@@ -48,7 +53,8 @@ func gitVersion() string {
 		return "devel"
 	}
 	rev := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+	// Outputs under results/ say nothing about the code that makes them.
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
 		rev += "+dirty"
 	}
 	return rev
