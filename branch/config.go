@@ -108,6 +108,17 @@ func DecodeStrictMeta(path, text string, v any, tables string) (toml.MetaData, e
 	if err != nil {
 		return md, ConfigErrorf("%s: %v", path, err)
 	}
+	// TOML integers are signed and the seed is not: -3 would become 2^64 - 3 without a word.
+	var seed struct {
+		Experiment struct {
+			Seed any `toml:"seed"`
+		} `toml:"experiment"`
+	}
+	if _, err := toml.Decode(text, &seed); err == nil {
+		if v, ok := seed.Experiment.Seed.(int64); ok && v < 0 {
+			return md, ConfigErrorf("%s: experiment.seed = %d, want an integer >= 0", path, v)
+		}
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {

@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"cbs/internal/atomicio"
 
@@ -132,6 +134,9 @@ func (s *Spec) Validate() error {
 	case s.Parent != "" && s.OptimizerState != "keep" && s.OptimizerState != "reset":
 		return fmt.Errorf("parent.optimizer_state = %q, want \"keep\" or \"reset\"", s.OptimizerState)
 	}
+	if err := s.validateInit(); err != nil {
+		return err
+	}
 	sch := s.Schedule
 	sch.Total = s.Budget
 	if err := sch.Validate(); err != nil {
@@ -194,4 +199,40 @@ func (s *Spec) record() specRecord {
 		r.LRPeak[g] = s.Optim.LR * s.LRScale * oc.Mult(g)
 	}
 	return r
+}
+
+// initKeys names the config.json keys that model.Config.Validate reports in the terms of a
+// config's [model] table, or of what decides them.
+var initKeys = strings.NewReplacer(
+	"num_hidden_layers", "model.layers", "num_attention_heads", "model.heads",
+	"num_key_value_heads", "model.kv_heads", "hidden_size", "model.hidden_size",
+	"intermediate_size", "model.intermediate_size", "head_dim", "model.head_dim",
+	"rms_norm_eps", "model.rms_norm_eps", "rope_theta", "model.rope_theta",
+	"vocab_size", "vocab_size (the tokenizer's)", "max_position_embeddings", "data.seq_len",
+)
+
+// validateInit checks a fresh model's architecture, and its size against the machine's memory,
+// before anything is allocated or written: a bad [model] table is a bad config, in a train config
+// and in every branch of a sweep alike.
+func (s *Spec) validateInit() error {
+	m := s.Init
+	if m == nil || s.Parent != "" || s.Data.Source == "" {
+		// No model of cbs's to build: a parent's config.json is checked when it loads, and a
+		// spec without a data source is an external trainer's.
+		return nil
+	}
+	tok, err := data.NewTokenizer(s.Data.Tokenizer)
+	if err != nil {
+		return fmt.Errorf("data.tokenizer: %v", err)
+	}
+	c := model.Config{
+		ModelType: "qwen3", HiddenSize: m.Hidden, IntermediateSize: m.FF, NumLayers: m.Layers,
+		NumHeads: m.Heads, NumKVHeads: m.KVHeads, HeadDim: m.HeadDim, RMSNormEps: m.RMSNormEps,
+		RopeTheta: m.RopeTheta, VocabSize: tok.VocabSize(), TieWordEmbeddings: m.Tie,
+		MaxPositionEmbeddings: s.SeqLen(), MaskTokenID: int(tok.Mask()), Attention: model.Causal,
+	}
+	if err := c.Validate(); err != nil {
+		return errors.New(initKeys.Replace(strings.TrimPrefix(err.Error(), "model config: ")))
+	}
+	return nil
 }

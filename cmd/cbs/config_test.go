@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,54 @@ tokens = "512"
 		}
 		if code != exitUsage || !strings.Contains(out, path+": "+tc.want) {
 			t.Errorf("%s: exit %d, %q; want exit %d naming %q", tc.value, code, out, exitUsage, path+": "+tc.want)
+		}
+	}
+}
+
+// TestConfigValidateModel: a sweep that builds its own model is refused at validation, with the
+// key named, for what training would refuse later: a bad architecture, a size past the machine's
+// memory, a negative seed.
+func TestConfigValidateModel(t *testing.T) {
+	const sweepText = `
+[experiment]
+name = "v"
+seed = %s
+[model]
+hidden_size = %s
+layers = %s
+heads = %s
+kv_heads = %s
+intermediate_size = 32
+[data]
+source = "synthetic"
+seq_len = 16
+[branches]
+budget = "4Ki"
+batch_sizes = ["256", "512"]
+[eval]
+every = "512"
+tokens = "512"
+`
+	cases := []struct{ seed, hidden, layers, heads, kv, want string }{
+		{"1", "16", "1", "2", "1", ""},
+		{"-3", "16", "1", "2", "1", "experiment.seed = -3"},
+		{"1", "16", "-1", "2", "1", "model.layers"},
+		{"1", "16", "1", "0", "1", "model.heads"},
+		{"1", "16", "1", "4", "3", "model.kv_heads"},
+		{"1", "1000000000", "1", "2", "1", "model.hidden_size"},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(t.TempDir(), "sweep.toml")
+		text := fmt.Sprintf(sweepText, tc.seed, tc.hidden, tc.layers, tc.heads, tc.kv)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runCaptured(t, "config", "validate", path)
+		switch {
+		case tc.want == "" && code != exitOK:
+			t.Errorf("valid config: exit %d: %s", code, out)
+		case tc.want != "" && (code != exitUsage || !strings.Contains(out, tc.want)):
+			t.Errorf("%+v: exit %d, %q; want %d naming %q", tc, code, out, exitUsage, tc.want)
 		}
 	}
 }

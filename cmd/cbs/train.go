@@ -9,16 +9,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
 	"cbs/branch"
-	"cbs/data"
-	"cbs/model"
 )
 
 func init() { verbs = append(verbs, newTrainCmd) }
@@ -95,14 +91,15 @@ func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) er
 	var spec *branch.Spec
 	var out string
 	var err error
-	src := o.config
 	if o.branch != "" {
 		spec, err = branch.LoadSpec(o.branch)
-		out, src = o.branch, filepath.Join(o.branch, branch.SpecFile)
-	} else {
-		if err := checkSeed(o.config); err != nil {
-			return err
+		out = o.branch
+		if err == nil {
+			if verr := spec.Validate(); verr != nil {
+				return usageErrorf("%s: %v", filepath.Join(o.branch, branch.SpecFile), verr)
+			}
 		}
+	} else {
 		spec, out, err = branch.LoadTrainConfig(o.config)
 	}
 	var ce *branch.ConfigError
@@ -110,9 +107,6 @@ func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) er
 		return &codedError{code: exitUsage, err: err}
 	}
 	if err != nil {
-		return err
-	}
-	if err := checkModelInit(src, spec); err != nil {
 		return err
 	}
 	if o.out != "" {
@@ -149,59 +143,6 @@ func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintln(stdout, out)
-	return nil
-}
-
-// checkSeed refuses a negative experiment.seed: TOML integers are signed and the seed is
-// unsigned, so -3 would otherwise become 2^64 - 3 without a word. A file that does not parse is
-// left to LoadTrainConfig, whose message names the line.
-func checkSeed(path string) error {
-	var c struct {
-		Experiment struct {
-			Seed any `toml:"seed"`
-		} `toml:"experiment"`
-	}
-	if _, err := toml.DecodeFile(path, &c); err != nil {
-		return nil
-	}
-	if v, ok := c.Experiment.Seed.(int64); ok && v < 0 {
-		return usageErrorf("%s: experiment.seed = %d, want an integer >= 0", path, v)
-	}
-	return nil
-}
-
-// initKeys names the config.json keys that model.Config.Validate reports in the terms of a train
-// config's [model] table, or of what decides them.
-var initKeys = strings.NewReplacer(
-	"num_hidden_layers", "model.layers", "num_attention_heads", "model.heads",
-	"num_key_value_heads", "model.kv_heads", "hidden_size", "model.hidden_size",
-	"intermediate_size", "model.intermediate_size", "head_dim", "model.head_dim",
-	"rms_norm_eps", "model.rms_norm_eps", "rope_theta", "model.rope_theta",
-	"vocab_size", "vocab_size (the tokenizer's)", "max_position_embeddings", "data.seq_len",
-)
-
-// checkModelInit validates a fresh model's architecture before anything is written, so that a
-// bad [model] table is bad usage (exit 2) rather than a failed run, and an absurd size is refused
-// before it is allocated.
-func checkModelInit(src string, spec *branch.Spec) error {
-	m := spec.Init
-	if m == nil || spec.Parent != "" {
-		return nil
-	}
-	tok, err := data.NewTokenizer(spec.Data.Tokenizer)
-	if err != nil {
-		return usageErrorf("%s: data.tokenizer: %v", src, err)
-	}
-	c := model.Config{
-		ModelType: "qwen3", HiddenSize: m.Hidden, IntermediateSize: m.FF, NumLayers: m.Layers,
-		NumHeads: m.Heads, NumKVHeads: m.KVHeads, HeadDim: m.HeadDim, RMSNormEps: m.RMSNormEps,
-		RopeTheta: m.RopeTheta, VocabSize: tok.VocabSize(), TieWordEmbeddings: m.Tie,
-		MaxPositionEmbeddings: spec.SeqLen(), MaskTokenID: int(tok.Mask()), Attention: model.Causal,
-	}
-	if err := c.Validate(); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "model config: ")
-		return usageErrorf("%s: %s", src, initKeys.Replace(msg))
-	}
 	return nil
 }
 
