@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"cbs/branch"
 	"cbs/internal/atomicio"
 )
 
@@ -187,6 +189,17 @@ func (p *Plan) prepare() error {
 		if p.extendsLadder(old) {
 			diff = slices.DeleteFunc(diff, func(k string) bool { return k == "branches.batch_sizes" || k == "branches.reference_batch" })
 		}
+		if len(diff) > 0 && !p.anyBranchStarted() {
+			// Nothing was trained under the old config (every branch failed before its first
+			// step, say): there is nothing to compare with, and the corrected config starts over.
+			if err := os.RemoveAll(filepath.Join(p.Out, BranchesDir)); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Join(p.Out, BranchesDir), 0o755); err != nil {
+				return err
+			}
+			diff = nil
+		}
 		if len(diff) > 0 {
 			return fmt.Errorf("%w: %s holds a sweep whose results would not be comparable with this config; differing keys: %s (use another experiment.out, or remove the directory)",
 				ErrChangedConfig, p.Out, strings.Join(diff, ", "))
@@ -198,4 +211,28 @@ func (p *Plan) prepare() error {
 		return err
 	}
 	return atomicio.WriteFile(filepath.Join(p.Out, ResolvedFile), res, 0o644)
+}
+
+// anyBranchStarted reports whether some branch of the run directory completed a step: a state
+// past step 0, a checkpoint or a metrics line.
+func (p *Plan) anyBranchStarted() bool {
+	dir := filepath.Join(p.Out, BranchesDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	for _, e := range entries {
+		b := filepath.Join(dir, e.Name())
+		var st branch.State
+		if raw, err := os.ReadFile(filepath.Join(b, branch.StateFile)); err == nil && json.Unmarshal(raw, &st) == nil && st.Step > 0 {
+			return true
+		}
+		if _, err := os.Stat(filepath.Join(b, branch.CkptDir)); err == nil {
+			return true
+		}
+		if fi, err := os.Stat(filepath.Join(b, branch.MetricsFile)); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -457,3 +457,35 @@ func TestConfigAsArgument(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepCorrectedConfig: a sweep whose every branch failed before its first step (here a
+// parent without the optimizer state the config keeps) leaves nothing to compare with, so the
+// corrected config runs in the same directory instead of being refused as a changed config.
+func TestSweepCorrectedConfig(t *testing.T) {
+	dir, cfg := sweepFixture(t, "8Ki")
+	bare := filepath.Join(dir, "bare")
+	if err := os.MkdirAll(bare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		if err := os.WriteFile(filepath.Join(bare, f), []byte(mustRead(t, filepath.Join(dir, "parent", "ckpt", f))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "fixed")
+	base := strings.Replace(mustRead(t, cfg), "seed = 1\n[parent]", fmt.Sprintf("seed = 1\nout = %q\n[parent]", out), 1)
+	base = strings.Replace(base, `checkpoint = "parent/ckpt"`, `checkpoint = "bare"`, 1)
+	broken := writeConfig(t, dir, "broken.toml", base)
+	if code, _, stderr := cbs(t, "sweep", broken); code != exitSomeFailed || !strings.Contains(stderr, "optimizer") {
+		t.Fatalf("sweep keeping moments the parent lacks: exit %d\n%s", code, stderr)
+	}
+	fixed := writeConfig(t, dir, "fixed.toml", strings.Replace(base, `optimizer_state = "keep"`, `optimizer_state = "reset"`, 1))
+	if code, _, stderr := cbs(t, "sweep", fixed); code != 0 {
+		t.Fatalf("corrected sweep: exit %d\n%s", code, stderr)
+	}
+	// Once a branch has trained, a changed config is refused as before.
+	changed := writeConfig(t, dir, "changed.toml", strings.Replace(mustRead(t, fixed), `lr = 2e-3`, `lr = 1e-3`, 1))
+	if code, _, stderr := cbs(t, "sweep", changed); code != exitUsage || !strings.Contains(stderr, "optimizer.lr") {
+		t.Errorf("changed config after training: exit %d\n%s", code, stderr)
+	}
+}
