@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -397,7 +398,40 @@ func (r *runner) setup() error {
 	r.batch = model.NewBatch(s.MicroBatch, L)
 	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
 		len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), corpus.UnigramEntropy(), backendName)
-	return nil
+	return r.recordSegment(backendName)
+}
+
+// SegmentsFile records, one line per start or resume of a run, the step it started from and the
+// backend that trained from there: a run resumed under another BLAS library or device computes
+// the same steps in other rounding, and its records say where.
+const SegmentsFile = "segments.jsonl"
+
+// Segment is one line of segments.jsonl.
+type Segment struct {
+	FromStep int    `json:"from_step"`
+	Backend  string `json:"backend"`
+}
+
+var threadCount = regexp.MustCompile(`\d+ threads?`)
+
+// recordSegment appends this start to segments.jsonl, and warns when the backend differs from
+// the one the run last trained under (thread counts aside: they never change the numbers).
+func (r *runner) recordSegment(backend string) error {
+	path := filepath.Join(r.opts.Dir, SegmentsFile)
+	var last Segment
+	if b, err := os.ReadFile(path); err == nil {
+		lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+		json.Unmarshal(lines[len(lines)-1], &last)
+	}
+	if last.Backend != "" && r.state.Step > 0 && threadCount.ReplaceAllString(last.Backend, "") != threadCount.ReplaceAllString(backend, "") {
+		r.logf("warning: resuming at step %d under %s; the steps before it ran under %s, so from here the numbers can differ in rounding from a run never interrupted", r.state.Step, backend, last.Backend)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return r.appendLine(f, Segment{FromStep: r.state.Step, Backend: backend})
 }
 
 // growMoments carries AdamW moments over to params whose tensors grew at their ends (a new

@@ -129,3 +129,40 @@ func mustLoad(t *testing.T, dir string) *model.Params[float32] {
 	}
 	return p
 }
+
+// TestSegmentsRecordBackend: every start of a run appends the step it starts from and its
+// backend; a resume under another backend than the last says so in the log, and no earlier line
+// is rewritten.
+func TestSegmentsRecordBackend(t *testing.T) {
+	dir := t.TempDir()
+	s := tinySpec(model.AR)
+	s.CheckpointEvery = 1024
+	ctx, cancel := context.WithCancel(context.Background())
+	err := Run(ctx, s, Options{Dir: dir, Progress: func(p Progress) {
+		if p.Step == 3 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	path := filepath.Join(dir, SegmentsFile)
+	first, _ := os.ReadFile(path)
+	// Pretend the first segment trained under another library.
+	other := strings.Replace(string(first), `"backend":"`, `"backend":"elsewhere `, 1)
+	if err := os.WriteFile(path, []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	if err := Run(context.Background(), s, Options{Dir: dir, Log: &log}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || lines[0] != strings.TrimSpace(other) || !strings.Contains(lines[1], `"from_step":3`) {
+		t.Fatalf("segments.jsonl:\n%s", b)
+	}
+	if !strings.Contains(log.String(), "warning: resuming at step 3 under") {
+		t.Errorf("no warning about the backend change:\n%s", log.String())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 
 	"cbs/branch"
@@ -221,8 +222,12 @@ type Manifest struct {
 	ParentSHA256      string     `json:"parent_sha256,omitempty"`
 	Corpus            *data.Info `json:"corpus,omitempty"` // absent for an external trainer
 	Machine           Machine    `json:"machine"`
-	Backend           string     `json:"backend"`
-	Branches          []string   `json:"branches"`
+	// Backend is what this invocation trains with; Backends every backend the run directory
+	// has trained under, first to last, so a later invocation never rewrites what an earlier one
+	// used (each branch's segments.jsonl says which steps ran where).
+	Backend  string   `json:"backend"`
+	Backends []string `json:"backends,omitempty"`
+	Branches []string `json:"branches"`
 }
 
 // Machine describes where the sweep ran.
@@ -273,6 +278,16 @@ func writeManifest(p *Plan, version string, corpora *corpusCache, backend string
 	}
 	for _, s := range p.Branches {
 		m.Branches = append(m.Branches, s.ID)
+	}
+	var prev Manifest
+	if raw, err := os.ReadFile(filepath.Join(p.Out, ManifestFile)); err == nil && json.Unmarshal(raw, &prev) == nil {
+		m.Backends = prev.Backends
+		if len(m.Backends) == 0 && prev.Backend != "" {
+			m.Backends = []string{prev.Backend}
+		}
+	}
+	if !slices.Contains(m.Backends, backend) {
+		m.Backends = append(m.Backends, backend)
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	return atomicio.WriteFile(filepath.Join(p.Out, ManifestFile), append(b, '\n'), 0o644)

@@ -408,7 +408,7 @@ func keepRunRecords(runDir, dst string) error {
 		return err
 	}
 	for _, e := range entries {
-		for _, f := range []string{branch.SpecFile, branch.StateFile, branch.MetricsFile, branch.PerfFile} {
+		for _, f := range []string{branch.SpecFile, branch.StateFile, branch.MetricsFile, branch.PerfFile, branch.SegmentsFile} {
 			if err := copyFile(filepath.Join(sweep.BranchesDir, e.Name(), f)); err != nil {
 				return err
 			}
