@@ -215,15 +215,28 @@ var initKeys = strings.NewReplacer(
 // before anything is allocated or written: a bad [model] table is a bad config, in a train config
 // and in every branch of a sweep alike.
 func (s *Spec) validateInit() error {
-	m := s.Init
-	if m == nil || s.Parent != "" || s.Data.Source == "" {
+	if s.Init == nil || s.Parent != "" || s.Data.Source == "" {
 		// No model of cbs's to build: a parent's config.json is checked when it loads, and a
 		// spec without a data source is an external trainer's.
 		return nil
 	}
+	_, err := s.ModelConfig()
+	return err
+}
+
+// ModelConfig is the architecture the run trains: its parent's config.json, or the [model]
+// table with the tokenizer's vocabulary, validated.
+func (s *Spec) ModelConfig() (model.Config, error) {
+	if s.Parent != "" {
+		return model.LoadConfig(filepath.Join(s.Parent, model.ConfigFile))
+	}
+	m := s.Init
+	if m == nil {
+		return model.Config{}, errors.New("parent: give parent.checkpoint or a [model] table to initialise from")
+	}
 	tok, err := data.NewTokenizer(s.Data.Tokenizer)
 	if err != nil {
-		return fmt.Errorf("data.tokenizer: %v", err)
+		return model.Config{}, fmt.Errorf("data.tokenizer: %v", err)
 	}
 	c := model.Config{
 		ModelType: "qwen3", HiddenSize: m.Hidden, IntermediateSize: m.FF, NumLayers: m.Layers,
@@ -232,7 +245,22 @@ func (s *Spec) validateInit() error {
 		MaxPositionEmbeddings: s.SeqLen(), MaskTokenID: int(tok.Mask()), Attention: model.Causal,
 	}
 	if err := c.Validate(); err != nil {
-		return errors.New(initKeys.Replace(strings.TrimPrefix(err.Error(), "model config: ")))
+		return c, errors.New(initKeys.Replace(strings.TrimPrefix(err.Error(), "model config: ")))
 	}
-	return nil
+	return c, nil
+}
+
+// TrainingBytes estimates the memory one run of s holds on the CPU: float32 weights, gradient,
+// two AdamW moments (and the weight average when eval keeps one), and the activations of one
+// micro-batch: per token and layer about 12 hidden-sized and 3 MLP-sized vectors and a row of
+// attention probabilities per head, and per token the logits and their gradient.
+func (s *Spec) TrainingBytes(c model.Config) float64 {
+	copies := 4.0
+	if s.EvalEWA > 0 {
+		copies++
+	}
+	tokens := float64(s.MicroBatch) * float64(s.SeqLen())
+	perLayer := 12*float64(c.HiddenSize) + 3*float64(c.IntermediateSize) + float64(c.NumHeads)*float64(s.SeqLen())
+	act := tokens * (float64(c.NumLayers)*perLayer + 2*float64(c.VocabSize))
+	return 4 * (copies*c.ParamCount() + act)
 }

@@ -155,6 +155,12 @@ var machineMemory = func() (uint64, string) {
 	return 1 << 40, "assumed: no /proc/meminfo to read"
 }
 
+// MachineMemory is the machine's memory in bytes and where the number came from.
+func MachineMemory() (uint64, string) { return machineMemory() }
+
+// HumanBytes writes a byte count with a binary unit: 1.5 GiB.
+func HumanBytes(b float64) string { return humanBytes(b) }
+
 // memTotal reads the MemTotal line (in kB) of a meminfo file.
 func memTotal(path string) (uint64, error) {
 	f, err := os.Open(path)

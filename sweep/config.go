@@ -317,8 +317,8 @@ func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 		return nil, bad("branches.batch_sizes is required: the ladder of global batch sizes, in tokens")
 	case b.Budget <= 0:
 		return nil, bad("branches.budget = %d, want a positive number of tokens", b.Budget)
-	case b.Replicates < 1:
-		return nil, bad("branches.replicates = %d, want >= 1", b.Replicates)
+	case b.Replicates < 1 || b.Replicates > maxReplicates:
+		return nil, bad("branches.replicates = %d, want 1 to %d", b.Replicates, maxReplicates)
 	case b.MicroBatch < 0:
 		return nil, bad("branches.micro_batch = %d, want a positive number of sequences", b.MicroBatch)
 	case c.Run.Parallel < 1:
@@ -399,7 +399,39 @@ func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 		}
 	}
 	sort.SliceStable(p.Branches, func(i, j int) bool { return p.Branches[i].BatchTokens < p.Branches[j].BatchTokens })
+	if c.Run.Executor == ExecutorLocal {
+		if err := p.checkMemory(); err != nil {
+			return nil, bad("%v", err)
+		}
+	}
 	return p, nil
+}
+
+// maxReplicates bounds branches.replicates: past it a plan is no experiment one machine or
+// cluster runs, and expanding it would only take memory and time.
+const maxReplicates = 1000
+
+// checkMemory refuses a local sweep whose branches, run.parallel at a time, would not fit in the
+// machine's memory by TrainingBytes' estimate, with the numbers.
+func (p *Plan) checkMemory() error {
+	var worst *branch.Spec
+	for _, s := range p.Branches {
+		if worst == nil || s.MicroBatch > worst.MicroBatch {
+			worst = s
+		}
+	}
+	c, err := worst.ModelConfig()
+	if err != nil {
+		return nil // reported where the model loads, with its own message
+	}
+	parallel := min(p.Config.Run.Parallel, len(p.Branches))
+	need := worst.TrainingBytes(c) * float64(parallel)
+	have, source := model.MachineMemory()
+	if need > float64(have) {
+		return fmt.Errorf("about %s of memory for %d branches at a time (each: %.3g parameters with gradient and moments, and a micro-batch of %d x %d tokens; branch %s), more than the machine's %s (%s): lower run.parallel or branches.micro_batch",
+			model.HumanBytes(need), parallel, c.ParamCount(), worst.MicroBatch, worst.SeqLen(), worst.ID, model.HumanBytes(float64(have)), source)
+	}
+	return nil
 }
 
 // absolutize makes the spec's paths absolute, so a branch directory runs from anywhere

@@ -154,3 +154,52 @@ tokens = "512"
 		}
 	}
 }
+
+// TestConfigValidateSize: a sweep that would not fit in the machine's memory, or whose ladder
+// of replicates no machine runs, is refused at validation with the numbers, not when it starts.
+func TestConfigValidateSize(t *testing.T) {
+	const sweepText = `
+[experiment]
+name = "v"
+[model]
+hidden_size = 16
+layers = 1
+heads = 2
+kv_heads = 1
+intermediate_size = 32
+[data]
+source = "synthetic"
+seq_len = 1024
+[branches]
+budget = "%s"
+batch_sizes = ["%s"]
+micro_batch = %d
+replicates = %d
+[eval]
+every = "%s"
+tokens = "1Ki"
+`
+	cases := []struct {
+		batch      string
+		micro, rep int
+		want       string
+	}{
+		{"8Ki", 8, 1, ""},
+		{"64Mi", 65536, 1, "of memory for 1 branches at a time"},
+		{"8Ki", 8, 100000000, "branches.replicates = 100000000, want 1 to 1000"},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(t.TempDir(), "sweep.toml")
+		text := fmt.Sprintf(sweepText, tc.batch, tc.batch, tc.micro, tc.rep, tc.batch)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runCaptured(t, "config", "validate", path)
+		switch {
+		case tc.want == "" && code != exitOK:
+			t.Errorf("valid config: exit %d: %s", code, out)
+		case tc.want != "" && (code != exitUsage || !strings.Contains(out, tc.want)):
+			t.Errorf("%+v: exit %d, %q; want %d naming %q", tc, code, out, exitUsage, tc.want)
+		}
+	}
+}
