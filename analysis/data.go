@@ -56,6 +56,7 @@ func FromRun(run *Run, metric string, emaTokens float64) (*Data, error) {
 	for _, e := range run.Excluded {
 		d.Notes = append(d.Notes, "excluded "+e)
 	}
+	d.Notes = append(d.Notes, run.Rewinds...)
 	switch metric {
 	case MetricAuto, MetricEval, MetricTrainEMA:
 	default:

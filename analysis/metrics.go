@@ -144,6 +144,12 @@ func nonFiniteWord(line []byte) string {
 // line's marks a resume from an earlier checkpoint: the lines it supersedes (tokens at or past it)
 // are dropped, so the result is the history of the run that finished.
 func ReadMetrics(r io.Reader, name string) ([]Record, error) {
+	recs, _, err := readMetrics(r, name)
+	return recs, err
+}
+
+// readMetrics is ReadMetrics that also says where the stream went back, one line each.
+func readMetrics(r io.Reader, name string) (recs []Record, rewinds []string, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
 	var out []Record
@@ -157,9 +163,10 @@ func ReadMetrics(r io.Reader, name string) ([]Record, error) {
 		}
 		rec, err := ParseRecord(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", name, line, err)
+			return nil, nil, fmt.Errorf("%s line %d: %w", name, line, err)
 		}
 		if rec.Tokens < last {
+			rewinds = append(rewinds, fmt.Sprintf("%s line %d goes back from %d to %d tokens (a resume from an earlier checkpoint): the lines from %d tokens on are replaced by the later ones", name, line, last, rec.Tokens, rec.Tokens))
 			keep := len(out)
 			for keep > 0 && out[keep-1].Tokens >= rec.Tokens {
 				keep--
@@ -170,17 +177,22 @@ func ReadMetrics(r io.Reader, name string) ([]Record, error) {
 		out = append(out, rec)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s after line %d: %w", name, line, err)
+		return nil, nil, fmt.Errorf("%s after line %d: %w", name, line, err)
 	}
-	return out, nil
+	return out, rewinds, nil
 }
 
 // ReadMetricsFile is ReadMetrics on a file.
 func ReadMetricsFile(path string) ([]Record, error) {
+	recs, _, err := readMetricsFile(path)
+	return recs, err
+}
+
+func readMetricsFile(path string) ([]Record, []string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	return ReadMetrics(f, path)
+	return readMetrics(f, path)
 }

@@ -49,6 +49,9 @@ type Run struct {
 	Branches []*Branch // sorted by batch size, then replicate, then id
 	// Excluded lists branches left out of the analysis (failed, diverged), with the reason.
 	Excluded []string
+	// Rewinds lists where a branch's metrics.jsonl went back in tokens: the later lines were
+	// used, and the fit says so.
+	Rewinds []string
 }
 
 // LoadRun reads every branch under dir/branches. Done branches and branches still running (or
@@ -81,7 +84,8 @@ func LoadRun(dir string) (*Run, error) {
 			run.Excluded = append(run.Excluded, fmt.Sprintf("%s: %s (%s)", b.Spec.ID, b.State.State, reason))
 			continue
 		}
-		if b.Records, err = ReadMetricsFile(filepath.Join(b.Dir, "metrics.jsonl")); err != nil {
+		var rewinds []string
+		if b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, "metrics.jsonl")); err != nil {
 			if errors.Is(err, fs.ErrNotExist) && b.State.State == "pending" {
 				run.Excluded = append(run.Excluded, fmt.Sprintf("%s: pending (not started)", b.Spec.ID))
 				continue
@@ -94,6 +98,7 @@ func LoadRun(dir string) (*Run, error) {
 		if len(b.Records) == 0 {
 			return nil, fmt.Errorf("branch %s: %s has no metrics lines", b.Spec.ID, filepath.Join(b.Dir, "metrics.jsonl"))
 		}
+		run.Rewinds = append(run.Rewinds, rewinds...)
 		run.Branches = append(run.Branches, b)
 	}
 	if len(run.Branches) == 0 {

@@ -233,6 +233,23 @@ func TestResumedMetricsKeepTheFinishedHistory(t *testing.T) {
 	if len(got) != 3 || got[0] != 5 || got[1] != 4.5 || got[2] != 3 {
 		t.Errorf("losses after a resume: %v, want [5 4.5 3]", got)
 	}
+	// Read from a run directory, the step back is said in the fit's notes.
+	dir := t.TempDir()
+	b := filepath.Join(dir, "branches", "x")
+	os.MkdirAll(b, 0o755)
+	os.WriteFile(filepath.Join(b, "branch.json"), []byte(`{"id":"x","batch_tokens":1}`), 0o644)
+	os.WriteFile(filepath.Join(b, "metrics.jsonl"), []byte(in), 0o644)
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := analysis.FromRun(run, analysis.MetricTrainEMA, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(d.Notes, "\n"), "line 4 goes back from 3 to 2 tokens") {
+		t.Errorf("notes %q do not say where the metrics went back", d.Notes)
+	}
 }
 
 // The end-of-training noise scale recovers the true tr(Sigma)/|G|^2 when the per-step norms are
