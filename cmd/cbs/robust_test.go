@@ -267,6 +267,25 @@ func TestRobustStatus(t *testing.T) {
 	if code != exitError || !strings.Contains(stdout, "unreadable") || strings.Contains(stdout, "pending") {
 		t.Errorf("status of a garbage state.json: exit %d\n%s", code, stdout)
 	}
+	// A branch that says running with no process holding it was killed: stopped, with no ETA.
+	args := sweepDir(`{"state": "running", "step": 2, "tokens": 4096}`)(t)
+	b := filepath.Join(args[1], "branches", "b1")
+	os.WriteFile(filepath.Join(b, branch.SpecFile), []byte(`{"id": "b1", "budget_tokens": 65536, "batch_tokens": 2048}`), 0o644)
+	os.WriteFile(filepath.Join(b, branch.MetricsFile), []byte(`{"tokens": 4096, "step": 2, "train_loss": 3}`+"\n"), 0o644)
+	os.WriteFile(filepath.Join(b, branch.PerfFile), []byte(`{"step": 2, "tokens": 4096, "tokens_per_s": 2048}`+"\n"), 0o644)
+	code, stdout, _ = cbs(t, args...)
+	if code != exitOK || !strings.Contains(stdout, "stopped") || strings.Contains(stdout, "running") || strings.Contains(stdout, "30s") {
+		t.Errorf("status of a killed branch: exit %d\n%s", code, stdout)
+	}
+	// While a process holds it, it is running.
+	lk, err := atomicio.Lock(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
+	if _, stdout, _ = cbs(t, args...); !strings.Contains(stdout, "running") {
+		t.Errorf("status of a branch whose lock is held:\n%s", stdout)
+	}
 }
 
 // TestRobustPanicExit: a panic in a verb exits 1, not Go's 2, which reads as bad usage.

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"cbs/branch"
+	"cbs/internal/atomicio"
 	"cbs/sweep"
 )
 
@@ -180,6 +181,9 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 	}
 	var rows []branchStatus
 	var batches = map[string]int64{}
+	// Slurm tasks run on other nodes, whose locks this machine cannot see; squeue speaks for them.
+	_, err = os.Stat(filepath.Join(dir, "slurm"))
+	remote := err == nil
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -217,7 +221,11 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 				r.TokensPerS = p.TokensPerS
 			}
 		})
-		if r.State != branch.StateDone && r.TokensPerS > 0 && r.Budget > r.Tokens {
+		if r.State == branch.StateRunning && !remote && !atomicio.Held(bdir) {
+			// state.json says running, but no process holds the branch: it was killed.
+			r.State, r.Reason = stateStopped, "its process is gone; run the sweep again to resume"
+		}
+		if r.State == branch.StateRunning && r.TokensPerS > 0 && r.Budget > r.Tokens {
 			r.ETASeconds = float64(r.Budget-r.Tokens) / r.TokensPerS
 		}
 		rows = append(rows, r)
@@ -231,8 +239,12 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 	return rows, nil
 }
 
-// stateUnreadable is the state status shows for a branch whose state.json it cannot read.
-const stateUnreadable = "unreadable"
+// stateUnreadable is the state status shows for a branch whose state.json it cannot read, and
+// stateStopped for one that says running with no process behind it.
+const (
+	stateUnreadable = "unreadable"
+	stateStopped    = "stopped"
+)
 
 // readState reads a branch's state.json; (nil, nil) when there is none.
 func readState(path string) (*branch.State, error) {

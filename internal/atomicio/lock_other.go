@@ -33,3 +33,10 @@ func (r removeOnClose) Close() error {
 	r.File.Close()
 	return os.Remove(r.path)
 }
+
+// Held reports whether the lock file of dir exists: without flock a lock left by a crashed
+// process cannot be told from a live one.
+func Held(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, LockFile))
+	return err == nil
+}

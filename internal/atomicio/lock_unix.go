@@ -35,3 +35,19 @@ func Lock(dir string) (io.Closer, error) {
 	}
 	return f, nil
 }
+
+// Held reports whether some process holds the lock on dir, without taking it or touching
+// anything: a branch whose state says running but whose lock nobody holds was left by a process
+// that is gone.
+func Held(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, LockFile))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
