@@ -154,6 +154,17 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("%s: %w", path, err)}
 	}
+	// A missing corpus is found here, where the config is checked, not when a branch starts.
+	switch d.Source {
+	case data.SourceNPY:
+		if _, err := os.Stat(d.Path); err != nil {
+			return nil, ConfigErrorf("%s: data.path = %q: %v (resolved against the config's folder to %s)", path, c.Data.Path, errors.Unwrap(err), d.Path)
+		}
+	case data.SourceFiles:
+		if m, err := filepath.Glob(d.Glob); err != nil || len(m) == 0 {
+			return nil, ConfigErrorf("%s: data.glob = %q matches no file (resolved against the config's folder to %s)", path, c.Data.Glob, d.Glob)
+		}
+	}
 	spec := &Spec{
 		ID: c.Experiment.Name, Seed: c.Experiment.Seed, InitSeed: c.Experiment.Seed, EvalSeed: c.Experiment.Seed,
 		Objective: c.Objective.Name, MaskEps: c.Objective.MaskEps, Data: d, Optim: c.Optimizer,

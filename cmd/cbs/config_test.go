@@ -203,3 +203,42 @@ tokens = "1Ki"
 		}
 	}
 }
+
+// TestConfigValidateData: a corpus that is not there is refused at validation, with the path
+// as given and as resolved.
+func TestConfigValidateData(t *testing.T) {
+	const sweepText = `
+[experiment]
+name = "v"
+[model]
+hidden_size = 16
+layers = 1
+heads = 2
+kv_heads = 1
+intermediate_size = 32
+[data]
+%s
+seq_len = 16
+[branches]
+budget = "4Ki"
+batch_sizes = ["256", "512"]
+[eval]
+every = "512"
+tokens = "512"
+`
+	cases := []struct{ data, want string }{
+		{"source = \"npy\"\npath = \"missing.npy\"", `data.path = "missing.npy": no such file or directory`},
+		{"source = \"files\"\nglob = \"texts/*.txt\"", `data.glob = "texts/*.txt" matches no file`},
+		{"source = \"synthetic\"\ntokenizer = \"nope\"", `unknown tokenizer "nope"`},
+	}
+	for _, tc := range cases {
+		path := filepath.Join(t.TempDir(), "sweep.toml")
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(sweepText, tc.data)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runCaptured(t, "config", "validate", path)
+		if code != exitUsage || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, %q; want %d naming %q", tc.data, code, out, exitUsage, tc.want)
+		}
+	}
+}
