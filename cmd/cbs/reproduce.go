@@ -192,6 +192,9 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 	}
 	runRoot := filepath.Join(o.runs, runName+suffix)
 	resRoot := filepath.Join(o.results, o.name+suffix)
+	if !o.refit {
+		warnSlowPath(stderr)
+	}
 	ctx, stop := interruptible(ctx)
 	defer stop()
 

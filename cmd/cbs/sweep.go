@@ -62,6 +62,9 @@ diverged, 130 interrupted.`,
 			if o.parallel > 0 {
 				plan.Config.Run.Parallel = o.parallel
 			}
+			if plan.Config.Run.Executor == sweep.ExecutorLocal && !o.dryRun {
+				warnSlowPath(cmd.ErrOrStderr())
+			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			stderr := cmd.ErrOrStderr()

@@ -115,6 +115,9 @@ func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) er
 	if o.threads >= 0 {
 		spec.Threads = o.threads
 	}
+	if spec.Device == "" || spec.Device == "cpu" || spec.Device == "auto" {
+		warnSlowPath(stderr)
+	}
 	ctx, stop := interruptible(ctx)
 	defer stop()
 	var last time.Time

@@ -238,3 +238,31 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowPathWarned: without OpenBLAS, training says so once, up front, with the install
+// command; choosing the pure-Go BLAS on purpose (CBS_BLAS=gonum) is not warned about.
+func TestSlowPathWarned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := cbsBinary(t)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "parent.toml", tinyParent)
+	for _, tc := range []struct {
+		env  string
+		warn bool
+	}{
+		{"CBS_OPENBLAS=" + filepath.Join(dir, "missing", "libopenblas.so.0"), true},
+		{"CBS_BLAS=gonum", false},
+	} {
+		cmd := exec.Command(bin, "train", cfg, "--out", filepath.Join(dir, "out-"+strings.Split(tc.env, "=")[0]), "--quiet")
+		cmd.Env = append(os.Environ(), tc.env)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tc.env, err, out)
+		}
+		if got := strings.Count(string(out), "apt-get install libopenblas0"); (got == 1) != tc.warn || got > 1 {
+			t.Errorf("%s: warned %d times, want %v:\n%s", tc.env, got, tc.warn, out)
+		}
+	}
+}
