@@ -406,6 +406,7 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
 	var pts errPoints
 	var up, down plotter.XYs
+	var onUp, onDown plotter.XYs // interval ends cut at the axis
 	lo, hi, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), 0.0
 	var inputs []analysis.TargetFit
 	for _, t := range res.Hyperbola.Targets {
@@ -429,6 +430,18 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 			l, h := y, y
 			if t.BcritCI.Lo.Valid() && t.BcritCI.Hi.Valid() {
 				l, h = math.Min(y, float64(t.BcritCI.Lo)), math.Max(y, float64(t.BcritCI.Hi))
+			}
+			// An interval end far outside the ladder says "unbounded there", not a number to
+			// scale the axis by: it stops at a sixteenth of the smallest batch or 16 times the
+			// largest, with a triangle pointing on.
+			floor, ceil := t.Points[0].Batch/16, 16*t.Points[len(t.Points)-1].Batch
+			if l < floor {
+				l = floor
+				onDown = append(onDown, plotter.XY{X: x, Y: l})
+			}
+			if h > ceil {
+				h = ceil
+				onUp = append(onUp, plotter.XY{X: x, Y: h})
 			}
 			pts.XYs = append(pts.XYs, plotter.XY{X: x, Y: y})
 			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{y - l, h - y})
@@ -455,8 +468,10 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 	for _, c := range []struct {
 		xys   plotter.XYs
 		shape draw.GlyphDrawer
+		color int
 		name  string
-	}{{up, draw.PyramidGlyph{}, "lower bound"}, {down, invertedPyramid{}, "upper bound"}} {
+	}{{up, draw.PyramidGlyph{}, 1, "lower bound (censored)"}, {down, invertedPyramid{}, 1, "upper bound (censored)"},
+		{onUp, draw.PyramidGlyph{}, 6, "interval runs on above"}, {onDown, invertedPyramid{}, 6, "interval runs on below"}} {
 		if len(c.xys) == 0 {
 			continue
 		}
@@ -464,9 +479,9 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 		if err != nil {
 			return nil, err
 		}
-		sc.GlyphStyle = draw.GlyphStyle{Color: okabeIto[1], Radius: vg.Points(2.5), Shape: c.shape}
+		sc.GlyphStyle = draw.GlyphStyle{Color: okabeIto[c.color], Radius: vg.Points(2.5), Shape: c.shape}
 		p.Add(sc)
-		p.Legend.Add(c.name+" (censored)", sc)
+		p.Legend.Add(c.name, sc)
 	}
 	if tr := res.Hyperbola.Trend; tr != nil {
 		var curve plotter.XYs
