@@ -97,7 +97,10 @@ func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	// Every branch directory holds its spec from the start, so `cbs train --branch` and the
 	// analysis can read any branch, run or not.
 	for _, s := range p.Branches {
-		if err := writeBranchFiles(p, s); err != nil {
+		// With the threads it runs with, so a rerun rewrites the same branch.json.
+		w := *s
+		w.Threads = perBranch
+		if err := writeBranchFiles(p, &w); err != nil {
 			return nil, err
 		}
 	}

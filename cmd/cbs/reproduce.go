@@ -145,12 +145,10 @@ func loadStudy(dir string) (*study, error) {
 
 // stageRecord is the provenance of one stage.
 type stageRecord struct {
-	Name    string  `json:"name"`
-	Kind    string  `json:"kind"`
-	Config  string  `json:"config"`
-	Out     string  `json:"out"`
-	Skipped bool    `json:"skipped"`
-	WallS   float64 `json:"wall_s"` // of this invocation
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Config string `json:"config"`
+	Out    string `json:"out"`
 	// TrainS is the training wall time recorded in the stage's runs (perf.jsonl), summed over
 	// branches: what the stage cost when it ran, even when this invocation skipped it.
 	TrainS   float64 `json:"train_s"`
@@ -225,19 +223,15 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			ov.Parent = filepath.Join(outs[st.Parent], branch.CkptDir)
 		}
 		rec := stageRecord{Name: st.Name, Kind: st.Kind, Config: cfg, Out: out}
-		start := time.Now()
 		fmt.Fprintf(stderr, "== %s: stage %s (%s %s)\n", o.name, st.Name, st.Kind, cfg)
 		switch st.Kind {
 		case "train":
 			if o.refit {
-				rec.Skipped = true
 				break
 			}
-			skipped, err := reproduceTrain(ctx, cfg, ov, o.threads, stderr)
-			if err != nil {
+			if err := reproduceTrain(ctx, cfg, ov, o.threads, stderr); err != nil {
 				return err
 			}
-			rec.Skipped = skipped
 		case "sweep":
 			res := filepath.Join(resRoot, st.Name)
 			summary, fp, fit, err := reproduceSweep(ctx, cfg, ov, o.threads, res, o.refit, stdout, stderr)
@@ -300,7 +294,6 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			rec.Results = dir
 			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, trajectoryTable(in), strings.Join(paths, "\n  ")))
 		}
-		rec.WallS = time.Since(start).Seconds()
 		switch {
 		case o.refit && st.Kind == "sweep":
 			rec.TrainS = recordedWall(filepath.Join(resRoot, st.Name, "run"))
@@ -323,16 +316,16 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 	return nil
 }
 
-func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, threads int, stderr io.Writer) (skipped bool, err error) {
+func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, threads int, stderr io.Writer) error {
 	spec, out, err := branch.LoadTrainConfigWith(cfg, ov)
 	if err != nil {
-		return false, &codedError{code: exitUsage, err: err}
+		return &codedError{code: exitUsage, err: err}
 	}
 	var st branch.State
 	if b, err := os.ReadFile(filepath.Join(out, branch.StateFile)); err == nil && json.Unmarshal(b, &st) == nil && st.State == branch.StateDone {
 		if prev, err := branch.LoadSpec(out); err == nil && prev.Fingerprint() == spec.Fingerprint() {
 			fmt.Fprintf(stderr, "%s: done already, skipped\n", out)
-			return true, nil
+			return nil
 		}
 	}
 	if threads >= 0 {
@@ -347,11 +340,11 @@ func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, thread
 	}})
 	switch {
 	case errors.Is(err, branch.ErrInterrupted):
-		return false, &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: run the same command to continue")}
+		return &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: run the same command to continue")}
 	case errors.Is(err, branch.ErrDiverged):
-		return false, &codedError{code: exitSomeFailed, err: err}
+		return &codedError{code: exitSomeFailed, err: err}
 	}
-	return false, err
+	return err
 }
 
 // recordedWall sums the final wall_s of every perf.jsonl under dir: a train run has one, a

@@ -48,11 +48,13 @@ func readCodeVersion() string {
 // gitVersion asks git about the working directory: `go run` and plain builds outside a VCS-aware
 // build carry no revision, and results need one.
 func gitVersion() string {
-	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
-	if err != nil {
+	// The last commit that changed anything outside results/: committing a study's results then
+	// leaves the version the results name unchanged, and a rerun at the same code rewrites none.
+	out, err := exec.Command("git", "log", "-1", "--format=%H", "--", ".", ":!results").Output()
+	if err != nil || len(bytes.TrimSpace(out)) < 12 {
 		return "devel"
 	}
-	rev := strings.TrimSpace(string(out))
+	rev := strings.TrimSpace(string(out))[:12]
 	// Outputs under results/ say nothing about the code that makes them.
 	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
 		rev += "+dirty"
