@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,14 +58,17 @@ func TestPlanGolden(t *testing.T) {
 
 // TestConfigValidateAnalysis: `cbs config validate` refuses a bad [analysis] value with exit
 // status 2, naming the file and the key.
-func TestConfigValidateAnalysis(t *testing.T) {
-	const base = `
+// validSweep is a small sweep that config validate accepts; the tests below replace one line of
+// it (or add one to [analysis]) and check that validation refuses the result.
+const validSweep = `
 [experiment]
 name = "v"
+seed = 1
 [model]
 hidden_size = 16
 layers = 1
 heads = 2
+kv_heads = 1
 intermediate_size = 32
 [data]
 source = "synthetic"
@@ -74,12 +76,53 @@ seq_len = 16
 [branches]
 budget = "4Ki"
 batch_sizes = ["256", "512"]
+micro_batch = 16
+replicates = 1
 [eval]
 every = "512"
 tokens = "512"
 [analysis]
 `
-	cases := []struct{ value, want string }{
+
+// validateCase is validSweep with each of edits (old line -> new text) applied; want is a phrase
+// of the refusal, which must name the config file first, or "" for a config that passes.
+type validateCase struct {
+	edits map[string]string
+	want  string
+	// direct asks for want right after the file's name, as the [analysis] checks word it.
+	direct bool
+}
+
+func checkValidate(t *testing.T, cases []validateCase) {
+	t.Helper()
+	for _, tc := range cases {
+		text := validSweep
+		for old, repl := range tc.edits {
+			if !strings.Contains(text, old) {
+				t.Fatalf("validSweep has no %q", old)
+			}
+			text = strings.Replace(text, old, repl, 1)
+		}
+		path := filepath.Join(t.TempDir(), "sweep.toml")
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runCaptured(t, "config", "validate", path)
+		switch {
+		case tc.want == "" && code != exitOK:
+			t.Errorf("%v: valid config: exit %d: %s", tc.edits, code, out)
+		case tc.want != "" && tc.direct && (code != exitUsage || !strings.Contains(out, path+": "+tc.want)):
+			t.Errorf("%v: exit %d, %q; want %d naming %q", tc.edits, code, out, exitUsage, path+": "+tc.want)
+		case tc.want != "" && !tc.direct && (code != exitUsage || !strings.Contains(out, path+": ") || !strings.Contains(out, tc.want)):
+			t.Errorf("%v: exit %d, %q; want %d naming %s and %q", tc.edits, code, out, exitUsage, path, tc.want)
+		}
+	}
+}
+
+// TestConfigValidateAnalysis: every bad [analysis] value is refused with its key.
+func TestConfigValidateAnalysis(t *testing.T) {
+	var cases []validateCase
+	for _, c := range []struct{ value, want string }{
 		{"", ""},
 		{"eps = -1", "analysis.eps = -1"},
 		{"eps = 5", "analysis.eps = 5"},
@@ -88,157 +131,42 @@ tokens = "512"
 		{"bootstrap = -1", "analysis.bootstrap = -1"},
 		{`metric = "x"`, `analysis.metric = "x"`},
 		{"eps_abs = -1", "analysis.eps_abs = -1"},
+	} {
+		cases = append(cases, validateCase{map[string]string{"[analysis]\n": "[analysis]\n" + c.value + "\n"}, c.want, true})
 	}
-	for _, tc := range cases {
-		path := filepath.Join(t.TempDir(), "sweep.toml")
-		if err := os.WriteFile(path, []byte(base+tc.value+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		out, code := runCaptured(t, "config", "validate", path)
-		if tc.want == "" {
-			if code != exitOK {
-				t.Errorf("valid config: exit %d: %s", code, out)
-			}
-			continue
-		}
-		if code != exitUsage || !strings.Contains(out, path+": "+tc.want) {
-			t.Errorf("%s: exit %d, %q; want exit %d naming %q", tc.value, code, out, exitUsage, path+": "+tc.want)
-		}
-	}
+	checkValidate(t, cases)
 }
 
-// TestConfigValidateModel: a sweep that builds its own model is refused at validation, with the
-// key named, for what training would refuse later: a bad architecture, a size past the machine's
-// memory, a negative seed.
+// TestConfigValidateModel: what training would refuse later is refused at validation, with the key
+// named: a bad architecture, a size past the machine's memory, a negative seed.
 func TestConfigValidateModel(t *testing.T) {
-	const sweepText = `
-[experiment]
-name = "v"
-seed = %s
-[model]
-hidden_size = %s
-layers = %s
-heads = %s
-kv_heads = %s
-intermediate_size = 32
-[data]
-source = "synthetic"
-seq_len = 16
-[branches]
-budget = "4Ki"
-batch_sizes = ["256", "512"]
-[eval]
-every = "512"
-tokens = "512"
-`
-	cases := []struct{ seed, hidden, layers, heads, kv, want string }{
-		{"1", "16", "1", "2", "1", ""},
-		{"-3", "16", "1", "2", "1", "experiment.seed = -3"},
-		{"1", "16", "-1", "2", "1", "model.layers"},
-		{"1", "16", "1", "0", "1", "model.heads"},
-		{"1", "16", "1", "4", "3", "model.kv_heads"},
-		{"1", "1000000000", "1", "2", "1", "model.hidden_size"},
-	}
-	for _, tc := range cases {
-		path := filepath.Join(t.TempDir(), "sweep.toml")
-		text := fmt.Sprintf(sweepText, tc.seed, tc.hidden, tc.layers, tc.heads, tc.kv)
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		out, code := runCaptured(t, "config", "validate", path)
-		switch {
-		case tc.want == "" && code != exitOK:
-			t.Errorf("valid config: exit %d: %s", code, out)
-		case tc.want != "" && (code != exitUsage || !strings.Contains(out, tc.want)):
-			t.Errorf("%+v: exit %d, %q; want %d naming %q", tc, code, out, exitUsage, tc.want)
-		}
-	}
+	checkValidate(t, []validateCase{
+		{map[string]string{"seed = 1": "seed = -3"}, "experiment.seed = -3", false},
+		{map[string]string{"layers = 1": "layers = -1"}, "model.layers", false},
+		{map[string]string{"heads = 2": "heads = 0"}, "model.heads", false},
+		{map[string]string{"heads = 2": "heads = 4", "kv_heads = 1": "kv_heads = 3"}, "model.kv_heads", false},
+		{map[string]string{"hidden_size = 16": "hidden_size = 1000000000"}, "model.hidden_size", false},
+	})
 }
 
-// TestConfigValidateSize: a sweep that would not fit in the machine's memory, or whose ladder
-// of replicates no machine runs, is refused at validation with the numbers, not when it starts.
+// TestConfigValidateSize: a sweep that would not fit in the machine's memory, or whose replicates
+// no machine runs, is refused at validation with the numbers, not when it starts.
 func TestConfigValidateSize(t *testing.T) {
-	const sweepText = `
-[experiment]
-name = "v"
-[model]
-hidden_size = 16
-layers = 1
-heads = 2
-kv_heads = 1
-intermediate_size = 32
-[data]
-source = "synthetic"
-seq_len = 1024
-[branches]
-budget = "%s"
-batch_sizes = ["%s"]
-micro_batch = %d
-replicates = %d
-[eval]
-every = "%s"
-tokens = "1Ki"
-`
-	cases := []struct {
-		batch      string
-		micro, rep int
-		want       string
-	}{
-		{"8Ki", 8, 1, ""},
-		{"64Mi", 65536, 1, "of memory for 1 branches at a time"},
-		{"8Ki", 8, 100000000, "branches.replicates = 100000000, want 1 to 1000"},
-	}
-	for _, tc := range cases {
-		path := filepath.Join(t.TempDir(), "sweep.toml")
-		text := fmt.Sprintf(sweepText, tc.batch, tc.batch, tc.micro, tc.rep, tc.batch)
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		out, code := runCaptured(t, "config", "validate", path)
-		switch {
-		case tc.want == "" && code != exitOK:
-			t.Errorf("valid config: exit %d: %s", code, out)
-		case tc.want != "" && (code != exitUsage || !strings.Contains(out, tc.want)):
-			t.Errorf("%+v: exit %d, %q; want %d naming %q", tc, code, out, exitUsage, tc.want)
-		}
-	}
+	big := map[string]string{"seq_len = 16": "seq_len = 1024", `budget = "4Ki"`: `budget = "64Mi"`,
+		`batch_sizes = ["256", "512"]`: `batch_sizes = ["64Mi"]`, "micro_batch = 16": "micro_batch = 65536",
+		`every = "512"`: `every = "64Mi"`, `tokens = "512"`: `tokens = "1Ki"`}
+	checkValidate(t, []validateCase{
+		{big, "of memory for 1 branches at a time", false},
+		{map[string]string{"replicates = 1": "replicates = 100000000"}, "branches.replicates = 100000000, want 1 to 1000", false},
+	})
 }
 
-// TestConfigValidateData: a corpus that is not there is refused at validation, with the path
-// as given and as resolved.
+// TestConfigValidateData: a corpus that is not there is refused at validation, with the path as
+// given and as resolved.
 func TestConfigValidateData(t *testing.T) {
-	const sweepText = `
-[experiment]
-name = "v"
-[model]
-hidden_size = 16
-layers = 1
-heads = 2
-kv_heads = 1
-intermediate_size = 32
-[data]
-%s
-seq_len = 16
-[branches]
-budget = "4Ki"
-batch_sizes = ["256", "512"]
-[eval]
-every = "512"
-tokens = "512"
-`
-	cases := []struct{ data, want string }{
-		{"source = \"npy\"\npath = \"missing.npy\"", `data.path = "missing.npy": no such file or directory`},
-		{"source = \"files\"\nglob = \"texts/*.txt\"", `data.glob = "texts/*.txt" matches no file`},
-		{"source = \"synthetic\"\ntokenizer = \"nope\"", `unknown tokenizer "nope"`},
-	}
-	for _, tc := range cases {
-		path := filepath.Join(t.TempDir(), "sweep.toml")
-		if err := os.WriteFile(path, []byte(fmt.Sprintf(sweepText, tc.data)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		out, code := runCaptured(t, "config", "validate", path)
-		if code != exitUsage || !strings.Contains(out, tc.want) {
-			t.Errorf("%s: exit %d, %q; want %d naming %q", tc.data, code, out, exitUsage, tc.want)
-		}
-	}
+	checkValidate(t, []validateCase{
+		{map[string]string{`source = "synthetic"`: "source = \"npy\"\npath = \"missing.npy\""}, `data.path = "missing.npy": no such file or directory`, true},
+		{map[string]string{`source = "synthetic"`: "source = \"files\"\nglob = \"texts/*.txt\""}, `data.glob = "texts/*.txt" matches no file`, true},
+		{map[string]string{`source = "synthetic"`: "source = \"synthetic\"\ntokenizer = \"nope\""}, `unknown tokenizer "nope"`, false},
+	})
 }
