@@ -248,51 +248,13 @@ func runReproduce(ctx context.Context, o *reproduceOptions, stdout, stderr io.Wr
 			}
 			branchTokens[st.Name] = float64(rec.BranchTokens)
 			summaries = append(summaries, summary)
-		case "compare":
-			rec.Config, rec.Out = "", ""
-			var in []figure.CompareInput
-			for i, name := range st.Sweeps {
-				in = append(in, figure.CompareInput{Label: st.Labels[i], Result: results[name]})
-			}
-			f, err := figure.Compare(in, figure.Full)
+		case "compare", "trajectory":
+			rec.Config, rec.Out, rec.Results = "", "", filepath.Join(resRoot, st.Name)
+			summary, err := reproduceComparison(st, results, branchTokens, rec.Results)
 			if err != nil {
 				return err
 			}
-			dir := filepath.Join(resRoot, st.Name)
-			paths, err := saveStageFigure(f, dir)
-			if err != nil {
-				return err
-			}
-			table, cmp := compareTable(in)
-			if err := writeJSONFile(filepath.Join(dir, "compare.json"), cmp); err != nil {
-				return err
-			}
-			rec.Results = dir
-			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, table, strings.Join(paths, "\n  ")))
-		case "trajectory":
-			rec.Config, rec.Out = "", ""
-			var in []figure.TrajectoryInput
-			arm := map[string]int{}
-			for i, name := range st.Sweeps {
-				k, ok := arm[st.Labels[i]]
-				if !ok {
-					k = len(in)
-					arm[st.Labels[i]] = k
-					in = append(in, figure.TrajectoryInput{Label: st.Labels[i]})
-				}
-				in[k].Points = append(in[k].Points, figure.TrajectoryPoint{Tokens: branchTokens[name], Result: results[name]})
-			}
-			f, err := figure.Trajectory(in, figure.Full)
-			if err != nil {
-				return err
-			}
-			dir := filepath.Join(resRoot, st.Name)
-			paths, err := saveStageFigure(f, dir)
-			if err != nil {
-				return err
-			}
-			rec.Results = dir
-			summaries = append(summaries, fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, trajectoryTable(in), strings.Join(paths, "\n  ")))
+			summaries = append(summaries, summary)
 		}
 		switch {
 		case o.refit && st.Kind == "sweep":
@@ -435,6 +397,54 @@ func (p *provenance) trainS(name string) float64 {
 		return r.TrainS
 	}
 	return 0
+}
+
+// reproduceComparison draws a compare or trajectory stage from earlier sweeps' fits into dir and
+// returns its summary: the figure, and for a compare stage compare.json with the CBS ratios.
+func reproduceComparison(st stage, results map[string]*analysis.Result, branchTokens map[string]float64, dir string) (string, error) {
+	var f *figure.Figure
+	var table string
+	var cmp *comparison
+	var err error
+	switch st.Kind {
+	case "compare":
+		var in []figure.CompareInput
+		for i, name := range st.Sweeps {
+			in = append(in, figure.CompareInput{Label: st.Labels[i], Result: results[name]})
+		}
+		if f, err = figure.Compare(in, figure.Full); err != nil {
+			return "", err
+		}
+		var c comparison
+		table, c = compareTable(in)
+		cmp = &c
+	default:
+		var in []figure.TrajectoryInput
+		arm := map[string]int{}
+		for i, name := range st.Sweeps {
+			k, ok := arm[st.Labels[i]]
+			if !ok {
+				k = len(in)
+				arm[st.Labels[i]] = k
+				in = append(in, figure.TrajectoryInput{Label: st.Labels[i]})
+			}
+			in[k].Points = append(in[k].Points, figure.TrajectoryPoint{Tokens: branchTokens[name], Result: results[name]})
+		}
+		if f, err = figure.Trajectory(in, figure.Full); err != nil {
+			return "", err
+		}
+		table = trajectoryTable(in)
+	}
+	paths, err := saveStageFigure(f, dir)
+	if err != nil {
+		return "", err
+	}
+	if cmp != nil {
+		if err := writeJSONFile(filepath.Join(dir, "compare.json"), cmp); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("== %s\n%s\nfigures:\n  %s", st.Name, table, strings.Join(paths, "\n  ")), nil
 }
 
 // comparison is a compare stage's compare.json: each sweep's primary estimate and its CBS over
