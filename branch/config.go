@@ -6,13 +6,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 
 	"cbs/compute/cuda"
 	"cbs/data"
+	"cbs/internal/configref"
 	"cbs/model"
 )
 
@@ -32,38 +32,38 @@ type Common struct {
 
 // Experiment is the [experiment] table.
 type Experiment struct {
-	Name string `toml:"name"`
-	Seed uint64 `toml:"seed"`
-	Out  string `toml:"out"`
+	Name string `toml:"name" default:"the config file's name" doc:"Names the run in reports, figures and the default run directory."`
+	Seed uint64 `toml:"seed" default:"0" doc:"Seeds everything random: initial weights, the order of the data, the eval set's masks; seed replicate r of a sweep adds r."`
+	Out  string `toml:"out" default:"runs/NAME under the working directory" doc:"The run directory, relative to the config file's folder."`
 }
 
 // ParentConfig is the [parent] table.
 type ParentConfig struct {
-	Checkpoint     string `toml:"checkpoint"`
-	OptimizerState string `toml:"optimizer_state"`
+	Checkpoint     string `toml:"checkpoint" doc:"A checkpoint directory to start from (config.json, model.safetensors, optionally optimizer.safetensors and trainer.json), relative to the config file's folder. Give either this or a [model] table."`
+	OptimizerState string `toml:"optimizer_state" doc:"\"keep\" continues the parent's AdamW moments and step count; \"reset\" starts them from zero."`
 }
 
 // ObjectiveConfig is the [objective] table.
 type ObjectiveConfig struct {
-	Name    string  `toml:"name"`
-	MaskEps float64 `toml:"mask_eps"`
+	Name    string  `toml:"name" doc:"\"ar\": next-token prediction with causal attention; \"mdm\": masked diffusion with bidirectional attention (an AR parent gains a mask token)."`
+	MaskEps float64 `toml:"mask_eps" doc:"mdm only: the masking rate t of each sequence is drawn uniformly from [mask_eps, 1]; 0 < mask_eps < 1."`
 }
 
 // EvalConfig is the [eval] table.
 type EvalConfig struct {
-	Every  Tokens `toml:"every"`
-	Tokens Tokens `toml:"tokens"`
+	Every  Tokens `toml:"every" default:"sweeps: the largest multiple of every batch that gives at least 16 marks and divides the budget; train: only at the end" doc:"Evaluate every this many training tokens; a multiple of every batch, so the marks fall on step boundaries in every branch."`
+	Tokens Tokens `toml:"tokens" doc:"The size of the frozen held-out eval set, rounded up to whole sequences; 0: no eval set (train loss only)."`
 	// WeightAverage, when > 0, evaluates an exponential moving average of the weights with this
 	// time constant in tokens instead of the weights themselves (see Spec.EvalEWA).
-	WeightAverage Tokens `toml:"weight_average,omitzero"`
+	WeightAverage Tokens `toml:"weight_average,omitzero" doc:"When set, eval measures an exponential moving average of the weights with this time constant in tokens instead of the weights themselves (CPU only)."`
 }
 
 // RunConfig is the [run] table: how a run executes, never what it computes.
 type RunConfig struct {
-	Executor string `toml:"executor"`
-	Parallel int    `toml:"parallel"`
-	Device   string `toml:"device"`
-	Threads  int    `toml:"threads"`
+	Executor string `toml:"executor" doc:"Where a sweep's branches run: \"local\" (this machine), \"slurm\" (one array task per branch, see [slurm]) or \"external\" (your own trainer, see [external]); train configs run locally."`
+	Parallel int    `toml:"parallel" doc:"How many branches train at once on this machine."`
+	Device   string `toml:"device" doc:"\"cpu\", \"cuda\", \"cuda:N\" or \"auto\" (a GPU when one is usable, else the CPU)."`
+	Threads  int    `toml:"threads" default:"0 (all cores)" doc:"CPU threads in all; a local sweep divides them among its parallel branches."`
 }
 
 // DefaultCommon returns the defaults of the shared tables.
@@ -95,15 +95,16 @@ func ConfigErrorf(format string, args ...any) error {
 }
 
 // DecodeStrict decodes TOML text into v (which holds its defaults) and refuses unknown keys,
-// listing them with their full paths and the tables allowed.
-func DecodeStrict(path, text string, v any, tables string) error {
-	_, err := DecodeStrictMeta(path, text, v, tables)
+// naming each with the closest known key and the keys of its table. kind names the config in
+// messages ("sweep config").
+func DecodeStrict(path, text string, v any, kind string) error {
+	_, err := DecodeStrictMeta(path, text, v, kind)
 	return err
 }
 
 // DecodeStrictMeta is DecodeStrict that also returns the keys the text defines, for defaults
 // that depend on whether a key was given rather than on its value.
-func DecodeStrictMeta(path, text string, v any, tables string) (toml.MetaData, error) {
+func DecodeStrictMeta(path, text string, v any, kind string) (toml.MetaData, error) {
 	md, err := toml.Decode(text, v)
 	if err != nil {
 		return md, ConfigErrorf("%s: %v", path, err)
@@ -119,35 +120,71 @@ func DecodeStrictMeta(path, text string, v any, tables string) (toml.MetaData, e
 			return md, ConfigErrorf("%s: experiment.seed = %d, want an integer >= 0", path, v)
 		}
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		sort.Strings(keys)
-		return md, ConfigErrorf("%s: unknown key %s (allowed tables: %s)", path, strings.Join(keys, ", "), tables)
+	if len(md.Undecoded()) > 0 {
+		msg := configref.Unknown(md, configref.Keys(v), kind, otherKindHint(kind))
+		return md, ConfigErrorf("%s: %s; `cbs config keys` lists every key", path, msg)
 	}
 	return md, nil
 }
 
-// Resolve checks the shared tables and fills a Spec with everything but the batch, budget and
-// micro-batch. Relative paths are taken relative to the config file's directory (base).
-func (c *Common) Resolve(path string) (*Spec, error) {
-	base := filepath.Dir(path)
-	rel := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
+// Config kinds, as messages name them.
+const (
+	KindTrain = "train config"
+	KindSweep = "sweep config"
+)
+
+// otherKindHint explains a table that belongs to the other kind of config, the likeliest cause
+// of an unknown table.
+func otherKindHint(kind string) func(table string) string {
+	return func(table string) string {
+		switch {
+		case kind == KindSweep && table == "train":
+			return "[train] belongs to a train config (cbs train); a sweep config sets its budget and batch sizes in [branches]"
+		case kind == KindTrain && (table == "branches" || table == "analysis" || table == "slurm" || table == "external"):
+			return fmt.Sprintf("[%s] belongs to a sweep config (cbs sweep); a train config sets its budget and batch in [train]", table)
 		}
-		return filepath.Join(base, p)
+		return ""
 	}
+}
+
+// ConfigPath resolves a path given in the config file at path: relative to the file's folder,
+// wherever cbs runs from, and absolute, so the same file named two ways is one path.
+func ConfigPath(path, p string) string {
+	if p == "" {
+		return ""
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(path), p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
+}
+
+// OutDir is the run directory: experiment.out relative to the config file's folder, else
+// runs/<name> under the working directory.
+func (c *Common) OutDir(path string) string {
+	if c.Experiment.Out == "" {
+		return filepath.Join("runs", c.Experiment.Name)
+	}
+	return ConfigPath(path, c.Experiment.Out)
+}
+
+// Resolve checks the shared tables and fills a Spec with everything but the batch, budget and
+// micro-batch. Every path is resolved against the config file's folder (ConfigPath), in the
+// Spec and in c, so that a resolved config compares paths rather than spellings.
+func (c *Common) Resolve(path string) (*Spec, error) {
+	rel := func(p string) string { return ConfigPath(path, p) }
 	if c.Experiment.Name == "" {
 		c.Experiment.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
-	d := c.Data
-	if d.Source == "" {
+	given := c.Data
+	if c.Data.Source == "" {
 		return nil, ConfigErrorf("%s: data.source is required (synthetic, files, goroot or npy)", path)
 	}
-	d.Glob, d.Path, d.CacheDir = rel(d.Glob), rel(d.Path), rel(d.CacheDir)
+	c.Data.Glob, c.Data.Path, c.Data.CacheDir = rel(c.Data.Glob), rel(c.Data.Path), rel(c.Data.CacheDir)
+	d := c.Data
 	d.Seed = c.Experiment.Seed
 	d.EvalTokens = int64(c.Eval.Tokens)
 	d, err := d.Resolve()
@@ -158,11 +195,11 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	switch d.Source {
 	case data.SourceNPY:
 		if _, err := os.Stat(d.Path); err != nil {
-			return nil, ConfigErrorf("%s: data.path = %q: %v (resolved against the config's folder to %s)", path, c.Data.Path, errors.Unwrap(err), d.Path)
+			return nil, ConfigErrorf("%s: data.path = %q: %v (resolved against the config's folder to %s)", path, given.Path, errors.Unwrap(err), d.Path)
 		}
 	case data.SourceFiles:
 		if m, err := filepath.Glob(d.Glob); err != nil || len(m) == 0 {
-			return nil, ConfigErrorf("%s: data.glob = %q matches no file (resolved against the config's folder to %s)", path, c.Data.Glob, d.Glob)
+			return nil, ConfigErrorf("%s: data.glob = %q matches no file (resolved against the config's folder to %s)", path, given.Glob, d.Glob)
 		}
 	}
 	spec := &Spec{
@@ -180,13 +217,15 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 		if c.Model != nil {
 			return nil, ConfigErrorf("%s: give either parent.checkpoint or a [model] table, not both", path)
 		}
-		spec.Parent = rel(c.Parent.Checkpoint)
+		given := c.Parent.Checkpoint
+		spec.Parent = rel(given)
+		c.Parent.Checkpoint = spec.Parent
 		spec.OptimizerState = c.Parent.OptimizerState
 		if _, err := os.Stat(filepath.Join(spec.Parent, model.WeightsFile)); err != nil {
-			return nil, ConfigErrorf("%s: parent.checkpoint = %q: %v", path, c.Parent.Checkpoint, errors.Unwrap(err))
+			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved against the config's folder to %s): %v", path, given, spec.Parent, errors.Unwrap(err))
 		}
 		if _, err := model.LoadConfig(filepath.Join(spec.Parent, model.ConfigFile)); err != nil {
-			return nil, ConfigErrorf("%s: parent.checkpoint: %v", path, err)
+			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved to %s): %v", path, given, spec.Parent, err)
 		}
 	} else if c.Model != nil {
 		m := *c.Model
@@ -215,7 +254,7 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 // Overrides replace parts of a config after it is read: how `cbs reproduce` points a stage at
 // its run directory and at the checkpoint of the stage before it.
 type Overrides struct {
-	Out    string  // experiment.out
+	Out    string  // experiment.out (absolute, or relative to the working directory)
 	Parent string  // parent.checkpoint (absolute, or relative to the working directory)
 	Scale  float64 // token quantities x Scale (sweeps; 0 or 1: unchanged)
 	Device string  // run.device
@@ -224,7 +263,9 @@ type Overrides struct {
 // Apply sets the overridden fields of c.
 func (o Overrides) Apply(c *Common) {
 	if o.Out != "" {
-		c.Experiment.Out = o.Out
+		if abs, err := filepath.Abs(o.Out); err == nil {
+			c.Experiment.Out = abs
+		}
 	}
 	if o.Parent != "" {
 		if abs, err := filepath.Abs(o.Parent); err == nil {
@@ -244,13 +285,11 @@ type TrainConfig struct {
 
 // TrainTable is the [train] table.
 type TrainTable struct {
-	Budget          Tokens `toml:"budget"`
-	Batch           Tokens `toml:"batch"`
-	MicroBatch      int    `toml:"micro_batch"`
-	CheckpointEvery Tokens `toml:"checkpoint_every"`
+	Budget          Tokens `toml:"budget" default:"required" doc:"Training tokens; a multiple of the batch."`
+	Batch           Tokens `toml:"batch" default:"required" doc:"The global batch in tokens; a multiple of micro_batch x data.seq_len."`
+	MicroBatch      int    `toml:"micro_batch" default:"the whole batch" doc:"Sequences per forward pass; gradients of the micro-batches of a step are accumulated."`
+	CheckpointEvery Tokens `toml:"checkpoint_every" default:"at the end and when interrupted" doc:"Also checkpoint every this many tokens (a multiple of the batch)."`
 }
-
-const trainTables = "experiment, model, parent, objective, data, optimizer, schedule, train, eval, run"
 
 // LoadTrainConfig reads and validates a train config and resolves it into a Spec and the run
 // directory (experiment.out, else runs/<name>, relative to the working directory).
@@ -266,7 +305,7 @@ func LoadTrainConfigWith(path string, o Overrides) (*Spec, string, error) {
 		return nil, "", err
 	}
 	c := TrainConfig{Common: DefaultCommon()}
-	if err := DecodeStrict(path, string(raw), &c, trainTables); err != nil {
+	if err := DecodeStrict(path, string(raw), &c, KindTrain); err != nil {
 		return nil, "", err
 	}
 	o.Apply(&c.Common)
@@ -294,9 +333,5 @@ func LoadTrainConfigWith(path string, o Overrides) (*Spec, string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, "", &ConfigError{fmt.Errorf("%s: %w", path, err)}
 	}
-	out := c.Experiment.Out
-	if out == "" {
-		out = filepath.Join("runs", c.Experiment.Name)
-	}
-	return spec, out, nil
+	return spec, c.OutDir(path), nil
 }

@@ -17,10 +17,10 @@ const (
 // tokens, then the shape until Total tokens. Every length is in tokens, so branches with
 // different batch sizes trace the same curve.
 type Schedule struct {
-	Shape      string  `json:"shape" toml:"shape"`
-	Warmup     Tokens  `json:"warmup" toml:"warmup"`
-	Decay      Tokens  `json:"decay,omitempty" toml:"decay"` // wsd only: length of the final decay
-	MinLRRatio float64 `json:"min_lr_ratio" toml:"min_lr_ratio"`
+	Shape      string  `json:"shape" toml:"shape" doc:"After warmup: \"constant\", \"linear\" or \"cosine\" decay to min_lr_ratio over the budget, or \"wsd\" (stable, then a linear decay over the last decay tokens)."`
+	Warmup     Tokens  `json:"warmup" toml:"warmup" default:"0" doc:"Linear warmup from 0, in tokens."`
+	Decay      Tokens  `json:"decay,omitempty" toml:"decay" doc:"wsd only: the length of the final decay, in tokens."`
+	MinLRRatio float64 `json:"min_lr_ratio" toml:"min_lr_ratio" doc:"The LR at the end of a decay, as a fraction of the peak."`
 	Total      Tokens  `json:"total" toml:"-"` // the run's budget
 }
 

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"cbs/internal/atomicio"
 
@@ -19,28 +21,28 @@ import (
 // ModelInit describes a freshly initialised model (when a run has no parent checkpoint). The
 // vocabulary size and mask token come from the tokenizer.
 type ModelInit struct {
-	Hidden     int     `json:"hidden_size" toml:"hidden_size"`
-	Layers     int     `json:"layers" toml:"layers"`
-	Heads      int     `json:"heads" toml:"heads"`
-	KVHeads    int     `json:"kv_heads" toml:"kv_heads"`
-	HeadDim    int     `json:"head_dim" toml:"head_dim"`
-	FF         int     `json:"intermediate_size" toml:"intermediate_size"`
-	Tie        bool    `json:"tie_word_embeddings" toml:"tie_word_embeddings"`
-	InitStd    float64 `json:"init_std" toml:"init_std"`
-	RopeTheta  float64 `json:"rope_theta" toml:"rope_theta"`
-	RMSNormEps float64 `json:"rms_norm_eps" toml:"rms_norm_eps"`
+	Hidden     int     `json:"hidden_size" toml:"hidden_size" default:"required" doc:"The model width."`
+	Layers     int     `json:"layers" toml:"layers" default:"required" doc:"Transformer blocks."`
+	Heads      int     `json:"heads" toml:"heads" default:"required" doc:"Query heads."`
+	KVHeads    int     `json:"kv_heads" toml:"kv_heads" default:"heads" doc:"Key/value heads (grouped-query attention); divides heads."`
+	HeadDim    int     `json:"head_dim" toml:"head_dim" default:"hidden_size / heads" doc:"Width of one head."`
+	FF         int     `json:"intermediate_size" toml:"intermediate_size" default:"required" doc:"Width of the SwiGLU MLP."`
+	Tie        bool    `json:"tie_word_embeddings" toml:"tie_word_embeddings" default:"false" doc:"The output head reuses the token embedding."`
+	InitStd    float64 `json:"init_std" toml:"init_std" default:"0.02" doc:"Standard deviation of the normal initial weights."`
+	RopeTheta  float64 `json:"rope_theta" toml:"rope_theta" default:"10000" doc:"Base of the rotary position embedding."`
+	RMSNormEps float64 `json:"rms_norm_eps" toml:"rms_norm_eps" default:"1e-6" doc:"Epsilon of every RMSNorm."`
 }
 
 // Optim is the optimizer as a config states it.
 type Optim struct {
-	LR             float64            `json:"lr" toml:"lr"`
-	Betas          [2]float64         `json:"betas" toml:"betas"`
-	Eps            float64            `json:"eps" toml:"eps"`
-	WeightDecay    float64            `json:"weight_decay" toml:"weight_decay"`
-	Clip           float64            `json:"clip" toml:"clip"`
-	Groups         map[string]float64 `json:"groups,omitempty" toml:"groups"`
-	DecayNorms     bool               `json:"decay_norms" toml:"decay_norms"`
-	DecayEmbedding bool               `json:"decay_embedding" toml:"decay_embedding"`
+	LR             float64            `json:"lr" toml:"lr" doc:"Peak learning rate of AdamW (of a sweep's reference batch; sweeps default to the parent's last LR when its trainer.json records one)."`
+	Betas          [2]float64         `json:"betas" toml:"betas" doc:"AdamW's beta1 and beta2."`
+	Eps            float64            `json:"eps" toml:"eps" doc:"AdamW's epsilon."`
+	WeightDecay    float64            `json:"weight_decay" toml:"weight_decay" doc:"Decoupled weight decay (multiplied by the LR)."`
+	Clip           float64            `json:"clip" toml:"clip" doc:"Clip the global gradient norm to this; 0: no clipping."`
+	Groups         map[string]float64 `json:"groups,omitempty" toml:"groups" default:"1 for every group" doc:"LR multiplier per parameter group, as a table: [optimizer.groups] attention = 4. Groups: attention, mlp, embedding, head, norms."`
+	DecayNorms     bool               `json:"decay_norms" toml:"decay_norms" default:"false" doc:"Apply weight decay to the RMSNorm weights too."`
+	DecayEmbedding bool               `json:"decay_embedding" toml:"decay_embedding" doc:"Apply weight decay to the token embedding."`
 }
 
 // ModelOptim converts to the model's optimizer config.
@@ -116,9 +118,11 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("budget = %d, want a positive number of tokens", s.Budget)
 	case s.MicroBatch <= 0:
 		return fmt.Errorf("micro_batch = %d, want a positive number of sequences", s.MicroBatch)
-	case s.BatchTokens <= 0 || s.BatchTokens%(L*Tokens(s.MicroBatch)) != 0:
-		return fmt.Errorf("batch = %d tokens is not a positive multiple of micro_batch x seq_len = %d x %d = %d",
-			s.BatchTokens, s.MicroBatch, L, Tokens(s.MicroBatch)*L)
+	case s.BatchTokens <= 0 || s.BatchTokens%L != 0:
+		return fmt.Errorf("batch = %d tokens is not a positive whole number of sequences of data.seq_len = %d tokens", s.BatchTokens, L)
+	case s.BatchTokens%(L*Tokens(s.MicroBatch)) != 0:
+		return fmt.Errorf("batch = %d tokens (%d sequences) is not a whole number of micro-batches of micro_batch = %d sequences",
+			s.BatchTokens, s.BatchTokens/L, s.MicroBatch)
 	case s.Budget%s.BatchTokens != 0:
 		return fmt.Errorf("budget = %v (%d tokens) is not a multiple of the batch, %d tokens", s.Budget, s.Budget, s.BatchTokens)
 	case s.EvalEvery < 0 || (s.EvalEvery > 0 && s.EvalEvery%s.BatchTokens != 0):
@@ -150,6 +154,11 @@ func (s *Spec) Validate() error {
 func (s *Spec) Fingerprint() string {
 	c := *s
 	c.ID, c.Threads, c.Device, c.CheckpointEvery = "", 0, "", 0
+	// Where the parent and the token cache live does not change a number; what the parent holds does.
+	c.Data.CacheDir = ""
+	if c.Parent != "" {
+		c.Parent = CheckpointIdentity(c.Parent)
+	}
 	b, _ := json.Marshal(c)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
@@ -263,4 +272,38 @@ func (s *Spec) TrainingBytes(c model.Config) float64 {
 	perLayer := 12*float64(c.HiddenSize) + 3*float64(c.IntermediateSize) + float64(c.NumHeads)*float64(s.SeqLen())
 	act := tokens * (float64(c.NumLayers)*perLayer + 2*float64(c.VocabSize))
 	return 4 * (copies*c.ParamCount() + act)
+}
+
+// checkpointIDs caches CheckpointIdentity by path and weights file size and time.
+var checkpointIDs sync.Map
+
+// CheckpointIdentity names a checkpoint by the content of its weights: the sha256 its
+// trainer.json records for model.safetensors, else the file's own. Fingerprints use it instead
+// of the path, so the same checkpoint named two ways, or moved, is the same parent. A directory
+// without readable weights is named by its path.
+func CheckpointIdentity(dir string) string {
+	weights := filepath.Join(dir, model.WeightsFile)
+	fi, err := os.Stat(weights)
+	if err != nil {
+		return dir
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", dir, fi.Size(), fi.ModTime().UnixNano())
+	if id, ok := checkpointIDs.Load(key); ok {
+		return id.(string)
+	}
+	id := ""
+	if st, err := model.LoadTrainerState(dir); err == nil && st != nil && st.Files[model.WeightsFile] != "" {
+		id = "sha256:" + st.Files[model.WeightsFile]
+	} else if f, err := os.Open(weights); err == nil {
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil {
+			id = "sha256:" + hex.EncodeToString(h.Sum(nil))
+		}
+		f.Close()
+	}
+	if id == "" {
+		return dir
+	}
+	checkpointIDs.Store(key, id)
+	return id
 }

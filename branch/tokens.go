@@ -123,3 +123,6 @@ func (t Tokens) Human() string {
 
 // MarshalText writes the exact form String gives (for TOML output).
 func (t Tokens) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// ConfigType says what a config accepts for a token count.
+func (Tokens) ConfigType() string { return "tokens" }

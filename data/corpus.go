@@ -46,7 +46,7 @@ func newCorpus(cfg SourceConfig, tok Tokenizer, src *loaded) (*Corpus, error) {
 	c.nWindows = c.tokens.len() / int64(c.seqLen)
 	nEval := (cfg.EvalTokens + int64(c.seqLen) - 1) / int64(c.seqLen)
 	if nEval >= c.nWindows {
-		return nil, fmt.Errorf("data.eval_tokens = %d (%d sequences of %d tokens) leaves no training sequences: the corpus has %d tokens, %d sequences",
+		return nil, fmt.Errorf("eval.tokens = %d (%d sequences of %d tokens) leaves no training sequences: the corpus has %d tokens, %d sequences",
 			cfg.EvalTokens, nEval, c.seqLen, c.tokens.len(), c.nWindows)
 	}
 	c.nTrain = c.nWindows - nEval
@@ -247,18 +247,21 @@ func (cur *Cursor) Read(dst []int32) (first int64) {
 
 // Info summarises a corpus for manifests and logs.
 type Info struct {
-	Source      string  `json:"source"`
-	Tokenizer   string  `json:"tokenizer"`
-	Fingerprint string  `json:"fingerprint"`
-	Tokens      int64   `json:"tokens"`
-	SeqLen      int     `json:"seq_len"`
-	TrainSeqs   int64   `json:"train_seqs"`
-	EvalSeqs    int     `json:"eval_seqs"`
-	Documents   int     `json:"documents,omitempty"`
-	SourceBytes int64   `json:"source_bytes,omitempty"`
-	Root        string  `json:"root,omitempty"`       // the Go root, or the npy file
-	CachePath   string  `json:"cache_path,omitempty"` // the shard the tokens came from or went to
-	EntropyRate float64 `json:"entropy_rate,omitempty"`
+	Source      string `json:"source"`
+	Tokenizer   string `json:"tokenizer"`
+	Fingerprint string `json:"fingerprint"`
+	Tokens      int64  `json:"tokens"`
+	SeqLen      int    `json:"seq_len"`
+	TrainSeqs   int64  `json:"train_seqs"`
+	EvalSeqs    int    `json:"eval_seqs"`
+	Documents   int    `json:"documents,omitempty"`
+	// DuplicatesDropped is how many files a text source left out because an earlier file, in
+	// name order, has the same bytes; Documents counts what remains.
+	DuplicatesDropped int     `json:"duplicates_dropped,omitempty"`
+	SourceBytes       int64   `json:"source_bytes,omitempty"`
+	Root              string  `json:"root,omitempty"`       // the Go root, or the npy file
+	CachePath         string  `json:"cache_path,omitempty"` // the shard the tokens came from or went to
+	EntropyRate       float64 `json:"entropy_rate,omitempty"`
 }
 
 // Info describes the corpus.
@@ -266,7 +269,7 @@ func (c *Corpus) Info() Info {
 	in := Info{
 		Source: c.cfg.Source, Tokenizer: c.tok.Name(), Fingerprint: c.fp, Tokens: c.tokens.len(),
 		SeqLen: c.seqLen, TrainSeqs: c.nTrain, EvalSeqs: len(c.evalWin),
-		Documents: c.src.documents, SourceBytes: c.src.bytes, Root: c.src.root, CachePath: c.src.cachePath,
+		Documents: c.src.documents, DuplicatesDropped: c.src.duplicates, SourceBytes: c.src.bytes, Root: c.src.root, CachePath: c.src.cachePath,
 	}
 	if c.src.markov != nil {
 		in.EntropyRate = c.src.markov.EntropyRate()

@@ -121,7 +121,7 @@ func TestSplitErrors(t *testing.T) {
 		{SourceConfig{SeqLen: 10, EvalTokens: 91}, 109, "leaves no training sequences"},
 		{SourceConfig{SeqLen: 10}, 9, "leaves no training sequences"},
 		{SourceConfig{SeqLen: 0}, 100, "data.seq_len = 0"},
-		{SourceConfig{SeqLen: 4, EvalTokens: -1}, 100, "data.eval_tokens = -1"},
+		{SourceConfig{SeqLen: 4, EvalTokens: -1}, 100, "eval.tokens = -1"},
 		{SourceConfig{SeqLen: 4, Tokenizer: "nope"}, 100, `data.tokenizer: unknown tokenizer "nope"`},
 	}
 	for _, tc := range tests {

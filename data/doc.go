@@ -30,9 +30,18 @@
 //     by path: a real corpus of about 70M bytes wherever cbs can be built.
 //   - npy: an exact token array, a 1-D stream or [N, L] sequences.
 //
-// Text sources join their documents as doc1 EOS doc2 EOS ... docN EOS, without BOS. With a cache
-// directory they are tokenized once and stored as a shard (see WriteShard for the layout), keyed
-// by the sha256 of the file names and contents and the tokenizer name.
+// Text sources join their documents as doc1 EOS doc2 EOS ... docN EOS, without BOS. A file whose
+// bytes repeat an earlier one's in that order (a copy, a symlink, a vendored package, a table
+// generated per platform) is left out and counted in Info.DuplicatesDropped: each content has one
+// position in the stream, so no text is evaluated at one position and trained on at another. A
+// document can still straddle the edge of an eval block, its text on one side of the edge
+// trained on and on the other evaluated. With a cache directory text sources are tokenized once
+// and stored as a shard (see WriteShard for the layout), keyed by the sha256 of the names and
+// contents of the files kept and the tokenizer name.
+//
+// A run that reads more training tokens than the training split holds sees the data again;
+// RepeatWarning says so, with the number of epochs, and TrainTokens measures the split for a
+// plan without tokenizing a byte-tokenized text source.
 //
 // A corpus's Fingerprint is a sha256 of the tokenizer name and the exact token stream, for run
 // manifests. Tokenizers other than "byte" register themselves with RegisterTokenizer; "gpt2"

@@ -29,37 +29,37 @@ const (
 // table of a sweep config. Error messages name the keys as data.<toml key>.
 type SourceConfig struct {
 	// Source is synthetic, files, goroot or npy.
-	Source string `toml:"source" json:"source"`
+	Source string `toml:"source" json:"source" default:"required" doc:"Where the corpus comes from: \"files\" (text files matched by glob), \"goroot\" (the Go source tree every toolchain carries), \"npy\" (a token array) or \"synthetic\" (a Markov chain of known entropy)."`
 	// Tokenizer is a name NewTokenizer accepts; default byte.
-	Tokenizer string `toml:"tokenizer" json:"tokenizer"`
+	Tokenizer string `toml:"tokenizer" json:"tokenizer" default:"\"byte\"" doc:"\"byte\" (256 ids) or \"gpt2\" (GPT-2's byte-level BPE, built in)."`
 	// Glob selects the text files of the files source (filepath.Glob syntax).
-	Glob string `toml:"glob" json:"glob,omitempty"`
+	Glob string `toml:"glob" json:"glob,omitempty" doc:"files: the text files, a pattern such as \"corpus/*.txt\" relative to the config file's folder; files with the same content count once."`
 	// Path is the .npy token file of the npy source, or the Go root of the goroot source
 	// (default: $GOROOT, else `go env GOROOT`, else the toolchain cbs was built with).
-	Path string `toml:"path" json:"path,omitempty"`
+	Path string `toml:"path" json:"path,omitempty" doc:"npy: the token file; goroot: the Go root (default: $GOROOT, else go env GOROOT, else the toolchain cbs was built with). Relative to the config file's folder."`
 	// SeqLen is the tokens per sequence; required. An AR model with context C that predicts C
 	// tokens per sequence wants SeqLen = C + 1.
-	SeqLen int `toml:"seq_len" json:"seq_len"`
+	SeqLen int `toml:"seq_len" json:"seq_len" default:"required" doc:"Tokens per sequence; an AR model with context C that predicts C tokens wants C + 1."`
 	// EvalTokens is the size of the held-out eval split, rounded up to whole sequences; 0 means
-	// no eval split.
-	EvalTokens int64 `toml:"eval_tokens" json:"eval_tokens"`
+	// no eval split. A config sets it as eval.tokens.
+	EvalTokens int64 `toml:"-" json:"eval_tokens"`
 	// Seed orders the training sequences (a fresh permutation each epoch). It does not change
 	// the corpus, the eval split or the synthetic chain, so replicates that differ in Seed
-	// share them.
-	Seed uint64 `toml:"seed" json:"seed"`
+	// share them. A config sets it as experiment.seed.
+	Seed uint64 `toml:"-" json:"seed"`
 	// CacheDir holds pre-tokenized shards of the files and goroot sources, keyed by their
 	// content and tokenizer; empty means tokenize every time.
-	CacheDir string `toml:"cache_dir" json:"cache_dir,omitempty"`
+	CacheDir string `toml:"cache_dir" json:"cache_dir,omitempty" doc:"A folder for tokenized shards of the files and goroot sources, keyed by content and tokenizer, relative to the config file's folder; empty: tokenize every time."`
 	// SyntheticTokens is the length of the synthetic corpus; default 4Mi.
-	SyntheticTokens int64 `toml:"synthetic_tokens" json:"synthetic_tokens,omitempty"`
+	SyntheticTokens int64 `toml:"synthetic_tokens" json:"synthetic_tokens,omitempty" default:"4194304" doc:"synthetic: the length of the corpus in tokens."`
 	// SyntheticVocab is the number of states (token ids 0..SyntheticVocab-1) of the synthetic
 	// Markov chain, in [2, 256]; default 64.
-	SyntheticVocab int `toml:"synthetic_vocab" json:"synthetic_vocab,omitempty"`
+	SyntheticVocab int `toml:"synthetic_vocab" json:"synthetic_vocab,omitempty" default:"64" doc:"synthetic: states of the Markov chain (token ids 0 to N-1), 2 to 256."`
 	// SyntheticBranching is the number of successors of each state, in [2, SyntheticVocab];
 	// default 4.
-	SyntheticBranching int `toml:"synthetic_branching" json:"synthetic_branching,omitempty"`
+	SyntheticBranching int `toml:"synthetic_branching" json:"synthetic_branching,omitempty" default:"4" doc:"synthetic: successors of each state, 2 to synthetic_vocab."`
 	// SyntheticSeed draws the synthetic chain and its sample.
-	SyntheticSeed uint64 `toml:"synthetic_seed" json:"synthetic_seed,omitempty"`
+	SyntheticSeed uint64 `toml:"synthetic_seed" json:"synthetic_seed,omitempty" default:"0" doc:"synthetic: draws the chain and its sample."`
 }
 
 // Resolve fills in defaults and checks every field, returning errors that name the key, the
@@ -118,7 +118,7 @@ func (c SourceConfig) Resolve() (SourceConfig, error) {
 		return c, fmt.Errorf("data.seq_len = %d: must be positive", c.SeqLen)
 	}
 	if c.EvalTokens < 0 {
-		return c, fmt.Errorf("data.eval_tokens = %d: must be zero or positive", c.EvalTokens)
+		return c, fmt.Errorf("eval.tokens = %d: must be zero or positive", c.EvalTokens)
 	}
 	return c, nil
 }
@@ -162,7 +162,7 @@ func FromTokens(cfg SourceConfig, tokens []int32) (*Corpus, error) {
 		return nil, fmt.Errorf("data.seq_len = %d: must be positive", cfg.SeqLen)
 	}
 	if cfg.EvalTokens < 0 {
-		return nil, fmt.Errorf("data.eval_tokens = %d: must be zero or positive", cfg.EvalTokens)
+		return nil, fmt.Errorf("eval.tokens = %d: must be zero or positive", cfg.EvalTokens)
 	}
 	tok, err := NewTokenizer(cfg.Tokenizer)
 	if err != nil {
@@ -180,10 +180,12 @@ type loaded struct {
 	tokens    *tokenArray
 	digest    *[32]byte // of tokens, when the source already computed it
 	documents int
-	bytes     int64 // of source text, for text sources
-	root      string
-	cachePath string
-	markov    *Markov
+	// duplicates is the documents a text source dropped for repeating an earlier one's bytes.
+	duplicates int
+	bytes      int64 // of source text, for text sources
+	root       string
+	cachePath  string
+	markov     *Markov
 }
 
 // fingerprint identifies a corpus by its tokenizer and exact token stream: two corpora with the

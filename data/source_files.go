@@ -31,9 +31,18 @@ type document struct {
 // boundaries; EOS tells the model where one ends.
 
 func loadFiles(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
-	matches, err := filepath.Glob(cfg.Glob)
+	docs, err := globFiles(cfg.Glob)
 	if err != nil {
-		return nil, fmt.Errorf("data.glob = %q: %w", cfg.Glob, err)
+		return nil, err
+	}
+	return loadText(cfg, tok, docs, "")
+}
+
+// globFiles lists the regular files, or links to them, that glob matches.
+func globFiles(glob string) ([]document, error) {
+	matches, err := filepath.Glob(glob)
+	if err != nil {
+		return nil, fmt.Errorf("data.glob = %q: %w", glob, err)
 	}
 	var docs []document
 	for _, m := range matches {
@@ -46,9 +55,9 @@ func loadFiles(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
 		}
 	}
 	if len(docs) == 0 {
-		return nil, fmt.Errorf("data.glob = %q matches no regular files", cfg.Glob)
+		return nil, fmt.Errorf("data.glob = %q matches no regular files", glob)
 	}
-	return loadText(cfg, tok, docs, "")
+	return docs, nil
 }
 
 // GoRoot finds the Go toolchain whose source tree the goroot source reads: $GOROOT, else
@@ -112,12 +121,9 @@ func sortDocuments(docs []document) {
 }
 
 func loadGoroot(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
-	root := cfg.Path
-	if root == "" {
-		var err error
-		if root, err = GoRoot(); err != nil {
-			return nil, err
-		}
+	root, err := gorootOf(cfg)
+	if err != nil {
+		return nil, err
 	}
 	docs, err := goSourceFiles(root)
 	if err != nil {
@@ -126,34 +132,78 @@ func loadGoroot(cfg SourceConfig, tok Tokenizer) (*loaded, error) {
 	return loadText(cfg, tok, docs, root)
 }
 
-// loadText reads docs, then takes the tokens from the cache when a shard for the same content
-// and tokenizer is there, else tokenizes and (with a cache directory) writes the shard.
-func loadText(cfg SourceConfig, tok Tokenizer, docs []document, root string) (*loaded, error) {
+func gorootOf(cfg SourceConfig) (string, error) {
+	if cfg.Path != "" {
+		return cfg.Path, nil
+	}
+	return GoRoot()
+}
+
+// textInput is the documents of a text source, read and deduplicated.
+type textInput struct {
+	docs       []document // distinct contents, in stream order
+	duplicates int        // documents dropped because an earlier one has the same bytes
+	bytes      int64      // of docs
+	digest     []byte     // of the names and contents of docs: the cache key's input
+}
+
+// readDocuments reads docs in sorted order and keeps the first of each distinct content. The
+// same text twice would let the eval split hold text that training also reads (a symlink such
+// as GPL -> GPL-3, a vendored copy of a package, a generated file repeated per platform); once,
+// it sits at one position of the stream, and eval and training windows share no position.
+// Keeping the first in name order makes the choice the same on every machine.
+func readDocuments(docs []document) (*textInput, error) {
 	sortDocuments(docs)
+	in := &textInput{}
+	seen := make(map[[sha256.Size]byte]bool, len(docs))
 	// The input digest covers names and contents, so renaming, reordering or editing a file
 	// changes the cache key.
 	h := sha256.New()
-	var total int64
 	for i := range docs {
 		b, err := os.ReadFile(docs[i].path)
 		if err != nil {
 			return nil, err
 		}
-		docs[i].data = b
-		total += int64(len(b))
+		sum := sha256.Sum256(b)
+		if seen[sum] {
+			in.duplicates++
+			continue
+		}
+		seen[sum] = true
+		d := docs[i]
+		d.data = b
+		in.docs = append(in.docs, d)
+		in.bytes += int64(len(b))
 		var n [8]byte
 		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write([]byte(docs[i].name + "\x00"))
+		h.Write([]byte(d.name + "\x00"))
 		h.Write(n[:])
 		h.Write(b)
 	}
-	out := &loaded{documents: len(docs), bytes: total, root: root}
+	in.digest = h.Sum(nil)
+	return in, nil
+}
+
+// shardPath is where the cache keeps the tokens of in under tok.
+func shardPath(cfg SourceConfig, tok Tokenizer, in *textInput) string {
+	key := sha256.New()
+	key.Write([]byte("cbs-shard-v1\x00" + cfg.Source + "\x00" + tok.Name() + "\x00"))
+	key.Write(in.digest)
+	return filepath.Join(cfg.CacheDir, fmt.Sprintf("%s-%s-%s.shard", cfg.Source, tok.Name(), hex.EncodeToString(key.Sum(nil))[:24]))
+}
+
+// loadText reads docs, then takes the tokens from the cache when a shard for the same content
+// and tokenizer is there, else tokenizes and (with a cache directory) writes the shard.
+func loadText(cfg SourceConfig, tok Tokenizer, docs []document, root string) (*loaded, error) {
+	in, err := readDocuments(docs)
+	if err != nil {
+		return nil, err
+	}
+	docs = in.docs
+	out := &loaded{documents: len(docs), duplicates: in.duplicates, bytes: in.bytes, root: root}
 	var cachePath string
 	if cfg.CacheDir != "" {
-		key := sha256.New()
-		key.Write([]byte("cbs-shard-v1\x00" + cfg.Source + "\x00" + tok.Name() + "\x00"))
-		key.Write(h.Sum(nil))
-		cachePath = filepath.Join(cfg.CacheDir, fmt.Sprintf("%s-%s-%s.shard", cfg.Source, tok.Name(), hex.EncodeToString(key.Sum(nil))[:24]))
+		cachePath = shardPath(cfg, tok, in)
 		out.cachePath = cachePath
 		// A missing or damaged shard is rebuilt: it is a cache, and the digest check in
 		// readShard guarantees a shard that loads is exactly what was written.

@@ -137,7 +137,7 @@ func TestResolveErrors(t *testing.T) {
 		{SourceConfig{Source: "files", SeqLen: 8}, "data.glob is required"},
 		{SourceConfig{Source: "npy", SeqLen: 8}, "data.path is required"},
 		{SourceConfig{Source: "goroot"}, "data.seq_len = 0: must be positive"},
-		{SourceConfig{Source: "goroot", SeqLen: 8, EvalTokens: -5}, "data.eval_tokens = -5"},
+		{SourceConfig{Source: "goroot", SeqLen: 8, EvalTokens: -5}, "eval.tokens = -5"},
 		{SourceConfig{Source: "synthetic", SeqLen: 8, SyntheticVocab: 300}, "data.synthetic_vocab = 300: must be in [2, 256]"},
 		{SourceConfig{Source: "synthetic", SeqLen: 8, SyntheticVocab: 8, SyntheticBranching: 9}, "data.synthetic_branching = 9"},
 		{SourceConfig{Source: "synthetic", SeqLen: 8, SyntheticTokens: -1}, "data.synthetic_tokens = -1"},

@@ -31,33 +31,33 @@ type Config struct {
 
 // Branches is the [branches] table: the batch-size ladder and what every branch shares.
 type Branches struct {
-	Budget     branch.Tokens   `toml:"budget"`
-	BatchSizes []branch.Tokens `toml:"batch_sizes"`
+	Budget     branch.Tokens   `toml:"budget" default:"required" doc:"Training tokens of every branch; a multiple of every batch, so all branches see the same tokens."`
+	BatchSizes []branch.Tokens `toml:"batch_sizes" default:"required" doc:"The ladder of global batch sizes in tokens, increasing; each a multiple of data.seq_len."`
 	// ReferenceBatch is B_ref of the LR scaling rule; default: the parent's batch when its
 	// trainer.json records one, else the smallest batch.
-	ReferenceBatch branch.Tokens `toml:"reference_batch"`
-	LRScaling      LRScaling     `toml:"lr_scaling"`
+	ReferenceBatch branch.Tokens `toml:"reference_batch" default:"the parent's batch when its trainer.json records one, else the smallest batch" doc:"B_ref: the batch that trains at optimizer.lr, and the one token overheads are measured against."`
+	LRScaling      LRScaling     `toml:"lr_scaling" doc:"Each branch's peak LR is optimizer.lr x (B / B_ref)^p: \"none\" (p = 0), \"sqrt\" (0.5), \"linear\" (1), a number p, or a list of multipliers, one per batch size."`
 	// MicroBatch is the most sequences one forward pass takes; a smaller batch is one pass.
-	MicroBatch int `toml:"micro_batch"`
-	Replicates int `toml:"replicates"`
+	MicroBatch int `toml:"micro_batch" default:"the smallest batch" doc:"The most sequences one forward pass takes: a branch accumulates batch / (micro_batch x seq_len) of them per step; a smaller batch is one pass."`
+	Replicates int `toml:"replicates" doc:"Seed replicates per batch size (1 to 1000): each draws its own masks and order of the tokens after the fork; the fit's interval resamples them."`
 	// CheckpointEvery is how often branches checkpoint (they always do at the end and when
 	// interrupted); default: every eval mark.
-	CheckpointEvery branch.Tokens `toml:"checkpoint_every"`
+	CheckpointEvery branch.Tokens `toml:"checkpoint_every" default:"every eval mark" doc:"How often branches checkpoint, in tokens; they always do at the end and when interrupted."`
 }
 
 // AnalysisTable is the [analysis] table, the options of `cbs fit` for this sweep.
 type AnalysisTable struct {
-	Metric string  `toml:"metric"`
-	Eps    float64 `toml:"eps"`
+	Metric string  `toml:"metric" doc:"The loss the fit compares: \"auto\" (eval_loss when every branch has it at a common mark, else train_loss_ema), \"eval_loss\" or \"train_loss_ema\" (the train loss smoothed over ema_tokens)."`
+	Eps    float64 `toml:"eps" doc:"Loss tolerance of the primary estimand's comparison and the tolerance rule, as a fraction of the reference batch's loss (0.01: 1%)."`
 	// EpsAbs is left out of the resolved config when 0, so a sweep resolved before the key
 	// existed resolves to the same bytes.
-	EpsAbs     float64   `toml:"eps_abs,omitzero"`
-	Targets    []float64 `toml:"targets"`
-	NumTargets int       `toml:"num_targets"`
-	Tau        float64   `toml:"tau"`
-	Bootstrap  int       `toml:"bootstrap"`
-	Level      float64   `toml:"level"`
-	EMATokens  float64   `toml:"ema_tokens"`
+	EpsAbs     float64   `toml:"eps_abs,omitzero" doc:"An absolute tolerance in nats instead of eps, when set."`
+	Targets    []float64 `toml:"targets" default:"picked from the curves" doc:"Target losses of the steps-to-target fits."`
+	NumTargets int       `toml:"num_targets" doc:"How many targets to pick between the loss every branch reaches and the loss every branch starts above, when targets is empty (1 to 50)."`
+	Tau        float64   `toml:"tau" doc:"The critical batch is the largest that needs at most (1 + tau) times the reference batch's tokens to reach the same loss; 0 < tau <= 10."`
+	Bootstrap  int       `toml:"bootstrap" doc:"Bootstrap resamples of the intervals (0 to 100000); 0: no intervals."`
+	Level      float64   `toml:"level" doc:"Coverage of the intervals, in (0, 1)."`
+	EMATokens  float64   `toml:"ema_tokens" default:"1/20 of the shortest branch" doc:"Time constant in tokens of the moving average of the train loss, when it is the metric."`
 }
 
 // Options converts the table to analysis options.
@@ -70,6 +70,14 @@ func (a AnalysisTable) Options(seed uint64, reference float64) analysis.Options 
 func DefaultAnalysis() AnalysisTable {
 	d := analysis.Defaults()
 	return AnalysisTable{Metric: d.Metric, Eps: d.Eps, NumTargets: d.NumTargets, Tau: d.Tau, Bootstrap: d.Bootstrap, Level: d.Level}
+}
+
+// DefaultConfig is a sweep config with every default that does not depend on other keys.
+func DefaultConfig() Config {
+	c := Config{Common: branch.DefaultCommon(), Analysis: DefaultAnalysis()}
+	c.Branches.Replicates = 1
+	c.Branches.LRScaling = LRScaling{Rule: "sqrt", Power: 0.5}
+	return c
 }
 
 // LRScaling is the rule that sets each branch's peak LR from its batch: base x (B / B_ref)^p
@@ -155,8 +163,6 @@ func (l LRScaling) String() string {
 	return l.Rule
 }
 
-const sweepTables = "experiment, model, parent, objective, data, optimizer, schedule, branches, eval, run, slurm, external, analysis"
-
 // Load reads a sweep config, validates it and expands it into a Plan.
 func Load(path string) (*Plan, error) { return LoadWith(path, branch.Overrides{}) }
 
@@ -170,10 +176,8 @@ func LoadWith(path string, o branch.Overrides) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := Config{Common: branch.DefaultCommon(), Analysis: DefaultAnalysis()}
-	c.Branches.Replicates = 1
-	c.Branches.LRScaling = LRScaling{Rule: "sqrt", Power: 0.5}
-	md, err := branch.DecodeStrictMeta(path, string(raw), &c, sweepTables)
+	c := DefaultConfig()
+	md, err := branch.DecodeStrictMeta(path, string(raw), &c, branch.KindSweep)
 	if err != nil {
 		return nil, err
 	}
@@ -368,14 +372,10 @@ func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 	if ckptEvery == 0 {
 		ckptEvery = c.Eval.Every
 	}
-	out := c.Experiment.Out
-	if out == "" {
-		out = filepath.Join("runs", c.Experiment.Name)
-	}
+	out := c.OutDir(path)
 	p := &Plan{ConfigPath: path, Raw: raw, Config: *c, Out: out, Reference: ref,
 		ParentBatch: branch.Tokens(parent.BatchTokens), ParentLR: parent.LR}
 	p.Config.Branches = b
-	absolutize(base)
 	for i, bs := range b.BatchSizes {
 		for r := 0; r < b.Replicates; r++ {
 			s := *base
@@ -434,17 +434,5 @@ func (p *Plan) checkMemory() error {
 	return nil
 }
 
-// absolutize makes the spec's paths absolute, so a branch directory runs from anywhere
-// (`cbs train --branch DIR` on a cluster node).
-func absolutize(s *branch.Spec) {
-	abs := func(p string) string {
-		if p == "" {
-			return p
-		}
-		if a, err := filepath.Abs(p); err == nil {
-			return a
-		}
-		return p
-	}
-	s.Parent, s.Data.Path, s.Data.Glob, s.Data.CacheDir = abs(s.Parent), abs(s.Data.Path), abs(s.Data.Glob), abs(s.Data.CacheDir)
-}
+// ConfigType says what a config accepts for the rule.
+func (LRScaling) ConfigType() string { return "string, number or list of numbers" }

@@ -3,9 +3,11 @@ package sweep
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,23 +164,40 @@ level = 0.9
 ema_tokens = 0.0
 `
 
-// TestResolvedUnchanged: a parent whose trainer.json records a batch and an LR does not change
-// the resolved config of a sweep that sets reference_batch, optimizer.lr and eval.every.
+// TestResolvedUnchanged: a run directory recorded by an earlier version (relative paths, copies
+// of the seed and eval size under [data]) resumes: a parent whose trainer.json records a batch
+// and an LR does not change a sweep that sets reference_batch, optimizer.lr and eval.every, and
+// the parent named by another path is the same parent.
 func TestResolvedUnchanged(t *testing.T) {
 	parent := writeParent(t, 512, 3e-4)
-	resolved := func(p *Plan, err error) string {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := p.Resolved()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.ReplaceAll(string(b), parent, "PARENT")
+	p, err := loadText(t, a2dSweepAR, parent)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := resolved(loadText(t, a2dSweepAR, parent)); got != resolvedSweepAR {
-		t.Errorf("resolved config changed:\n%s\nwant:\n%s", got, resolvedSweepAR)
+	res, err := p.Resolved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, old := range []string{parent, parent + "/", filepath.Join(parent, "..", filepath.Base(parent))} {
+		diff, err := DiffKeys([]byte(strings.ReplaceAll(resolvedSweepAR, "PARENT", old)), res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(diff) > 0 {
+			t.Errorf("parent %s: keys differ from the recorded config: %v\n%s", old, diff, res)
+		}
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	w, err := model.Load[float32](parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Data[0]++
+	if err := model.Save(other, w, nil, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if diff, _ := DiffKeys([]byte(strings.ReplaceAll(resolvedSweepAR, "PARENT", other)), res); !slices.Equal(diff, []string{"parent.checkpoint"}) {
+		t.Errorf("another parent: keys differ %v, want [parent.checkpoint]", diff)
 	}
 }
 
@@ -364,5 +383,57 @@ func TestAnalysisValidated(t *testing.T) {
 		if _, err := loadText(t, sweepFrom("", "", "")+"[analysis]\n"+ok+"\n", parent); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
+	}
+}
+
+// TestPathsResolveAgainstConfig: every path in a config is relative to the config's folder,
+// wherever cbs runs from; the same parent and run directory named from another folder, or by an
+// absolute path, is the same sweep and resumes.
+func TestPathsResolveAgainstConfig(t *testing.T) {
+	parent := writeParent(t, 512, 3e-4)
+	dir := t.TempDir()
+	write := func(rel, parentPath, out string) *Plan {
+		t.Helper()
+		text := strings.Replace(a2dSweepAR, `out = "runs/a2d-vs-ar/sweep-ar"`, fmt.Sprintf("out = %q", out), 1)
+		text = strings.Replace(text, `checkpoint = "../../runs/a2d-vs-ar/ar-continue/ckpt"`, fmt.Sprintf("checkpoint = %q", parentPath), 1)
+		path := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	relParent, err := filepath.Rel(filepath.Join(dir, "a"), parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := write("a/sweep.toml", relParent, "run")
+	if want := filepath.Join(dir, "a", "run"); a.Out != want {
+		t.Errorf("out = %s, want %s (relative to the config's folder)", a.Out, want)
+	}
+	if a.Branches[0].Parent != parent {
+		t.Errorf("parent = %s, want %s", a.Branches[0].Parent, parent)
+	}
+	b := write("b/c/sweep.toml", parent, "../../a/run")
+	if b.Out != a.Out {
+		t.Errorf("out from another folder = %s, want %s", b.Out, a.Out)
+	}
+	fa, _ := a.Fingerprint()
+	fb, _ := b.Fingerprint()
+	if fa != fb {
+		t.Errorf("fingerprints differ: %s (relative parent) and %s (absolute)", fa, fb)
+	}
+	if a.Branches[0].Fingerprint() != b.Branches[0].Fingerprint() {
+		t.Error("branch fingerprints differ between a relative and an absolute parent")
+	}
+	if err := a.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.prepare(); err != nil {
+		t.Errorf("the same sweep named from another folder: %v", err)
 	}
 }

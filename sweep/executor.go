@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,36 +24,36 @@ const (
 // SlurmTable is the [slurm] table: how the array job asks for resources. Empty strings and zero
 // numbers leave the choice to the cluster's defaults.
 type SlurmTable struct {
-	Partition string `toml:"partition"`
-	Account   string `toml:"account"`
+	Partition string `toml:"partition" doc:"sbatch --partition; empty: the cluster's default."`
+	Account   string `toml:"account" doc:"sbatch --account."`
 	// Time is the limit per task, in a form sbatch --time accepts ("90", "4:00:00", "1-12").
-	Time        string `toml:"time"`
-	GPUsPerTask int    `toml:"gpus_per_task"`
+	Time        string `toml:"time" doc:"Time limit per task, as sbatch --time takes it: \"90\", \"4:00:00\", \"1-12\"."`
+	GPUsPerTask int    `toml:"gpus_per_task" doc:"GPUs per array task."`
 	// CPUsPerTask is also the thread count of each task's trainer.
-	CPUsPerTask int `toml:"cpus_per_task"`
+	CPUsPerTask int `toml:"cpus_per_task" doc:"CPUs per array task, also the thread count of its trainer."`
 	// Mem is the memory per node (sbatch --mem): "16G", "4000M".
-	Mem string `toml:"mem"`
+	Mem string `toml:"mem" doc:"Memory per node, as sbatch --mem takes it: \"16G\", \"4000M\"."`
 	// MaxConcurrent caps the tasks running at once (the %N of --array); 0: no cap.
-	MaxConcurrent int `toml:"max_concurrent"`
+	MaxConcurrent int `toml:"max_concurrent" default:"0 (no cap)" doc:"The most tasks running at once (the %N of --array)."`
 	// Extra lines are copied into both job scripts as "#SBATCH <line>".
-	Extra []string `toml:"extra"`
+	Extra []string `toml:"extra" doc:"Lines copied into both job scripts as \"#SBATCH <line>\"."`
 	// Requeue lets the scheduler requeue a preempted task, which resumes from its checkpoint;
 	// default true.
-	Requeue *bool `toml:"requeue"`
+	Requeue *bool `toml:"requeue" default:"true" doc:"Let the scheduler requeue a preempted task; it resumes from its checkpoint."`
 	// Fit submits the afterok job that runs cbs fit and cbs plot once every task succeeded;
 	// default true.
-	Fit *bool `toml:"fit"`
+	Fit *bool `toml:"fit" default:"true" doc:"Submit an afterok job that runs cbs fit and cbs plot once every task succeeded."`
 }
 
 // ExternalTable is the [external] table: the trainer that is not cbs.
 type ExternalTable struct {
 	// Command is the trainer's command line with {placeholders}; see Placeholders.
-	Command Command `toml:"command"`
+	Command Command `toml:"command" default:"required" doc:"The trainer's command line with {placeholders}: a string run by /bin/sh -c, or a list of arguments (see docs/executors.md)."`
 	// Via is where each branch's command runs: "local" (this machine, run.parallel at a time)
 	// or "slurm" (one array task per branch, with the [slurm] options).
-	Via string `toml:"via"`
+	Via string `toml:"via" default:"\"local\"" doc:"Where each branch's command runs: \"local\" (run.parallel at a time) or \"slurm\" (one array task per branch, with [slurm])."`
 	// Workdir is the command's working directory; default: the config file's directory.
-	Workdir string `toml:"workdir"`
+	Workdir string `toml:"workdir" default:"the config file's folder" doc:"The command's working directory, relative to the config file's folder."`
 }
 
 // Command is a command template: a string run by /bin/sh -c (placeholders expand to quoted
@@ -129,13 +130,9 @@ func (c *Config) resolveExecutor(path string) error {
 			return bad("external.via = %q, want \"local\" or \"slurm\"", e.Via)
 		}
 		if e.Workdir == "" {
-			e.Workdir = filepath.Dir(path)
-		} else if !filepath.IsAbs(e.Workdir) {
-			e.Workdir = filepath.Join(filepath.Dir(path), e.Workdir)
+			e.Workdir = "."
 		}
-		if abs, err := filepath.Abs(e.Workdir); err == nil {
-			e.Workdir = abs
-		}
+		e.Workdir = branch.ConfigPath(path, e.Workdir)
 		if err := checkTemplate(e.Command); err != nil {
 			return bad("%v", err)
 		}
@@ -192,6 +189,8 @@ func (c *Config) resolveExternal(path string) (*branch.Spec, error) {
 	if c.Experiment.Name == "" {
 		c.Experiment.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
+	rel := func(p string) string { return branch.ConfigPath(path, p) }
+	c.Data.Glob, c.Data.Path, c.Data.CacheDir = rel(c.Data.Glob), rel(c.Data.Path), rel(c.Data.CacheDir)
 	d := c.Data
 	if d.SeqLen < 2 {
 		return nil, bad("data.seq_len = %d: the external executor needs the tokens per sequence (>= 2) to give batches in sequences", d.SeqLen)
@@ -213,13 +212,12 @@ func (c *Config) resolveExternal(path string) (*branch.Spec, error) {
 	if c.Run.Threads < 0 {
 		return nil, bad("run.threads = %d, want >= 0 (0: the trainer's default)", c.Run.Threads)
 	}
-	if p := c.Parent.Checkpoint; p != "" {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(path), p)
-		}
+	if given := c.Parent.Checkpoint; given != "" {
+		p := rel(given)
 		if _, err := os.Stat(p); err != nil {
-			return nil, bad("parent.checkpoint = %q: %v", c.Parent.Checkpoint, err)
+			return nil, bad("parent.checkpoint = %q (resolved against the config's folder to %s): %v", given, p, errors.Unwrap(err))
 		}
+		c.Parent.Checkpoint = p
 		s.Parent, s.OptimizerState = p, c.Parent.OptimizerState
 	}
 	return s, nil
@@ -235,3 +233,6 @@ func validate(s *branch.Spec, executor string) error {
 	}
 	return s.Validate()
 }
+
+// ConfigType says what a config accepts for a command.
+func (Command) ConfigType() string { return "string or list of strings" }

@@ -109,7 +109,11 @@ func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
 		return out, nil
 	}
-	fmt.Fprintf(opts.Log, "%s: %d of %d branches to run, %d at a time, %d threads each\n", p.Out, len(todo), len(p.Branches), parallel, perBranch)
+	threadsEach := "threads"
+	if perBranch == 1 {
+		threadsEach = "thread"
+	}
+	fmt.Fprintf(opts.Log, "%s: %s; %d at a time, %d %s each\n", p.Out, p.todoSummary(out, todo), parallel, perBranch, threadsEach)
 
 	board := newBoard(opts.Log, opts.Terminal)
 	defer board.stop()
@@ -185,6 +189,40 @@ func (p *Plan) todo(opts Options) (*Outcome, []*branch.Spec) {
 		}
 	}
 	return out, todo
+}
+
+// todoSummary says what a run of the plan will do with its branches, given what todo returned:
+// "4 branches: 2 to start, 2 to resume, 0 done", then how many failed or diverged branches are
+// left alone, if any. A branch resumes when its directory holds a checkpoint to continue from.
+func (p *Plan) todoSummary(out *Outcome, todo []*branch.Spec) string {
+	var resume int
+	for _, s := range todo {
+		if _, err := os.Stat(filepath.Join(BranchDir(p.Out, s.ID), branch.CkptDir, model.TrainerFile)); err == nil {
+			resume++
+		}
+	}
+	var done int
+	for _, st := range out.States {
+		if st == branch.StateDone {
+			done++
+		}
+	}
+	return branchCounts(len(p.Branches), len(todo)-resume, resume, done, len(out.Failed))
+}
+
+// branchCounts is the message todoSummary prints: total branches, those to start from the
+// parent, those to resume from their own checkpoint, those done, and failed or diverged ones
+// left alone (without --retry-failed).
+func branchCounts(total, start, resume, done, failed int) string {
+	noun := "branches"
+	if total == 1 {
+		noun = "branch"
+	}
+	msg := fmt.Sprintf("%d %s: %d to start, %d to resume, %d done", total, noun, start, resume, done)
+	if failed > 0 {
+		msg += fmt.Sprintf(", %d failed or diverged, left alone (--retry-failed reruns them)", failed)
+	}
+	return msg
 }
 
 func readState(dir string) branch.State {

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"cbs/branch"
+	"cbs/data"
 	"cbs/model"
 )
 
@@ -88,6 +89,26 @@ func (p *Plan) Warnings() []string {
 	return w
 }
 
+// DataWarning is the plan's warning, without the "warning: " prefix, that its branches will
+// read their training data more than once; empty when one epoch holds the budget, or when an
+// external trainer reads data of its own. It weighs the budget alone against the split: the
+// tokens a parent read before the fork are left out, so a branch forked late in an epoch can
+// reach sequences its parent read before it has read a split's worth itself.
+func (p *Plan) DataWarning() (string, error) {
+	if p.Config.Run.Executor == ExecutorExternal {
+		return "", nil
+	}
+	var budget int64
+	for _, s := range p.Branches {
+		budget = max(budget, int64(s.Budget))
+	}
+	train, err := data.TrainTokens(p.Branches[0].Data)
+	if err != nil {
+		return "", fmt.Errorf("data: cannot measure the training split: %w", err)
+	}
+	return data.RepeatWarning(train, budget), nil
+}
+
 // Print writes the plan as a table, with the arithmetic every branch shares above it.
 func (p *Plan) Print(w io.Writer) {
 	c := p.Config
@@ -165,7 +186,13 @@ func (p *Plan) Print(w io.Writer) {
 			fmt.Fprintln(w, "  "+n)
 		}
 	}
-	if warn := p.Warnings(); len(warn) > 0 {
+	warn := p.Warnings()
+	if d, err := p.DataWarning(); err != nil {
+		warn = append(warn, err.Error())
+	} else if d != "" {
+		warn = append(warn, d)
+	}
+	if len(warn) > 0 {
 		fmt.Fprintln(w)
 		for _, s := range warn {
 			fmt.Fprintln(w, "warning: "+s)

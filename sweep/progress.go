@@ -117,14 +117,18 @@ func line(p branch.Progress) string {
 	const width = 20
 	n := int(frac * width)
 	bar := strings.Repeat("#", n) + strings.Repeat(".", width-n)
-	eta := "?"
-	if p.TokensPerS > 0 {
-		eta = (time.Duration(float64(p.Budget-p.Tokens)/p.TokensPerS) * time.Second).Round(time.Second).String()
+	// A branch at its budget is done: its last line says so rather than "ETA 0s".
+	eta := "ETA ?"
+	switch {
+	case p.Tokens >= p.Budget:
+		eta = "done"
+	case p.TokensPerS > 0:
+		eta = "ETA " + (time.Duration(float64(p.Budget-p.Tokens)/p.TokensPerS) * time.Second).Round(time.Second).String()
 	}
 	eval := ""
 	if !math.IsNaN(p.EvalLoss) {
 		eval = fmt.Sprintf(" eval %.4f", p.EvalLoss)
 	}
-	return fmt.Sprintf("%-12s [%s] %s/%s loss %.4f%s %6.0f tok/s ETA %s", p.ID, bar,
+	return fmt.Sprintf("%-12s [%s] %s/%s loss %.4f%s %6.0f tok/s %s", p.ID, bar,
 		branch.Tokens(p.Tokens).Human(), branch.Tokens(p.Budget).Human(), p.TrainLoss, eval, p.TokensPerS, eta)
 }

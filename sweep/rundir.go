@@ -48,7 +48,17 @@ func (p *Plan) Resolved() ([]byte, error) {
 // analysed ([analysis]) and where it lives. The external trainer's command is not one of them.
 func comparableKey(k string) bool {
 	return strings.HasPrefix(k, "run.") || strings.HasPrefix(k, "analysis.") || strings.HasPrefix(k, "slurm.") ||
-		k == "experiment.out" || k == "external.via" || k == "external.workdir"
+		k == "experiment.out" || k == "external.via" || k == "external.workdir" || k == "data.cache_dir" ||
+		// Copies of experiment.seed and eval.tokens that resolved configs once recorded.
+		k == "data.seed" || k == "data.eval_tokens"
+}
+
+// identify names the parent checkpoint of a flattened resolved config by its content, so that
+// the same checkpoint under another path is the same parent.
+func identify(flat map[string]string) {
+	if p := flat["parent.checkpoint"]; p != "" {
+		flat["parent.checkpoint"] = branch.CheckpointIdentity(p)
+	}
 }
 
 // Fingerprint identifies the parts of the resolved config that determine the numbers.
@@ -61,6 +71,7 @@ func (p *Plan) Fingerprint() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	identify(flat)
 	keys := make([]string, 0, len(flat))
 	for k := range flat {
 		if !comparableKey(k) {
@@ -110,6 +121,8 @@ func DiffKeys(oldText, newText []byte) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	identify(a)
+	identify(b)
 	var diff []string
 	for k, v := range a {
 		if w, ok := b[k]; (!ok || w != v) && !comparableKey(k) {

@@ -38,7 +38,10 @@ func TestPlanGolden(t *testing.T) {
 			}
 			var b bytes.Buffer
 			plan.Print(&b)
-			got := strings.ReplaceAll(b.String(), parent, "PARENT")
+			// The plan names resolved, absolute paths; the golden file names them from the
+			// repository's root.
+			root, _ := filepath.Abs(filepath.Join("..", ".."))
+			got := strings.ReplaceAll(strings.ReplaceAll(b.String(), parent, "PARENT"), root+string(filepath.Separator), "")
 			golden := filepath.Join("testdata", "plan", name+".golden")
 			if *update {
 				os.MkdirAll(filepath.Dir(golden), 0o755)
@@ -169,4 +172,69 @@ func TestConfigValidateData(t *testing.T) {
 		{map[string]string{`source = "synthetic"`: "source = \"files\"\nglob = \"texts/*.txt\""}, `data.glob = "texts/*.txt" matches no file`, true},
 		{map[string]string{`source = "synthetic"`: "source = \"synthetic\"\ntokenizer = \"nope\""}, `unknown tokenizer "nope"`, false},
 	})
+}
+
+// TestConfigReference: docs/config.md is what `cbs config keys --markdown` prints, so the
+// reference follows the decoders' types; every key has a meaning; the examples in it are
+// configs `cbs config validate` accepts.
+func TestConfigReference(t *testing.T) {
+	got := configReferenceMarkdown()
+	path := filepath.Join("..", "..", "docs", "config.md")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("docs/config.md differs from `cbs config keys --markdown`: run go test ./cmd/cbs -run TestConfigReference -update")
+	}
+	tables := map[string]bool{}
+	for _, tb := range configTables {
+		tables[tb.name] = true
+	}
+	for _, k := range referenceKeys() {
+		if k.Doc == "" {
+			t.Errorf("%s has no doc tag", k.Path())
+		}
+		if !tables[k.Table] {
+			t.Errorf("%s: table [%s] is not in configTables", k.Path(), k.Table)
+		}
+	}
+
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "corpus"), 0o755)
+	os.WriteFile(filepath.Join(dir, "corpus", "a.txt"), bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 4000), 0o644)
+	train := filepath.Join(dir, "train.toml")
+	os.WriteFile(train, []byte(exampleTrain), 0o644)
+	if _, _, err := branch.LoadTrainConfig(train); err != nil {
+		t.Errorf("the train example is refused: %v", err)
+	}
+	parent := filepath.Join(dir, "runs", "base", "ckpt")
+	c := model.Config{ModelType: "qwen3", HiddenSize: 8, IntermediateSize: 8, NumLayers: 1, NumHeads: 2, NumKVHeads: 1,
+		HeadDim: 4, RMSNormEps: 1e-6, RopeTheta: 1e4, VocabSize: 260, MaxPositionEmbeddings: 128, MaskTokenID: 258, Attention: model.Causal}
+	if err := model.Save(parent, model.NewParams[float32](c), nil, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	sw := filepath.Join(dir, "sweep.toml")
+	os.WriteFile(sw, []byte(exampleSweep), 0o644)
+	if _, err := sweep.Load(sw); err != nil {
+		t.Errorf("the sweep example is refused: %v", err)
+	}
+}
+
+// TestConfigKeys: `cbs config keys` prints one table or all, and names the closest table for a
+// typo with exit status 2.
+func TestConfigKeys(t *testing.T) {
+	code, out, _ := cbs(t, "config", "keys", "branches")
+	if code != 0 || !strings.Contains(out, "batch_sizes: list of tokens, default required") || strings.Contains(out, "[run]") {
+		t.Errorf("config keys branches: rc %d\n%s", code, out)
+	}
+	code, _, errOut := cbs(t, "config", "keys", "branch")
+	if code != 2 || !strings.Contains(errOut, "did you mean [branches]?") {
+		t.Errorf("config keys branch: rc %d, %s", code, errOut)
+	}
 }

@@ -111,7 +111,7 @@ func loadStudy(dir string) (*study, error) {
 		return nil, err
 	}
 	var s study
-	if err := branch.DecodeStrict(path, string(raw), &s, "name, title, runs, stage"); err != nil {
+	if err := branch.DecodeStrict(path, string(raw), &s, "study file"); err != nil {
 		return nil, &codedError{code: exitUsage, err: err}
 	}
 	seen := map[string]string{}

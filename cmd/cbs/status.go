@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,11 +51,13 @@ func newStatusCmd() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
 		Use:   "status [RUN_DIR]",
-		Short: "Show each branch of a sweep: state, tokens done, last loss, ETA",
+		Short: "Show each branch of a sweep: state, tokens done, last loss, ETA of the running ones",
 		Long: `status reads each branch's state.json, metrics.jsonl and perf.jsonl. For a sweep submitted to
 Slurm it also asks squeue and scontrol about the array tasks and the fit job recorded in
 RUN_DIR/slurm/jobs.jsonl; the state files stay the source of truth, since the scheduler forgets
-a job some minutes after it ended.
+a job some minutes after it ended. Only a running branch has an ETA, from its last measured speed;
+one whose state.json says running while no process holds it, or while Slurm says its task
+ended, is shown stopped.
 
 Exit status: 0 ok, 1 error (an unreadable state.json included, reported after the table), 2 bad usage.`,
 		Args: cobra.MaximumNArgs(1),
@@ -81,6 +84,10 @@ Exit status: 0 ok, 1 error (an unreadable state.json included, reported after th
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "cbs status: %v; showing the run directory alone\n", err)
 			}
+			for i := range rep.Branches {
+				rep.Branches[i].ETASeconds = etaSeconds(rep.Branches[i])
+			}
+			rows = rep.Branches
 			out := cmd.OutOrStdout()
 			if asJSON {
 				b, err := json.MarshalIndent(rep, "", "  ")
@@ -97,10 +104,7 @@ Exit status: 0 ok, 1 error (an unreadable state.json included, reported after th
 			}
 			fmt.Fprintln(tw, head)
 			for _, r := range rows {
-				eta := ""
-				if r.ETASeconds > 0 {
-					eta = (time.Duration(r.ETASeconds) * time.Second).String()
-				}
+				eta := etaCell(r)
 				state := r.State
 				if r.Reason != "" {
 					state += " (" + r.Reason + ")"
@@ -147,6 +151,7 @@ func joinSlurm(ctx context.Context, dir string, rep *statusReport) (bool, error)
 	for i := range rep.Branches {
 		if t, ok := st.Tasks[rep.Branches[i].ID]; ok {
 			rep.Branches[i].Slurm = &t
+			slurmStopped(&rep.Branches[i])
 		}
 	}
 	rep.FitJob = st.Fit
@@ -225,9 +230,7 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 			// state.json says running, but no process holds the branch: it was killed.
 			r.State, r.Reason = stateStopped, "its process is gone; run the sweep again to resume"
 		}
-		if r.State == branch.StateRunning && r.TokensPerS > 0 && r.Budget > r.Tokens {
-			r.ETASeconds = float64(r.Budget-r.Tokens) / r.TokensPerS
-		}
+		r.ETASeconds = etaSeconds(r)
 		rows = append(rows, r)
 	}
 	sort.Slice(rows, func(i, j int) bool {
@@ -237,6 +240,43 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 		return rows[i].ID < rows[j].ID
 	})
 	return rows, nil
+}
+
+// slurmStopped marks a branch of a Slurm sweep stopped when its state.json says running but
+// the scheduler says its task has ended (cancelled, timed out, failed, its node lost): nothing
+// writes to the branch any more, and its state file will go on saying running.
+func slurmStopped(r *branchStatus) {
+	if r.State == branch.StateRunning && r.Slurm != nil && !r.Slurm.Active() {
+		r.State = stateStopped
+		r.Reason = fmt.Sprintf("its Slurm task ended %s; run the sweep again to resume", r.Slurm.State)
+	}
+}
+
+// etaSeconds is the time a branch has left at its last measured speed, or 0 when it has no
+// ETA: only a running branch has one (for a Slurm sweep, one whose task the scheduler is
+// running, not one queued again). Pending, stopped, failed, diverged and done branches have
+// none, whatever speed their perf.jsonl last recorded.
+func etaSeconds(r branchStatus) float64 {
+	if r.State != branch.StateRunning || r.TokensPerS <= 0 || r.Budget <= r.Tokens {
+		return 0
+	}
+	if r.Slurm != nil && r.Slurm.State != "RUNNING" {
+		return 0
+	}
+	return float64(r.Budget-r.Tokens) / r.TokensPerS
+}
+
+// etaCell is the ETA column: the time left for a running branch, "-" for a running one without
+// an ETA (no speed measured yet, none written by an external trainer, or its Slurm task queued
+// again), blank for the others.
+func etaCell(r branchStatus) string {
+	switch {
+	case r.ETASeconds > 0:
+		return (time.Duration(math.Ceil(r.ETASeconds)) * time.Second).String()
+	case r.State == branch.StateRunning:
+		return "-"
+	}
+	return ""
 }
 
 // stateUnreadable is the state status shows for a branch whose state.json it cannot read, and

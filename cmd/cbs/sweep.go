@@ -65,6 +65,13 @@ diverged, 130 interrupted.`,
 			if plan.Config.Run.Executor == sweep.ExecutorLocal && !o.dryRun {
 				warnSlowPath(cmd.ErrOrStderr())
 			}
+			// A local dry run prints the plan, which carries the warning already; an error is
+			// left for the sweep to report when it opens the data.
+			if !(o.dryRun && plan.Config.Run.Executor == sweep.ExecutorLocal) {
+				if w, err := plan.DataWarning(); err == nil && w != "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+				}
+			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			stderr := cmd.ErrOrStderr()

@@ -273,11 +273,11 @@ func TestSweepRejectsBadConfig(t *testing.T) {
 	dir, cfg := sweepFixture(t, "64Ki")
 	base := mustRead(t, cfg)
 	for _, tc := range []struct{ name, from, to, key string }{
-		{"unknown key", "[branches]", "[branches]\nbatch_size = 3", "branches.batch_size"},
-		{"unknown table", "[run]", "[runner]\nx = 1\n[run]", "runner"},
+		{"unknown key", "[branches]", "[branches]\nbatch_size = 3", "unknown key branches.batch_size: did you mean branches.batch_sizes?"},
+		{"unknown table", "[run]", "[runner]\nx = 1\n[run]", "unknown table [runner]: did you mean [run]?"},
 		{"zero budget", `budget = "64Ki"`, `budget = 0`, "branches.budget"},
 		{"negative budget", `budget = "64Ki"`, `budget = -1024`, "branches.budget"},
-		{"batch not a multiple", `["1Ki", "2Ki", "4Ki"]`, `["1Ki", "1100", "4Ki"]`, "micro_batch"},
+		{"batch not whole sequences", `["1Ki", "2Ki", "4Ki"]`, `["1Ki", "1100", "4Ki"]`, "batch = 1100 tokens is not a positive whole number of sequences of data.seq_len"},
 		{"eval marks", "\nevery = \"16Ki\"", "\nevery = \"3Ki\"", "eval.every"},
 		{"warmup longer than budget", `warmup = "4Ki"`, `warmup = "1Mi"`, "schedule.warmup"},
 		{"lr scaling list", `lr_scaling = "sqrt"`, `lr_scaling = [1.0, 2.0]`, "branches.lr_scaling"},
@@ -296,6 +296,20 @@ func TestSweepRejectsBadConfig(t *testing.T) {
 			if code != exitUsage || !strings.Contains(stderr, tc.key) {
 				t.Errorf("%s (%s): exit %d, %q; want 2 naming %s", tc.name, verb[0], code, stderr, tc.key)
 			}
+		}
+	}
+	// A train table in a sweep config: cbs sweep says whose table it is; config validate, which
+	// tells the kinds apart by [train] and [branches], that the file is both.
+	bad := writeConfig(t, dir, "bad.toml", strings.Replace(base, "[branches]", "[train]\nbudget = 1\n[branches]", 1))
+	for _, c := range []struct {
+		verb []string
+		want string
+	}{
+		{[]string{"sweep", bad}, "unknown table [train]: [train] belongs to a train config (cbs train)"},
+		{[]string{"config", "validate", bad}, "has both [train] (a train config) and [branches] (a sweep config)"},
+	} {
+		if code, _, stderr := cbs(t, c.verb...); code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.verb, code, stderr, c.want)
 		}
 	}
 }
@@ -382,7 +396,7 @@ func TestSweepExtendLadder(t *testing.T) {
 	}
 	implicit := writeConfig(t, dir, "implicit.toml", base)
 	code, _, stderr := cbs(t, "sweep", "--config", implicit)
-	if code != 0 || !strings.Contains(stderr, "1 of 3 branches to run") {
+	if code != 0 || !strings.Contains(stderr, "3 branches: 1 to start, 0 to resume, 2 done;") {
 		t.Fatalf("extension with the same (the parent's) reference: exit %d\n%s", code, stderr)
 	}
 	if fileHash(t, filepath.Join(out, "branches", "b2Ki-r0", "metrics.jsonl")) != before {
@@ -427,7 +441,7 @@ func TestSweepLockAndRetry(t *testing.T) {
 	state := filepath.Join(dir, "hot", "branches", "b4Ki-r0", "state.json")
 	before := mustRead(t, state)
 	code, _, stderr = cbs(t, "sweep", "--config", hotCfg, "--retry-failed")
-	if code != exitSomeFailed || !strings.Contains(stderr, "1 of 3 branches to run") {
+	if code != exitSomeFailed || !strings.Contains(stderr, "3 branches: 1 to start, 0 to resume, 2 done;") {
 		t.Errorf("--retry-failed: exit %d, %q; want the diverged branch rerun", code, stderr)
 	}
 	if after := mustRead(t, state); after != before {

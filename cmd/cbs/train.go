@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"cbs/branch"
+	"cbs/data"
 )
 
 func init() { verbs = append(verbs, newTrainCmd) }
@@ -122,6 +123,14 @@ func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) er
 	defer stop()
 	var last time.Time
 	opts := branch.Options{Dir: out, Log: stderr}
+	// Opened here to warn before training starts and handed to the run, which would open it
+	// anyway; an error is left for the run to report where it reports every other.
+	if corpus, err := data.Open(spec.Data); err == nil {
+		opts.Corpus = corpus
+		if w := data.RepeatWarning(corpus.TrainTokens(), int64(spec.Budget)); w != "" {
+			fmt.Fprintln(stderr, "warning: "+w)
+		}
+	}
 	if !o.quiet {
 		opts.Progress = func(p branch.Progress) {
 			if time.Since(last) < 2*time.Second && p.Step != p.Steps {

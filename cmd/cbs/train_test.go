@@ -219,11 +219,13 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	base := fmt.Sprintf(tinyMDM, "64Ki", "16Ki")
 	for _, tc := range []struct{ name, body, key string }{
-		{"unknown key", base + "\n[run]\nthreds = 2\n", "run.threds"},
-		{"unknown table", base + "\n[trainer]\nx = 1\n", "trainer"},
+		{"unknown key", base + "\n[run]\nthreds = 2\n", "unknown key run.threds: did you mean run.threads?"},
+		{"unknown table", base + "\n[trainer]\nx = 1\n", "unknown table [trainer]: did you mean [train]?"},
+		{"sweep table", base + "\n[branches]\nbudget = 1\n", "[branches] belongs to a sweep config"},
 		{"zero budget", strings.Replace(base, `budget = "64Ki"`, `budget = 0`, 1), "budget"},
 		{"negative budget", strings.Replace(base, `budget = "64Ki"`, `budget = -64`, 1), "budget"},
-		{"batch vs micro-batch", strings.Replace(base, `batch = "2Ki"`, `batch = 1000`, 1), "micro_batch"},
+		{"batch vs seq_len", strings.Replace(base, `batch = "2Ki"`, `batch = 1000`, 1), "batch = 1000 tokens is not a positive whole number of sequences of data.seq_len = 32"},
+		{"batch vs micro-batch", strings.Replace(base, `batch = "2Ki"`, `batch = 1280`, 1), "batch = 1280 tokens (40 sequences) is not a whole number of micro-batches of micro_batch = 16"},
 		{"eval marks", strings.Replace(base, "\nevery = \"16Ki\"", "\nevery = \"3Ki\"", 1), "eval.every"},
 		{"warmup too long", strings.Replace(base, `warmup = "4Ki"`, `warmup = "1Mi"`, 1), "schedule.warmup"},
 		{"unknown objective", strings.Replace(base, `name = "mdm"`, `name = "bert"`, 1), "objective.name"},

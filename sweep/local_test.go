@@ -1,0 +1,92 @@
+package sweep
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cbs/branch"
+	"cbs/model"
+)
+
+func TestBranchCounts(t *testing.T) {
+	for _, tc := range []struct {
+		total, start, resume, done, failed int
+		want                               string
+	}{
+		{4, 4, 0, 0, 0, "4 branches: 4 to start, 0 to resume, 0 done"},
+		{4, 2, 2, 0, 0, "4 branches: 2 to start, 2 to resume, 0 done"},
+		{3, 1, 0, 2, 0, "3 branches: 1 to start, 0 to resume, 2 done"},
+		{1, 0, 1, 0, 0, "1 branch: 0 to start, 1 to resume, 0 done"},
+		{4, 1, 1, 1, 1, "4 branches: 1 to start, 1 to resume, 1 done, 1 failed or diverged, left alone (--retry-failed reruns them)"},
+	} {
+		if got := branchCounts(tc.total, tc.start, tc.resume, tc.done, tc.failed); got != tc.want {
+			t.Errorf("branchCounts(%d, %d, %d, %d, %d) = %q, want %q", tc.total, tc.start, tc.resume, tc.done, tc.failed, got, tc.want)
+		}
+	}
+}
+
+// TestTodoSummary: interrupted branches, which hold a checkpoint, count as resumed, whatever
+// their state.json says; branches with no checkpoint start from the parent; done and failed
+// ones are counted apart.
+func TestTodoSummary(t *testing.T) {
+	out := t.TempDir()
+	p := &Plan{Out: out}
+	for _, b := range []struct {
+		id, state string
+		ckpt      bool
+	}{
+		{"b1Ki", "", false},                         // never started
+		{"b2Ki", branch.StatePending, false},        // interrupted before its first checkpoint
+		{"b4Ki", branch.StatePending, true},         // interrupted: resumes
+		{"b8Ki", branch.StateRunning, true},         // killed: resumes
+		{"b16Ki", branch.StateDone, true},           // done
+		{"b32Ki", branch.StateDiverged, true},       // left alone without --retry-failed
+		{"b64Ki", branch.StateFailed, false},        // left alone without --retry-failed
+		{"b128Ki", branch.StateRunning + "?", true}, // unreadable: runs again, from its checkpoint
+	} {
+		p.Branches = append(p.Branches, &branch.Spec{ID: b.id})
+		dir := BranchDir(out, b.id)
+		if err := os.MkdirAll(filepath.Join(dir, branch.CkptDir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if b.state != "" {
+			os.WriteFile(filepath.Join(dir, branch.StateFile), []byte(`{"state": "`+b.state+`"}`), 0o644)
+		}
+		if b.ckpt {
+			os.WriteFile(filepath.Join(dir, branch.CkptDir, model.TrainerFile), []byte("{}"), 0o644)
+		}
+	}
+	o, todo := p.todo(Options{})
+	want := "8 branches: 2 to start, 3 to resume, 1 done, 2 failed or diverged, left alone (--retry-failed reruns them)"
+	if got := p.todoSummary(o, todo); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	o, todo = p.todo(Options{RetryFailed: true})
+	want = "8 branches: 3 to start, 4 to resume, 1 done"
+	if got := p.todoSummary(o, todo); got != want {
+		t.Errorf("--retry-failed:\ngot  %q\nwant %q", got, want)
+	}
+}
+
+// TestProgressLineETA: a branch's progress line has an ETA while it trains, and says done, not
+// "ETA 0s", at its budget.
+func TestProgressLineETA(t *testing.T) {
+	nan := math.NaN()
+	for _, tc := range []struct {
+		tokens int64
+		speed  float64
+		want   string
+	}{
+		{0, 0, " ETA ?"},
+		{32768, 1024, " ETA 32s"},
+		{65536, 1024, " done"},
+	} {
+		got := line(branch.Progress{ID: "b1Ki-r0", Step: 1, Steps: 64, Tokens: tc.tokens, Budget: 65536, TrainLoss: 3, EvalLoss: nan, TokensPerS: tc.speed})
+		if !strings.HasSuffix(got, tc.want) {
+			t.Errorf("%d of 65536 tokens at %g tokens/s: %q, want it to end with %q", tc.tokens, tc.speed, got, tc.want)
+		}
+	}
+}
