@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Metric names for the loss the estimators compare.
@@ -53,8 +54,18 @@ type Data struct {
 // shortest branch.
 func FromRun(run *Run, metric string, emaTokens float64) (*Data, error) {
 	d := &Data{Source: run.Dir}
+	if len(run.Branches) == 0 {
+		return nil, fmt.Errorf("%s: no branch has metrics yet; unfinished: %s", run.Dir, strings.Join(UnfinishedLines(run.Unfinished), "; "))
+	}
 	for _, e := range run.Excluded {
 		d.Notes = append(d.Notes, "excluded "+e)
+	}
+	for _, u := range run.Unfinished {
+		if u.Analysed {
+			d.Notes = append(d.Notes, "unfinished "+u.Line()+": analysed as far as it got")
+		} else {
+			d.Notes = append(d.Notes, "unfinished "+u.Line()+": left out, no metrics yet")
+		}
 	}
 	d.Notes = append(d.Notes, run.Rewinds...)
 	switch metric {

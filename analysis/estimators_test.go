@@ -271,7 +271,7 @@ func TestTokens(t *testing.T) {
 	for _, tc := range []struct {
 		in   float64
 		want string
-	}{{65536, "64Ki"}, {8 << 20, "8Mi"}, {64000, "64K"}, {5e9, "5B"}, {370727.6, "371K"}, {512, "512"}} {
+	}{{65536, "64Ki"}, {8 << 20, "8Mi"}, {64000, "64K"}, {5e9, "5B"}, {370727.6, "362Ki"}, {2314.24, "2.26Ki"}, {23142, "22.6Ki"}, {512, "512"}} {
 		if got := FormatTokens(tc.in); got != tc.want {
 			t.Errorf("FormatTokens(%v) = %q, want %q", tc.in, got, tc.want)
 		}

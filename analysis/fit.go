@@ -573,14 +573,14 @@ func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *
 	switch {
 	case knee > bmax:
 		kf.Censored = CensoredAbove
-		kf.Statement = fmt.Sprintf("CBS >= %s tokens: the fitted knee (%s) lies beyond the largest batch tried", FormatTokens(bmax), FormatSI(knee))
+		kf.Statement = fmt.Sprintf("CBS >= %s tokens: the fitted knee (%s) lies beyond the largest batch tried", FormatTokens(bmax), FormatTokens(knee))
 	case knee < bmin:
 		kf.Censored = CensoredBelow
-		kf.Statement = fmt.Sprintf("CBS <= %s tokens: the fitted knee (%s) lies below the smallest batch tried", FormatTokens(bmin), FormatSI(knee))
+		kf.Statement = fmt.Sprintf("CBS <= %s tokens: the fitted knee (%s) lies below the smallest batch tried", FormatTokens(bmin), FormatTokens(knee))
 	default:
 		kf.Censored = NotCensored
 		kf.Knee = Num(knee)
-		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %.3g)", FormatSI(knee), pt.eps)
+		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %.3g)", FormatTokens(knee), pt.eps)
 	}
 	kf.Statement += fmt.Sprintf("; %d points, 3 parameters, %d degree(s) of freedom", p.N, p.DOF)
 	if p.DOF <= 2 {
@@ -631,7 +631,7 @@ func fmtBound(n Num) string {
 	if !n.Valid() {
 		return "?"
 	}
-	return FormatSI(float64(n))
+	return FormatTokens(float64(n))
 }
 
 func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 float64, opts Options) TargetFit {
@@ -662,7 +662,7 @@ func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 flo
 	default:
 		tf.Censored = NotCensored
 		tf.Bcrit, tf.Overhead = Num(bc), Num(over)
-		tf.Statement = fmt.Sprintf("B_crit = %s tokens; S exceeds linear scaling from %s by %g at %s tokens", FormatSI(bc), FormatTokens(b0), opts.Tau, FormatSI(over))
+		tf.Statement = fmt.Sprintf("B_crit = %s tokens; S exceeds linear scaling from %s by %g at %s tokens", FormatTokens(bc), FormatTokens(b0), opts.Tau, FormatTokens(over))
 	}
 	tf.Statement += fmt.Sprintf(" (%d points, %d dof)", h.N, h.DOF)
 	if len(boots) > 0 {

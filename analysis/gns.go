@@ -29,6 +29,9 @@ type NoiseSeries struct {
 	Tokens  []float64
 	BSimple []float64 // tr(Sigma) EMA / |G|^2 EMA, in tokens
 	Source  string    // which metrics fields it came from
+	// Breaks are the indices i at which steps without a positive value lie between points i-1
+	// and i: a line drawn across them would show values that were never measured.
+	Breaks []int `json:",omitempty"`
 }
 
 // NoiseScale extracts B_simple = EMA(tr Sigma) / EMA(|G|^2) for a branch: the logged
@@ -40,6 +43,7 @@ func NoiseScale(b *Branch, emaTokens float64) (s NoiseSeries, ok bool) {
 	s = NoiseSeries{ID: b.Spec.ID, Batch: float64(b.Spec.BatchTokens)}
 	// Both EMAs start at zero with the same bias factor, which cancels in their ratio.
 	var trEMA, gEMA float64
+	gap := false
 	for _, r := range b.Records {
 		t := float64(r.Tokens)
 		var v float64
@@ -59,12 +63,62 @@ func NoiseScale(b *Branch, emaTokens float64) (s NoiseSeries, ok bool) {
 		}
 		if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
 			// Early on the |G|^2 estimate can be negative or zero: no scale is defined there.
+			gap = len(s.Tokens) > 0
 			continue
+		}
+		if gap {
+			s.Breaks = append(s.Breaks, len(s.Tokens))
+			gap = false
 		}
 		s.Tokens = append(s.Tokens, t)
 		s.BSimple = append(s.BSimple, v)
 	}
 	return s, len(s.Tokens) > 0
+}
+
+// NoiseGap is an analysed branch without a gradient noise scale, and why it has none.
+type NoiseGap struct {
+	ID     string  `json:"id"`
+	Batch  float64 `json:"batch_tokens"`
+	Reason string  `json:"reason"`
+}
+
+// Reasons a branch has no gradient noise scale.
+const (
+	// The estimate compares a micro-batch's gradient with the whole batch's; a step of one
+	// micro-batch has nothing to compare, and the trainer logs no gradient-noise fields for it.
+	NoGNSOneMicroBatch = "one micro-batch per step"
+	NoGNSNonPositive   = "|G|^2 estimate never positive"
+	NoGNSNotLogged     = "no gradient-noise fields logged"
+)
+
+// NoiseGaps lists the analysed branches of a run that have no B_simple series, with the reason.
+func NoiseGaps(run *Run, emaTokens float64) []NoiseGap {
+	emaTokens = noiseEMATokens(run, emaTokens)
+	var out []NoiseGap
+	for _, b := range run.Branches {
+		if _, ok := NoiseScale(b, emaTokens); ok {
+			continue
+		}
+		logged, single := false, b.Spec.Accum == 1
+		for _, r := range b.Records {
+			if !math.IsNaN(r.GNSSmallSq) || !math.IsNaN(r.GNSBigSq) || !math.IsNaN(r.GNSTraceEMA) || !math.IsNaN(r.GNSBSimple) {
+				logged = true
+			}
+			if r.GNSBSmall > 0 && r.GNSBBig <= r.GNSBSmall {
+				single = true
+			}
+		}
+		reason := NoGNSNotLogged
+		switch {
+		case logged && !single:
+			reason = NoGNSNonPositive
+		case single:
+			reason = NoGNSOneMicroBatch
+		}
+		out = append(out, NoiseGap{ID: b.Spec.ID, Batch: float64(b.Spec.BatchTokens), Reason: reason})
+	}
+	return out
 }
 
 // NoiseEnd is a branch's simple noise scale over the last window of its training, with the

@@ -178,5 +178,5 @@ func (o TokenOverhead) Statement(batches []float64) string {
 		return fmt.Sprintf("CBS < %s tokens: the smallest batch tried already needs more than %.0f%% more tokens than %s to reach loss %.4g", FormatTokens(o.Bound), 100*o.Tau, FormatTokens(batches[o.Ref]), o.Level)
 	}
 	return fmt.Sprintf("CBS = %s tokens: the largest batch needing at most %.0f%% more tokens than %s to reach loss %.4g (interpolated between %s and %s, linearly in B)",
-		FormatSI(o.CBS), 100*o.Tau, FormatTokens(batches[o.Ref]), o.Level, FormatTokens(batches[o.FailedAt-1]), FormatTokens(batches[o.FailedAt]))
+		FormatTokens(o.CBS), 100*o.Tau, FormatTokens(batches[o.Ref]), o.Level, FormatTokens(batches[o.FailedAt-1]), FormatTokens(batches[o.FailedAt]))
 }

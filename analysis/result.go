@@ -1,12 +1,20 @@
 package analysis
 
+import "fmt"
+
 // Result is everything cbs fit writes to fit/cbs.json: each estimator with its inputs, interval,
 // degrees of freedom and censoring flag, and the options and code version that produced it.
 type Result struct {
-	CodeVersion string  `json:"code_version"`
-	Source      string  `json:"source"`
-	Metric      string  `json:"metric,omitempty"`
-	Options     Options `json:"options"`
+	CodeVersion string `json:"code_version"`
+	Source      string `json:"source"`
+	// Partial is set when some branch of the run had not finished training: the estimates come
+	// from curves cut short, or from fewer branches than the sweep has. Unfinished lists those
+	// branches, and Branches counts every branch of the run directory.
+	Partial    bool         `json:"partial"`
+	Unfinished []Unfinished `json:"unfinished,omitempty"`
+	Branches   int          `json:"branches,omitempty"`
+	Metric     string       `json:"metric,omitempty"`
+	Options    Options      `json:"options"`
 	// CompareTokens is the equal-token mark at which final losses are compared: the largest mark
 	// every batch size has.
 	CompareTokens Num           `json:"compare_tokens"`
@@ -21,6 +29,18 @@ type Result struct {
 	Knee        *KneeFit         `json:"knee,omitempty"`
 	NoiseScale  *NoiseScaleFit   `json:"noise_scale,omitempty"`
 	Notes       []string         `json:"notes,omitempty"`
+}
+
+// PartialNote says that a fit is partial and how much is missing, in the words every output
+// marks it with ("partial: 2 of 6 branches unfinished"); "" when the fit is not partial.
+func (r *Result) PartialNote() string {
+	if !r.Partial {
+		return ""
+	}
+	if r.Branches > 0 {
+		return fmt.Sprintf("partial: %d of %d branches unfinished", len(r.Unfinished), r.Branches)
+	}
+	return fmt.Sprintf("partial: %d branches unfinished", len(r.Unfinished))
 }
 
 // LadderRow is one batch size's loss at the comparison mark.
@@ -170,7 +190,9 @@ type BandRow struct {
 // predictor known to underestimate the CBS of Adam-trained language models, never the CBS.
 type NoiseScaleFit struct {
 	Branches []NoiseRow `json:"branches"`
-	Note     string     `json:"note"`
+	// Missing are the analysed branches without a noise scale, with the reason.
+	Missing []NoiseGap `json:"missing,omitempty"`
+	Note    string     `json:"note"`
 }
 
 // NoiseRow is one branch's B_simple at the end of its training: the EMA's last value, and the

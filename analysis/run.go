@@ -49,14 +49,38 @@ type Run struct {
 	Branches []*Branch // sorted by batch size, then replicate, then id
 	// Excluded lists branches left out of the analysis (failed, diverged), with the reason.
 	Excluded []string
+	// Unfinished lists the branches that have not finished training, by batch size (unknown
+	// last), then id.
+	// Those with metrics are in Branches too, their curves cut short; a fit that includes them
+	// is partial.
+	Unfinished []Unfinished
+	// Total counts every branch of the run: analysed, unfinished or excluded.
+	Total int
 	// Rewinds lists where a branch's metrics.jsonl went back in tokens: the later lines were
 	// used, and the fit says so.
 	Rewinds []string
 }
 
-// LoadRun reads every branch under dir/branches. Done branches and branches still running (or
-// without a state file) are analysed; failed and diverged branches are listed in Excluded. A run
-// with no branch to analyse, or an analysed branch without metrics, is an error.
+// Unfinished is a branch that has not finished training: pending (not started, or interrupted)
+// or running.
+type Unfinished struct {
+	ID     string  `json:"id"`
+	Batch  float64 `json:"batch_tokens"` // 0 when unknown (a branch the manifest names without a directory)
+	State  string  `json:"state"`
+	Reason string  `json:"reason,omitempty"`
+	Tokens float64 `json:"tokens"`        // the tokens its metrics.jsonl reaches
+	Budget float64 `json:"budget_tokens"` // 0 when unknown
+	// Analysed is set when its metrics, cut short, are in the analysis.
+	Analysed bool `json:"analysed"`
+}
+
+// LoadRun reads every branch under dir/branches. Done branches are analysed; failed and diverged
+// ones are listed in Excluded. Branches still pending or running, and those the sweep's manifest
+// names without a directory, are listed in Unfinished, and those that already logged metrics are
+// analysed too: refusing them, or saying that the fit is partial, is the caller's choice. A
+// branch without state.json, as another trainer may leave, counts as done unless its metrics
+// stop short of its budget_tokens. A run with no branch to analyse and none unfinished, or a
+// finished branch without metrics, is an error.
 func LoadRun(dir string) (*Run, error) {
 	bdir := filepath.Join(dir, "branches")
 	entries, err := os.ReadDir(bdir)
@@ -67,14 +91,17 @@ func LoadRun(dir string) (*Run, error) {
 		return nil, err
 	}
 	run := &Run{Dir: dir}
+	seen := map[string]bool{}
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
+		seen[e.Name()] = true
 		b, err := loadBranch(filepath.Join(bdir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
+		run.Total++
 		switch b.State.State {
 		case "failed", "diverged":
 			reason := b.State.Reason
@@ -84,24 +111,52 @@ func LoadRun(dir string) (*Run, error) {
 			run.Excluded = append(run.Excluded, fmt.Sprintf("%s: %s (%s)", b.Spec.ID, b.State.State, reason))
 			continue
 		}
+		unfinished := b.State.State == "pending" || b.State.State == "running"
 		var rewinds []string
-		if b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, "metrics.jsonl")); err != nil {
-			if errors.Is(err, fs.ErrNotExist) && b.State.State == "pending" {
-				run.Excluded = append(run.Excluded, fmt.Sprintf("%s: pending (not started)", b.Spec.ID))
-				continue
-			}
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("branch %s: no metrics.jsonl in %s", b.Spec.ID, b.Dir)
-			}
+		b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, "metrics.jsonl"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && (unfinished || b.State.State == ""):
+			// Not started: a sweep writes every branch.json before it trains the first branch.
+			run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
+			continue
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("branch %s: no metrics.jsonl in %s", b.Spec.ID, b.Dir)
+		case err != nil:
 			return nil, fmt.Errorf("branch %s: %w", b.Spec.ID, err)
 		}
 		if len(b.Records) == 0 {
+			if unfinished {
+				run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
+				continue
+			}
 			return nil, fmt.Errorf("branch %s: %s has no metrics lines", b.Spec.ID, filepath.Join(b.Dir, "metrics.jsonl"))
+		}
+		if b.State.State == "" && b.Spec.BudgetTokens > 0 && b.Records[len(b.Records)-1].Tokens < b.Spec.BudgetTokens {
+			unfinished = true
+		}
+		if unfinished {
+			run.Unfinished = append(run.Unfinished, unfinishedBranch(b, true))
 		}
 		run.Rewinds = append(run.Rewinds, rewinds...)
 		run.Branches = append(run.Branches, b)
 	}
-	if len(run.Branches) == 0 {
+	for _, id := range manifestBranches(dir) {
+		if !seen[id] {
+			run.Total++
+			run.Unfinished = append(run.Unfinished, Unfinished{ID: id, State: "pending", Reason: "no branch directory yet"})
+		}
+	}
+	sort.SliceStable(run.Unfinished, func(i, j int) bool {
+		a, b := run.Unfinished[i], run.Unfinished[j]
+		if (a.Batch == 0) != (b.Batch == 0) {
+			return b.Batch == 0 // an unknown batch goes last
+		}
+		if a.Batch != b.Batch {
+			return a.Batch < b.Batch
+		}
+		return a.ID < b.ID
+	})
+	if len(run.Branches) == 0 && len(run.Unfinished) == 0 {
 		if len(run.Excluded) > 0 {
 			return nil, fmt.Errorf("%s: no branch to analyse; excluded: %v", dir, run.Excluded)
 		}
@@ -118,6 +173,66 @@ func LoadRun(dir string) (*Run, error) {
 		return a.ID < b.ID
 	})
 	return run, nil
+}
+
+func unfinishedBranch(b *Branch, analysed bool) Unfinished {
+	u := Unfinished{ID: b.Spec.ID, Batch: float64(b.Spec.BatchTokens), State: b.State.State, Reason: b.State.Reason,
+		Budget: float64(b.Spec.BudgetTokens), Analysed: analysed}
+	n := len(b.Records)
+	if n > 0 {
+		u.Tokens = float64(b.Records[n-1].Tokens)
+	}
+	switch {
+	case u.State == "" && n > 0:
+		u.State, u.Reason = "pending", "no state.json, and its metrics stop short of its budget"
+	case u.State == "":
+		u.State, u.Reason = "pending", "not started"
+	case u.Reason == "" && n == 0:
+		u.Reason = "not started"
+	}
+	return u
+}
+
+// Line describes the branch in a few words: "b0128Ki-r0 (running, 96Ki of 256Ki tokens)".
+func (u Unfinished) Line() string {
+	s := u.ID + " (" + u.State
+	if u.Reason != "" {
+		s += ": " + u.Reason
+	}
+	return s + ", " + u.Progress() + ")"
+}
+
+// Progress is how far the branch got: "96Ki of 256Ki tokens", or "96Ki tokens" when its budget
+// is unknown.
+func (u Unfinished) Progress() string {
+	if u.Budget > 0 {
+		return FormatTokens(u.Tokens) + " of " + FormatTokens(u.Budget) + " tokens"
+	}
+	return FormatTokens(u.Tokens) + " tokens"
+}
+
+// UnfinishedLines is Line of each branch.
+func UnfinishedLines(us []Unfinished) []string {
+	var out []string
+	for _, u := range us {
+		out = append(out, u.Line())
+	}
+	return out
+}
+
+// manifestBranches are the branch ids a sweep's manifest.json lists; nil when there is none.
+func manifestBranches(dir string) []string {
+	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		return nil
+	}
+	var m struct {
+		Branches []string `json:"branches"`
+	}
+	if json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m.Branches
 }
 
 func loadBranch(dir string) (*Branch, error) {

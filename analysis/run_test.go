@@ -3,9 +3,11 @@ package analysis_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -177,7 +179,10 @@ func TestMalformedRuns(t *testing.T) {
 	}{
 		{"empty directory", func(t *testing.T, dir string) {}, "no branches directory"},
 		{"no branches", func(t *testing.T, dir string) { os.MkdirAll(filepath.Join(dir, "branches"), 0o755) }, "no branches found"},
-		{"no metrics file", func(t *testing.T, dir string) { writeBranch(t, dir, "b1", "-") }, "branch b1: no metrics.jsonl"},
+		{"no metrics file", func(t *testing.T, dir string) {
+			writeBranch(t, dir, "b1", "-")
+			os.WriteFile(filepath.Join(dir, "branches", "b1", "state.json"), []byte(`{"state":"done"}`), 0o644)
+		}, "branch b1: no metrics.jsonl"},
 		{"empty metrics", func(t *testing.T, dir string) { writeBranch(t, dir, "b1", "\n") }, "has no metrics lines"},
 		{"NaN loss", func(t *testing.T, dir string) {
 			writeBranch(t, dir, "b1", "{\"tokens\":1024,\"train_loss\":3}\n{\"tokens\":2048,\"train_loss\":NaN}\n")
@@ -289,5 +294,187 @@ func TestEndNoiseScale(t *testing.T) {
 				t.Errorf("B_simple %.4g, interval [%.4g, %.4g]; want %.4g within 15%% and inside the interval", e.BSimple, e.Lo, e.Hi, tc.bSimple)
 			}
 		})
+	}
+}
+
+// unfinishedSweep is a ladder of 1Ki to 8Ki with 1Ki micro-batches, in which the 4Ki branch is
+// running at half its budget, the 8Ki branch has not started (no state.json, no metrics: a sweep
+// writes every branch.json first), and the manifest names a 16Ki branch whose directory does
+// not exist yet.
+func unfinishedSweep(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := synth.Write(dir, synth.Spec{Batches: []int64{1 << 10, 2 << 10, 4 << 10, 8 << 10}, Budget: 256 << 10, EvalEvery: 32 << 10,
+		Shards: 4, Bcrit: 4 << 10, MicroBatch: 1 << 10, GNS: true, BSimple: 4000, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncateBranch(t, filepath.Join(dir, "branches", synth.ID(4<<10, 0)), 128<<10, "running")
+	b8 := filepath.Join(dir, "branches", synth.ID(8<<10, 0))
+	for _, f := range []string{"metrics.jsonl", "state.json"} {
+		if err := os.Remove(filepath.Join(b8, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for _, b := range []int64{1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10} {
+		ids = append(ids, synth.ID(b, 0))
+	}
+	m, _ := json.Marshal(map[string]any{"experiment": "x", "branches": ids})
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// truncateBranch keeps the metrics lines of a branch up to tokens and sets its state.
+func truncateBranch(t *testing.T, bdir string, tokens int64, state string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(bdir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var r struct{ Tokens int64 }
+		if json.Unmarshal([]byte(l), &r) == nil && r.Tokens <= tokens {
+			kept = append(kept, l)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(bdir, "metrics.jsonl"), []byte(strings.Join(kept, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bdir, "state.json"), []byte(`{"state":"`+state+`","step":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnfinishedBranches(t *testing.T) {
+	dir := unfinishedSweep(t)
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []analysis.Unfinished{
+		{ID: "b0004Ki-r0", Batch: 4 << 10, State: "running", Tokens: 128 << 10, Budget: 256 << 10, Analysed: true},
+		{ID: "b0008Ki-r0", Batch: 8 << 10, State: "pending", Reason: "not started", Budget: 256 << 10},
+		{ID: "b0016Ki-r0", State: "pending", Reason: "no branch directory yet"},
+	}
+	if !reflect.DeepEqual(run.Unfinished, want) {
+		t.Errorf("unfinished %+v\nwant %+v", run.Unfinished, want)
+	}
+	if run.Total != 5 || len(run.Branches) != 3 {
+		t.Errorf("%d branches in all, %d analysed; want 5 and 3", run.Total, len(run.Branches))
+	}
+	if got := run.Unfinished[0].Line(); got != "b0004Ki-r0 (running, 128Ki of 256Ki tokens)" {
+		t.Errorf("line %q", got)
+	}
+	opts := analysis.Defaults()
+	opts.Bootstrap = 0
+	_, res, err := analysis.FitRun(run, opts, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Partial || res.Branches != 5 || len(res.Unfinished) != 3 || res.PartialNote() != "partial: 3 of 5 branches unfinished" {
+		t.Errorf("partial %v, %d branches, unfinished %v, note %q", res.Partial, res.Branches, res.Unfinished, res.PartialNote())
+	}
+	if res.CompareTokens != 128<<10 {
+		t.Errorf("compared at %v tokens, want the running branch's 128Ki", res.CompareTokens)
+	}
+	notes := strings.Join(res.Notes, "\n")
+	for _, n := range []string{"unfinished b0004Ki-r0 (running, 128Ki of 256Ki tokens): analysed as far as it got",
+		"unfinished b0008Ki-r0 (pending: not started, 0 of 256Ki tokens): left out, no metrics yet"} {
+		if !strings.Contains(notes, n) {
+			t.Errorf("notes lack %q:\n%s", n, notes)
+		}
+	}
+	// The 1Ki branch trains one micro-batch per step: no noise scale, and the fit says why.
+	if ns := res.NoiseScale; ns == nil || len(ns.Missing) != 1 || ns.Missing[0].ID != "b0001Ki-r0" || ns.Missing[0].Reason != analysis.NoGNSOneMicroBatch {
+		t.Errorf("noise scale gaps %+v", res.NoiseScale)
+	}
+
+	// A finished sweep is not partial.
+	fin := t.TempDir()
+	if err := synth.Write(fin, synth.Spec{Batches: []int64{1 << 10, 2 << 10}, Budget: 64 << 10, EvalEvery: 16 << 10, Bcrit: 4 << 10, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	frun, err := analysis.LoadRun(fin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, fres, err := analysis.FitRun(frun, opts, "test"); err != nil || fres.Partial || len(fres.Unfinished) != 0 || fres.PartialNote() != "" {
+		t.Errorf("a finished sweep: err %v, partial %v", err, fres != nil && fres.Partial)
+	}
+}
+
+// TestUnfinishedWithoutState: a branch without state.json, as another trainer may leave, is
+// finished when its metrics reach its budget and unfinished when they stop short.
+func TestUnfinishedWithoutState(t *testing.T) {
+	dir := t.TempDir()
+	if err := synth.Write(dir, synth.Spec{Batches: []int64{1 << 10, 2 << 10}, Budget: 64 << 10, EvalEvery: 16 << 10, Bcrit: 4 << 10, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b2 := filepath.Join(dir, "branches", synth.ID(2<<10, 0))
+	truncateBranch(t, b2, 32<<10, "done")
+	for _, id := range []string{synth.ID(1<<10, 0), synth.ID(2<<10, 0)} {
+		os.Remove(filepath.Join(dir, "branches", id, "state.json"))
+	}
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Unfinished) != 1 || run.Unfinished[0].ID != "b0002Ki-r0" || !run.Unfinished[0].Analysed || run.Unfinished[0].Tokens != 32<<10 {
+		t.Errorf("unfinished %+v", run.Unfinished)
+	}
+}
+
+// TestNothingToFitYet: a sweep none of whose branches has logged a step loads, with every branch
+// unfinished, and the fit says that nothing has metrics yet rather than naming a missing file.
+func TestNothingToFitYet(t *testing.T) {
+	dir := t.TempDir()
+	if err := synth.Write(dir, synth.Spec{Batches: []int64{1 << 10, 2 << 10}, Budget: 64 << 10, EvalEvery: 16 << 10, Bcrit: 4 << 10, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{synth.ID(1<<10, 0), synth.ID(2<<10, 0)} {
+		os.Remove(filepath.Join(dir, "branches", id, "metrics.jsonl"))
+		os.WriteFile(filepath.Join(dir, "branches", id, "state.json"), []byte(`{"state":"pending"}`), 0o644)
+	}
+	run, err := analysis.LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Branches) != 0 || len(run.Unfinished) != 2 {
+		t.Fatalf("%d analysed, %d unfinished", len(run.Branches), len(run.Unfinished))
+	}
+	_, _, err = analysis.FitRun(run, analysis.Defaults(), "test")
+	if err == nil || !strings.Contains(err.Error(), "no branch has metrics yet; unfinished: b0001Ki-r0 (pending: not started, 0 of 64Ki tokens)") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestNoiseScaleBreaks: steps whose |G|^2 estimate is not positive leave a break in the B_simple
+// series, so that no line is drawn across them.
+func TestNoiseScaleBreaks(t *testing.T) {
+	var lines []string
+	for i := 1; i <= 8; i++ {
+		v := "1000"
+		if i == 3 || i == 4 || i == 6 {
+			v = "-5"
+		}
+		lines = append(lines, fmt.Sprintf(`{"tokens":%d,"train_loss":3,"gns_trace_ema":%s,"gns_grad_sq_ema":1}`, i*1024, v))
+		if i == 5 {
+			lines = append(lines, `{"tokens":5120,"eval_loss":3}`) // an eval line, not a gap
+		}
+	}
+	recs, err := analysis.ReadMetrics(strings.NewReader(strings.Join(lines, "\n")), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := analysis.NoiseScale(&analysis.Branch{Spec: analysis.BranchSpec{ID: "x", BatchTokens: 1024}, Records: recs}, 1)
+	if !ok {
+		t.Fatal("no series")
+	}
+	if want := []float64{1024, 2048, 5120, 7168, 8192}; !reflect.DeepEqual(s.Tokens, want) || !reflect.DeepEqual(s.Breaks, []int{2, 3}) {
+		t.Errorf("tokens %v breaks %v; want %v and [2 3]", s.Tokens, s.Breaks, want)
 	}
 }

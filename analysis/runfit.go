@@ -19,6 +19,10 @@ func FitRun(run *Run, opts Options, codeVersion string) (*Data, *Result, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	res.Branches = run.Total
+	if len(run.Unfinished) > 0 {
+		res.Partial, res.Unfinished = true, run.Unfinished
+	}
 	series := NoiseScales(run, opts.EMATokens)
 	if len(series) > 0 {
 		window := noiseWindow(run, opts.EMATokens)
@@ -39,6 +43,7 @@ func FitRun(run *Run, opts Options, codeVersion string) (*Data, *Result, error) 
 			}
 			ns.Branches = append(ns.Branches, row)
 		}
+		ns.Missing = NoiseGaps(run, opts.EMATokens)
 		res.NoiseScale = ns
 	}
 	return d, res, nil
@@ -59,13 +64,7 @@ func noiseWindow(run *Run, emaTokens float64) float64 {
 
 // NoiseScales returns the B_simple series of every branch that logged gradient-noise fields.
 func NoiseScales(run *Run, emaTokens float64) []NoiseSeries {
-	if emaTokens <= 0 {
-		shortest := math.Inf(1)
-		for _, b := range run.Branches {
-			shortest = math.Min(shortest, float64(b.Records[len(b.Records)-1].Tokens))
-		}
-		emaTokens = shortest / 20
-	}
+	emaTokens = noiseEMATokens(run, emaTokens)
 	var out []NoiseSeries
 	for _, b := range run.Branches {
 		if s, ok := NoiseScale(b, emaTokens); ok {
@@ -73,4 +72,17 @@ func NoiseScales(run *Run, emaTokens float64) []NoiseSeries {
 		}
 	}
 	return out
+}
+
+// noiseEMATokens is the EMA time constant of the B_simple series: emaTokens when given, else
+// 1/20 of the shortest branch.
+func noiseEMATokens(run *Run, emaTokens float64) float64 {
+	if emaTokens > 0 {
+		return emaTokens
+	}
+	shortest := math.Inf(1)
+	for _, b := range run.Branches {
+		shortest = math.Min(shortest, float64(b.Records[len(b.Records)-1].Tokens))
+	}
+	return shortest / 20
 }

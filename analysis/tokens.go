@@ -43,8 +43,9 @@ parse:
 }
 
 // FormatTokens writes a token count briefly: exactly in the config's syntax when it is a whole
-// multiple of a binary or SI unit ("64Ki", "5B"), else to three significant digits with an SI
-// suffix ("371K").
+// multiple of a binary or SI unit ("64Ki", "5B"), else to three significant digits with a binary
+// suffix ("362Ki"). Rounded counts are binary because the ladders they sit between are: a CBS of
+// 2.26Ki reads at once as between 2Ki and 4Ki, where 2.31K would invite comparing 2.31 with 2.
 func FormatTokens(v float64) string {
 	if math.IsInf(v, 1) {
 		return "inf"
@@ -61,10 +62,17 @@ func FormatTokens(v float64) string {
 			}
 		}
 	}
+	a := math.Abs(v)
+	for _, suf := range binSuffixes {
+		if a >= suf.v*0.9995 {
+			return strconv.FormatFloat(roundSig(v/suf.v, 3), 'f', -1, 64) + suf.s
+		}
+	}
 	return FormatSI(v)
 }
 
-// FormatSI writes v to three significant digits with an SI suffix: 371K, 1.2M, 5B.
+// FormatSI writes v to three significant digits with an SI suffix: 371K, 1.2M, 5B. It is for
+// counts other than tokens, such as steps; token counts go through FormatTokens.
 func FormatSI(v float64) string {
 	a := math.Abs(v)
 	for _, suf := range []struct {

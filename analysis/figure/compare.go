@@ -67,7 +67,7 @@ func Compare(inputs []CompareInput, width vg.Length) (*Figure, error) {
 		return nil, errors.New("compare: no sweep has a token-overhead estimate")
 	}
 	p := newPlot(width, "batch size (tokens, Ki = 1024)", "token overhead T_B(L) / T_ref(L)")
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, kiTicks{}
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	leg := newOuterLegend(p)
 	room := setRanges(p, bmin, bmax, ymin, ymax, arrows, unreached)
 	// A first pass widens the x axis for every arrow, so that the bands and lines of the second
@@ -168,6 +168,11 @@ func Compare(inputs []CompareInput, width vg.Length) (*Figure, error) {
 	}
 	f := &Figure{Name: "cbs_compare", Plot: p, Width: width, Inputs: rec, legend: leg}
 	f.Height = height(width) + leg.height(width)
+	for _, in := range inputs {
+		if in.Result.Partial {
+			f.AddNote(in.Label + ": " + in.Result.PartialNote())
+		}
+	}
 	return f, nil
 }
 

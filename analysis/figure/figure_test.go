@@ -6,10 +6,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
-	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot"
 
 	"cbs/analysis"
 	"cbs/analysis/figure"
@@ -199,23 +202,175 @@ func TestUnsupportedFiguresAreSkippedNotEmpty(t *testing.T) {
 }
 
 func TestTicks(t *testing.T) {
-	var labels []string
-	for _, tk := range (figure.Log2Ticks{}).Ticks(3000, 300000) {
-		if tk.Label != "" {
-			labels = append(labels, tk.Label)
+	labels := func(ticks []plot.Tick) string {
+		var l []string
+		for _, tk := range ticks {
+			if tk.Label != "" {
+				l = append(l, tk.Label)
+			}
+		}
+		return strings.Join(l, " ")
+	}
+	for _, tc := range []struct {
+		name     string
+		min, max float64
+		marker   plot.Ticker
+		want     string
+	}{
+		{"tokens, seven powers", 3000, 300000, figure.TokenTicks{}, "4Ki 8Ki 16Ki 32Ki 64Ki 128Ki 256Ki"},
+		{"tokens, many powers", 3000, 3e7, figure.TokenTicks{}, "4Ki 16Ki 64Ki 256Ki 1Mi 4Mi 16Mi"},
+		// Two octaves hold two powers only: halves join them.
+		{"tokens, narrow", 300e3, 1.2e6, figure.TokenTicks{}, "384Ki 512Ki 768Ki 1Mi"},
+		{"tokens, very narrow", 1.1e6, 1.9e6, figure.TokenTicks{}, "1.25Mi 1.5Mi 1.75Mi"},
+		{"steps, decades", 2e5, 3e8, figure.CountTicks{}, "1e6 1e7 1e8"},
+		{"steps, 1-2-5", 40, 700, figure.CountTicks{}, "50 100 200 500"},
+		{"steps, narrow", 210, 480, figure.CountTicks{}, "300 400"},
+	} {
+		if got := labels(tc.marker.Ticks(tc.min, tc.max)); got != tc.want {
+			t.Errorf("%s: labels %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	if got := strings.Join(labels, " "); got != "4K 8K 16K 32K 64K 128K 256K" {
-		t.Errorf("log2 labels %q", got)
+}
+
+// TestGoldenNoiseGaps: a branch whose |G|^2 estimate was not positive for a while is drawn in
+// pieces, with a dot where one value stands alone between two gaps, never a line across a gap;
+// a batch size without any noise scale is named in a note with the reason; there is no title.
+func TestGoldenNoiseGaps(t *testing.T) {
+	var tokens, values []float64
+	for i := 1; i <= 40; i++ {
+		tokens = append(tokens, float64(i*2048))
+		values = append(values, 6000*(1+0.3*math.Sin(float64(i))))
 	}
-	labels = nil
-	for _, tk := range (figure.Log10Ticks{}).Ticks(2e5, 3e8) {
-		if tk.Label != "" {
-			labels = append(labels, tk.Label)
+	// Steps 9 to 12 and 14 to 15 had no positive value: points 8 and 9 are the two sides of the
+	// first gap, point 10 stands alone before the second.
+	gapped := analysis.NoiseSeries{ID: "b0002Ki-r0", Batch: 2048, Source: "gns_b_simple", Breaks: []int{9, 10}}
+	for i := range tokens {
+		if (i >= 9 && i < 13) || (i >= 14 && i < 16) {
+			continue
+		}
+		gapped.Tokens, gapped.BSimple = append(gapped.Tokens, tokens[i]), append(gapped.BSimple, values[i])
+	}
+	whole := analysis.NoiseSeries{ID: "b0004Ki-r0", Batch: 4096, Source: "gns_b_simple"}
+	for i := 1; i <= 20; i++ {
+		whole.Tokens, whole.BSimple = append(whole.Tokens, float64(i*4096)), append(whole.BSimple, 9000*(1+0.2*math.Cos(float64(i))))
+	}
+	gaps := []analysis.NoiseGap{{ID: "b0001Ki-r0", Batch: 1024, Reason: analysis.NoGNSOneMicroBatch}, {ID: "b0001Ki-r1", Batch: 1024, Reason: analysis.NoGNSOneMicroBatch}}
+	f, err := figure.NoiseScale([]analysis.NoiseSeries{gapped, whole}, gaps, figure.Column)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Name += "_gaps"
+	svg := checkGolden(t, f)
+	if n := strings.Count(svg, "1Ki: no B_simple (one micro-batch per step)"); n != 1 {
+		t.Errorf("the note on the 1Ki branches appears %d times, want once", n)
+	}
+	if strings.Contains(svg, "predictor") {
+		t.Error("the figure has a title; its caption says what it shows")
+	}
+	// The 2Ki branch: points 0-8, a dot at point 9 and points 10-33, so lines of 9 and 24
+	// points, and the legend's thumbnail of 2.
+	var lines []int
+	for _, l := range regexp.MustCompile(`<path d="([^"]+)" style="fill:none;stroke:#440154;stroke-width:0.8"`).FindAllStringSubmatch(svg, -1) {
+		lines = append(lines, strings.Count(l[1], "L")+1)
+	}
+	slices.Sort(lines)
+	if !slices.Equal(lines, []int{2, 9, 24}) {
+		t.Errorf("the gapped branch is drawn as lines of %v points, want [2 9 24] (the legend's thumbnail, then the two pieces)", lines)
+	}
+}
+
+// TestPartialNoteOnEveryFigure: a fit of an unfinished sweep says so in every figure.
+func TestPartialNoteOnEveryFigure(t *testing.T) {
+	d, res, noise := cbsScenario(t)
+	res.Partial, res.Branches = true, 12
+	res.Unfinished = []analysis.Unfinished{{ID: "b0256Ki-r1", Batch: 256 << 10, State: "running", Tokens: 4 << 20, Budget: 8 << 20, Analysed: true}}
+	figs, skipped := figure.All(d, res, noise, figure.Column)
+	if len(skipped) > 0 || len(figs) != 6 {
+		t.Fatalf("drew %d figures, skipped %v", len(figs), skipped)
+	}
+	for _, f := range figs {
+		var buf bytes.Buffer
+		if err := f.Encode(&buf, "svg"); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "partial: 1 of 12 branches unfinished (b0256Ki-r1 at 4Mi of 8Mi tokens)") {
+			t.Errorf("%s does not say that the fit is partial", f.Name)
 		}
 	}
-	if got := strings.Join(labels, " "); got != "1M 10M 100M" {
-		t.Errorf("log10 labels %q", got)
+}
+
+// TestOneUnitConvention: every token count on every figure, on the axes and in the legends and
+// notes alike, is written with a binary suffix (Ki, Mi), never with a bare K or M that would mean
+// 1024 in one place and 1000 in another.
+func TestOneUnitConvention(t *testing.T) {
+	d, res, noise := cbsScenario(t)
+	figs, _ := figure.All(d, res, noise, figure.Column)
+	dd, dres, _ := diffusionScenario(t)
+	dfigs, _ := figure.All(dd, dres, nil, figure.Full)
+	bare := regexp.MustCompile(`[0-9][KMGT]([^i]|$)`)
+	binary := regexp.MustCompile(`[0-9][KMG]i`)
+	for _, f := range append(figs, dfigs...) {
+		var buf bytes.Buffer
+		if err := f.Encode(&buf, "svg"); err != nil {
+			t.Fatal(err)
+		}
+		var texts []string
+		for _, m := range regexp.MustCompile(`>([^<>]*)</text>`).FindAllStringSubmatch(buf.String(), -1) {
+			texts = append(texts, m[1])
+		}
+		all := strings.Join(texts, " | ")
+		if m := bare.FindString(all); m != "" {
+			t.Errorf("%s writes a count with a bare suffix (%q): %s", f.Name, m, all)
+		}
+		if strings.Contains(all, "K = 1024") {
+			t.Errorf("%s still explains K as 1024: %s", f.Name, all)
+		}
+		if !binary.MatchString(all) {
+			t.Errorf("%s writes no token count in Ki or Mi: %s", f.Name, all)
+		}
 	}
-	_ = vg.Inch
+}
+
+// TestStepsTokensLabelsBatches: each batch size's points are labelled with the batch, the legend
+// sits above the data, and the token axis has at least four labels.
+func TestStepsTokensLabelsBatches(t *testing.T) {
+	_, res, _ := cbsScenario(t)
+	f, err := figure.StepsTokens(res, figure.Column)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := f.Encode(&buf, "svg"); err != nil {
+		t.Fatal(err)
+	}
+	svg := buf.String()
+	for _, b := range []string{"8Ki", "16Ki", "32Ki", "64Ki", "128Ki", "256Ki"} {
+		if !strings.Contains(svg, ">"+b+"</text>") {
+			t.Errorf("no label %s", b)
+		}
+	}
+	labels := 0
+	for _, tk := range f.Plot.Y.Tick.Marker.Ticks(f.Plot.Y.Min, f.Plot.Y.Max) {
+		if tk.Label != "" {
+			labels++
+		}
+	}
+	if labels < 4 {
+		t.Errorf("the token axis has %d labels", labels)
+	}
+	// The legend's strip lies above the data area: its first entry is higher than the top of
+	// the y axis.
+	top := regexp.MustCompile(`<path d="M[0-9.]+,[0-9.]+L[0-9.]+,([0-9.]+)" style="fill:none;stroke:#000000;stroke-width:0.5"`).FindAllStringSubmatch(svg, -1)
+	entry := regexp.MustCompile(`<text x="[0-9.]+" y="-([0-9.]+)"[^>]*>L = `).FindStringSubmatch(svg)
+	if len(top) == 0 || entry == nil {
+		t.Fatal("no axis or no legend entry found")
+	}
+	axisTop := 0.0
+	for _, m := range top {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		axisTop = math.Max(axisTop, v)
+	}
+	if y, _ := strconv.ParseFloat(entry[1], 64); y <= axisTop {
+		t.Errorf("the legend (at y %v) is inside the data area (top %v)", y, axisTop)
+	}
 }

@@ -25,6 +25,8 @@ type Figure struct {
 	Inputs any
 	// legend, when set, is drawn above the data area and Height already includes it.
 	legend *outerLegend
+	// notes are drawn in a strip above the legend (AddNote); Height includes them.
+	notes []string
 }
 
 func height(width vg.Length) vg.Length {
@@ -48,7 +50,7 @@ func LossCurves(d *analysis.Data, width vg.Length) (*Figure, error) {
 		ylabel = "training loss, EMA (nats/token)"
 	}
 	p := newPlot(width, "tokens", ylabel)
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	tmin, tmax, lmin, lmax := math.Inf(1), 0.0, math.Inf(1), math.Inf(-1)
 	points := 0
 	for gi, g := range d.Groups {
@@ -74,7 +76,7 @@ func LossCurves(d *analysis.Data, width vg.Length) (*Figure, error) {
 			l.Color, l.Width = col, vg.Points(1)
 			p.Add(l)
 			if ri == 0 {
-				p.Legend.Add(binaryUnits(g.Batch), l)
+				p.Legend.Add(analysis.FormatTokens(g.Batch), l)
 			}
 		}
 	}
@@ -105,8 +107,8 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if len(res.Ladder) == 0 || !res.Ladder[0].Loss.Valid() {
 		return nil, errors.New("final loss: the result has no losses at equal tokens")
 	}
-	p := newPlot(width, "batch size (tokens, K = 1024)", fmt.Sprintf("loss at %s tokens", binaryUnits(float64(res.CompareTokens))))
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	p := newPlot(width, "batch size (tokens, Ki = 1024)", fmt.Sprintf("loss at %s tokens", analysis.FormatTokens(float64(res.CompareTokens))))
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	leg := newOuterLegend(p)
 	bmin, bmax := res.Ladder[0].Batch, res.Ladder[len(res.Ladder)-1].Batch
 	lmin, lmax := math.Inf(1), math.Inf(-1)
@@ -252,7 +254,7 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 		}
 		v.Color, v.Dashes, v.Width = red, dash, vg.Points(1)
 		p.Add(v)
-		leg.Add("knee at "+analysis.FormatSI(float64(knee.Knee)), v)
+		leg.Add("knee at "+analysis.FormatTokens(float64(knee.Knee)), v)
 	}
 	f := &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, legend: leg,
 		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}
@@ -325,17 +327,23 @@ func (leftTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) 
 
 // StepsTokens draws, for each target loss, the steps and tokens every batch size needed to reach
 // it on log-log axes, with the fitted hyperbola (S/S_min - 1)(E/E_min - 1) = 1 traced over B for
-// each target whose B_crit the ladder brackets.
+// each target whose B_crit the ladder brackets. A batch size's points all lie on the line
+// E = B S, so each batch's points are joined along it and the line is labelled with the batch:
+// colour and shape say the target, the labelled line says the batch.
 func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if res.Hyperbola == nil {
 		return nil, errors.New("steps vs tokens: no steps-to-target fit")
 	}
 	p := newPlot(width, "steps to target", "tokens to target")
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log10Ticks{}
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, countTicks{}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, tokenTicks{}
+	leg := newOuterLegend(p)
 	smin, smax, emin, emax := math.Inf(1), 0.0, math.Inf(1), 0.0
 	drawn := 0
 	var inputs []analysis.TargetFit
+	byBatch := map[float64]plotter.XYs{}
+	var batches []float64
+	var marks []plot.Plotter // the targets' points and curves, drawn over the batches' lines
 	for i, t := range res.Hyperbola.Targets {
 		if len(t.Points) == 0 {
 			continue
@@ -347,13 +355,16 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 			xys = append(xys, plotter.XY{X: c.Steps, Y: c.Tokens})
 			smin, smax = math.Min(smin, c.Steps), math.Max(smax, c.Steps)
 			emin, emax = math.Min(emin, c.Tokens), math.Max(emax, c.Tokens)
+			if _, ok := byBatch[c.Batch]; !ok {
+				batches = append(batches, c.Batch)
+			}
+			byBatch[c.Batch] = append(byBatch[c.Batch], plotter.XY{X: c.Steps, Y: c.Tokens})
 		}
 		sc, err := plotter.NewScatter(xys)
 		if err != nil {
 			return nil, err
 		}
 		sc.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(2), Shape: glyphs[i%len(glyphs)]}
-		p.Add(sc)
 		name := "target"
 		if t.Target.Valid() {
 			name = fmt.Sprintf("L = %.4g", float64(t.Target))
@@ -361,9 +372,9 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 		// A censored fit's curve would draw a B_crit the data do not support.
 		if t.Error == "" && (t.Censored == analysis.CensoredAbove || t.Censored == analysis.CensoredBelow) {
 			if h := statementHead(t.Statement); h != "" {
-				p.Legend.Add(name+" ("+h+")", sc)
+				leg.Add(name+" ("+h+")", sc)
 			} else {
-				p.Legend.Add(name+" (censored)", sc)
+				leg.Add(name+" (censored)", sc)
 			}
 		} else if t.Error == "" {
 			a, b := float64(t.SMin), float64(t.EMin)
@@ -378,20 +389,67 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 				return nil, err
 			}
 			l.Color, l.Width = col, vg.Points(0.8)
-			p.Add(l)
-			p.Legend.Add(name, sc, l)
+			marks = append(marks, l)
+			leg.Add(name, sc, l)
 		} else {
-			p.Legend.Add(name+" (no fit)", sc)
+			leg.Add(name+" (no fit)", sc)
 		}
+		marks = append(marks, sc)
 		drawn++
 	}
 	if drawn == 0 {
 		return nil, errors.New("steps vs tokens: no target was reached by any batch size")
 	}
+	// Room above and to the right of the data for the batches' labels, which sit past each line's
+	// upper end.
 	p.X.Min, p.X.Max = padLog(smin, smax, 1.25)
 	p.Y.Min, p.Y.Max = padLog(emin, emax, 1.25)
-	p.Legend.Top, p.Legend.Left = true, false
-	return &Figure{Name: "steps_vs_tokens", Plot: p, Width: width, Height: height(width), Inputs: inputs}, nil
+	p.X.Max *= 1.5
+	p.Y.Max *= 1.5
+	sort.Float64s(batches)
+	grey := color.Gray{Y: 150}
+	var at plotter.XYs
+	var names []string
+	for _, b := range batches {
+		pts := byBatch[b]
+		sort.Slice(pts, func(i, j int) bool { return pts[i].X < pts[j].X })
+		end := pts[len(pts)-1]
+		if len(pts) > 1 {
+			l, err := plotter.NewLine(plotter.XYs{pts[0], end})
+			if err != nil {
+				return nil, err
+			}
+			l.Color, l.Width, l.Dashes = grey, vg.Points(0.6), []vg.Length{vg.Points(1.5), vg.Points(1.5)}
+			p.Add(l)
+		}
+		at = append(at, end)
+		names = append(names, analysis.FormatTokens(b))
+	}
+	p.Add(marks...)
+	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: at, Labels: names})
+	if err != nil {
+		return nil, err
+	}
+	for i := range lab.TextStyle {
+		lab.TextStyle[i].Font.Size = p.Legend.TextStyle.Font.Size
+		lab.TextStyle[i].Color = color.Gray{Y: 90}
+	}
+	lab.Offset = vg.Point{X: vg.Points(3), Y: vg.Points(2)}
+	p.Add(lab)
+	// A legend entry for the labelled lines, so that the figure says what they are.
+	batchLine := draw.LineStyle{Color: grey, Width: vg.Points(0.6), Dashes: []vg.Length{vg.Points(1.5), vg.Points(1.5)}}
+	leg.Add("one batch size B: E = B S", lineThumb{batchLine})
+	f := &Figure{Name: "steps_vs_tokens", Plot: p, Width: width, Inputs: inputs, legend: leg}
+	f.Height = height(width) + leg.height(width)
+	return f, nil
+}
+
+// lineThumb is the legend thumbnail of a line style.
+type lineThumb struct{ style draw.LineStyle }
+
+func (t lineThumb) Thumbnail(c *draw.Canvas) {
+	y := c.Center().Y
+	c.StrokeLine2(t.style, c.Min.X, y, c.Max.X, y)
 }
 
 var glyphs = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}, draw.CrossGlyph{}}
@@ -402,8 +460,8 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if res.Hyperbola == nil {
 		return nil, errors.New("figure bcrit_vs_target: no steps-to-target fit")
 	}
-	p := newPlot(width, "target loss", "B_crit (tokens, K = 1024)")
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	p := newPlot(width, "target loss", "B_crit (tokens, Ki = 1024)")
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	var pts errPoints
 	var up, down plotter.XYs
 	var onUp, onDown plotter.XYs // interval ends cut at the axis
@@ -521,14 +579,19 @@ func (invertedPyramid) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Poin
 	c.Fill(path)
 }
 
-// NoiseScale draws the simple gradient noise scale against tokens, one line per branch.
-func NoiseScale(series []analysis.NoiseSeries, width vg.Length) (*Figure, error) {
+// NoiseScale draws the simple gradient noise scale against tokens, one line per branch, broken
+// where a branch has no positive value (early on, the |G|^2 estimate can be negative), so that no
+// segment stands for values that were never measured. A point between two breaks is drawn as a
+// dot. Each branch in gaps, which has no noise scale at all, is named in a note with the reason,
+// so that a batch missing from the legend is not taken for an oversight.
+func NoiseScale(series []analysis.NoiseSeries, gaps []analysis.NoiseGap, width vg.Length) (*Figure, error) {
 	if len(series) == 0 {
 		return nil, errors.New("noise scale: no branch logged gradient-noise fields")
 	}
-	p := newPlot(width, "tokens", "B_simple (tokens, K = 1024)")
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, log10Ticks{}
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, log2Ticks{}
+	p := newPlot(width, "tokens", "B_simple (tokens)")
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, tokenTicks{}
+	leg := newOuterLegend(p)
 	var batches []float64
 	seen := map[float64]bool{}
 	for _, s := range series {
@@ -545,27 +608,40 @@ func NoiseScale(series []analysis.NoiseSeries, width vg.Length) (*Figure, error)
 	tmin, tmax, ymin, ymax := math.Inf(1), 0.0, math.Inf(1), 0.0
 	legend := map[float64]bool{}
 	for _, s := range series {
-		var xys plotter.XYs
-		for i, t := range s.Tokens {
-			if t <= 0 || !(s.BSimple[i] > 0) {
+		col := sequential(index[s.Batch], len(batches))
+		var thumb plot.Thumbnailer
+		var dots plotter.XYs
+		for _, seg := range noiseSegments(s) {
+			for _, xy := range seg {
+				tmin, tmax = math.Min(tmin, xy.X), math.Max(tmax, xy.X)
+				ymin, ymax = math.Min(ymin, xy.Y), math.Max(ymax, xy.Y)
+			}
+			if len(seg) == 1 {
+				dots = append(dots, seg...)
 				continue
 			}
-			xys = append(xys, plotter.XY{X: t, Y: s.BSimple[i]})
-			tmin, tmax = math.Min(tmin, t), math.Max(tmax, t)
-			ymin, ymax = math.Min(ymin, s.BSimple[i]), math.Max(ymax, s.BSimple[i])
+			l, err := plotter.NewLine(seg)
+			if err != nil {
+				return nil, err
+			}
+			l.Color, l.Width = col, vg.Points(0.8)
+			p.Add(l)
+			thumb = l
 		}
-		if len(xys) == 0 {
-			continue
+		if len(dots) > 0 {
+			sc, err := plotter.NewScatter(dots)
+			if err != nil {
+				return nil, err
+			}
+			sc.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(0.8), Shape: draw.CircleGlyph{}}
+			p.Add(sc)
+			if thumb == nil {
+				thumb = sc
+			}
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
-			return nil, err
-		}
-		l.Color, l.Width = sequential(index[s.Batch], len(batches)), vg.Points(0.8)
-		p.Add(l)
-		if !legend[s.Batch] {
+		if thumb != nil && !legend[s.Batch] {
 			legend[s.Batch] = true
-			p.Legend.Add(binaryUnits(s.Batch), l)
+			leg.Add(analysis.FormatTokens(s.Batch), thumb)
 		}
 	}
 	if tmax == 0 {
@@ -578,7 +654,51 @@ func NoiseScale(series []analysis.NoiseSeries, width vg.Length) (*Figure, error)
 		mid := math.Sqrt(ymin * ymax)
 		p.Y.Min, p.Y.Max = mid/2.1, mid*2.1
 	}
-	p.Title.Text = "gradient noise scale (a predictor, not the CBS)"
-	p.Legend.Top, p.Legend.Left = false, false
-	return &Figure{Name: "noise_scale_vs_tokens", Plot: p, Width: width, Height: height(width), Inputs: series}, nil
+	f := &Figure{Name: "noise_scale_vs_tokens", Plot: p, Width: width, legend: leg,
+		Inputs: map[string]any{"series": series, "missing": gaps}}
+	f.Height = height(width) + leg.height(width)
+	for _, n := range gapNotes(gaps) {
+		f.AddNote(n)
+	}
+	return f, nil
+}
+
+// noiseSegments splits a series at its breaks, leaving out marks at zero tokens, which have no
+// place on a log axis.
+func noiseSegments(s analysis.NoiseSeries) []plotter.XYs {
+	var segs []plotter.XYs
+	var seg plotter.XYs
+	next := 0
+	for i, t := range s.Tokens {
+		if next < len(s.Breaks) && s.Breaks[next] == i {
+			next++
+			if len(seg) > 0 {
+				segs = append(segs, seg)
+			}
+			seg = nil
+		}
+		if t <= 0 || !(s.BSimple[i] > 0) {
+			continue
+		}
+		seg = append(seg, plotter.XY{X: t, Y: s.BSimple[i]})
+	}
+	if len(seg) > 0 {
+		segs = append(segs, seg)
+	}
+	return segs
+}
+
+// gapNotes says, once per batch size and reason, which batches have no noise scale and why:
+// "1Ki: no B_simple (one micro-batch per step)".
+func gapNotes(gaps []analysis.NoiseGap) []string {
+	var notes []string
+	seen := map[string]bool{}
+	for _, g := range gaps {
+		n := fmt.Sprintf("%s: no B_simple (%s)", analysis.FormatTokens(g.Batch), g.Reason)
+		if !seen[n] {
+			seen[n] = true
+			notes = append(notes, n)
+		}
+	}
+	return notes
 }

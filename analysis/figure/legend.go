@@ -1,7 +1,10 @@
 package figure
 
 import (
+	"strings"
+
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 )
@@ -113,4 +116,72 @@ func (t errThumb) Thumbnail(c *draw.Canvas) {
 	r := (c.Max.Y - c.Min.Y) / 2
 	c.StrokeLine2(t.line, x, c.Min.Y+r*0.1, x, c.Max.Y-r*0.1)
 	c.DrawGlyph(t.glyph, c.Center())
+}
+
+// noteMargin is the gap around the strip of notes above a figure.
+var noteMargin = vg.Points(3)
+
+// AddNote puts a line of text in a strip above the figure, wrapped to its width, and makes the
+// figure taller to hold it: what a reader must know before reading the data, such as a fit of an
+// unfinished sweep or a branch the figure cannot show. A caption beside the figure may be lost
+// when it is copied; a note drawn into it travels with it.
+func (f *Figure) AddNote(text string) {
+	f.Height -= f.notesHeight()
+	f.notes = append(f.notes, text)
+	f.Height += f.notesHeight()
+}
+
+func (f *Figure) noteStyle() text.Style {
+	st := f.Plot.Legend.TextStyle
+	st.Color = okabeIto[1]
+	st.XAlign, st.YAlign = draw.XLeft, draw.YBottom
+	return st
+}
+
+// noteLines wraps the notes at spaces to the figure's width.
+func (f *Figure) noteLines() []string {
+	st := f.noteStyle()
+	room := f.Width - 2*noteMargin
+	var lines []string
+	for _, n := range f.notes {
+		line := ""
+		for _, w := range strings.Fields(n) {
+			if line != "" && st.Width(line+" "+w) > room {
+				lines = append(lines, line)
+				line = "  " + w
+				continue
+			}
+			if line != "" {
+				line += " "
+			}
+			line += w
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+func (f *Figure) notesHeight() vg.Length {
+	if len(f.notes) == 0 {
+		return 0
+	}
+	st := f.noteStyle()
+	return vg.Length(len(f.noteLines()))*st.Height("M") + 2*noteMargin
+}
+
+// drawNotes fills the strip of notes at the top of c and returns the rest of c.
+func (f *Figure) drawNotes(c draw.Canvas) draw.Canvas {
+	h := f.notesHeight()
+	if h == 0 {
+		return c
+	}
+	st := f.noteStyle()
+	lh := st.Height("M")
+	descent := st.FontExtents().Descent
+	y := c.Max.Y - noteMargin
+	for _, l := range f.noteLines() {
+		y -= lh
+		c.FillText(st, vg.Point{X: c.Min.X + noteMargin, Y: y + descent}, l)
+	}
+	return draw.Crop(c, 0, 0, 0, -h)
 }

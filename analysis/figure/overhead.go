@@ -32,7 +32,7 @@ func Overhead(res *analysis.Result, width vg.Length) (*Figure, error) {
 	}
 	p := newPlot(width, "batch size (tokens, Ki = 1024)",
 		fmt.Sprintf("token overhead vs %s at loss %.4g", analysis.FormatTokens(pf.ReferenceBatch), float64(pf.LossLevel)))
-	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, kiTicks{}
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	leg := newOuterLegend(p)
 	limit := 1 + pf.Tau
 
@@ -336,18 +336,4 @@ func intervalText(pf *analysis.PrimaryFit) string {
 		}
 	}
 	return fmt.Sprintf("%.0f%% interval", 100*pf.Level)
-}
-
-// kiTicks are log2Ticks labelled as the statements write batch sizes (8Ki, 1Mi), so that the
-// axis and the labels of an estimate read alike.
-type kiTicks struct{}
-
-func (kiTicks) Ticks(min, max float64) []plot.Tick {
-	ticks := log2Ticks{}.Ticks(min, max)
-	for i := range ticks {
-		if ticks[i].Label != "" {
-			ticks[i].Label = analysis.FormatTokens(ticks[i].Value)
-		}
-	}
-	return ticks
 }

@@ -40,7 +40,7 @@ func overheadResult(t *testing.T, batches []float64, bnoise, tau, spread float64
 		case math.IsInf(v, -1):
 			return "below the ladder"
 		}
-		return analysis.FormatSI(v)
+		return analysis.FormatTokens(v)
 	}
 	pf := &analysis.PrimaryFit{Estimator: "token_overhead", Tau: tau, ReferenceBatch: batches[0], CBS: analysis.Num(o.CBS),
 		Interval: [2]analysis.Num{analysis.Num(iv[0]), analysis.Num(iv[1])}, Level: 0.9, Censored: o.Censored,
@@ -66,15 +66,15 @@ func ladder(from float64, n int) []float64 {
 	return b
 }
 
-// bracketed: the CBS, 0.2 x 6Ki + 1.2 x 1Ki = 2.4K, lies between 2Ki and 4Ki.
+// bracketed: the CBS, 0.2 x 6Ki + 1.2 x 1Ki = 2.4Ki, lies between 2Ki and 4Ki.
 func bracketed(t *testing.T) *analysis.Result {
 	return overheadResult(t, ladder(1024, 6), 6<<10, 0.2, 0.02, [2]float64{2200, 2900})
 }
 
 // unbracketed: the noise scale is far past the ladder, so the CBS is censored above 16Ki, and a
-// twentieth of the resamples put it at 12K or more.
+// twentieth of the resamples put it at 12Ki or more.
 func unbracketed(t *testing.T) *analysis.Result {
-	return overheadResult(t, ladder(1024, 5), 128<<10, 0.2, 0.01, [2]float64{12000, math.Inf(1)})
+	return overheadResult(t, ladder(1024, 5), 128<<10, 0.2, 0.01, [2]float64{12 << 10, math.Inf(1)})
 }
 
 func checkGolden(t *testing.T, f *figure.Figure) string {
@@ -116,7 +116,7 @@ func TestGoldenOverhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	svg := checkGolden(t, f)
-	for _, want := range []string{"1 + tau = 1.2", "CBS = " + analysis.FormatSI(float64(res.Primary.CBS)), "90% interval [2.2K, 2.9K]", "did not reach the loss"} {
+	for _, want := range []string{"1 + tau = 1.2", "CBS = " + analysis.FormatTokens(float64(res.Primary.CBS)), "90% interval [2.15Ki, 2.83Ki]", "did not reach the loss"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q", want)
 		}
@@ -143,7 +143,7 @@ func TestGoldenCompare(t *testing.T) {
 		t.Fatal(err)
 	}
 	svg := checkGolden(t, f)
-	for _, want := range []string{"ar: CBS = 2.46K, 90% interval [2.2K, 2.9K]", "mdm: CBS &gt;= 16Ki, 90% interval [12K, inf]", "1 + tau = 1.2"} {
+	for _, want := range []string{"ar: CBS = 2.4Ki, 90% interval [2.15Ki, 2.83Ki]", "mdm: CBS &gt;= 16Ki, 90% interval [12Ki, inf]", "1 + tau = 1.2"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q", want)
 		}

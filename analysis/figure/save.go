@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -56,12 +57,37 @@ func (f *Figure) Encode(w io.Writer, format string) error {
 		return fmt.Errorf("format %q: allowed %s", format, strings.Join(Formats, ", "))
 	}
 	dc := draw.New(c)
+	dc = f.drawNotes(dc)
 	if f.legend != nil {
 		dc = f.legend.draw(dc)
 	}
-	f.Plot.Draw(dc)
+	f.drawPlot(dc)
 	_, err := c.WriteTo(w)
 	return err
+}
+
+// drawPlot draws the plot with its y axis's label centred on the data area. gonum reserves room
+// for that label around Norm((min+max)/2), which on a log axis lies near the top, so a long
+// label pushed the data area down and left a blank band above it; drawn here, with the plot
+// told it has none, the label takes the room gonum would give it and no more. The layout
+// otherwise is gonum's.
+func (f *Figure) drawPlot(c draw.Canvas) {
+	p := f.Plot
+	label := p.Y.Label.Text
+	if label == "" {
+		p.Draw(c)
+		return
+	}
+	p.Y.Label.Text = ""
+	defer func() { p.Y.Label.Text = label }()
+	sty := p.Y.Label.TextStyle
+	h, descent := sty.Height(label), sty.FontExtents().Descent
+	rest := draw.Crop(c, h+descent+p.Y.Label.Padding, 0, 0, 0)
+	da := p.DataCanvas(rest)
+	mid := da.Center().Y
+	sty.Rotation += math.Pi / 2
+	c.FillText(sty, vg.Point{X: c.Min.X + h - descent, Y: mid}, label)
+	p.Draw(rest)
 }
 
 // Save writes dir/<name>.<format> and its provenance dir/<name>.<format>.json, each atomically,
@@ -93,7 +119,8 @@ type Skipped struct {
 
 // All draws every figure the data support. d may be nil (no loss curves, as for a steps table)
 // and noise may be empty; each figure that cannot be drawn is listed with its reason, so an
-// unsupported figure is never written as an empty plot.
+// unsupported figure is never written as an empty plot. Every figure of a partial fit carries a
+// note saying so, since a figure is often seen without the text around it.
 func All(d *analysis.Data, res *analysis.Result, noise []analysis.NoiseSeries, width vg.Length) ([]*Figure, []Skipped) {
 	var figs []*Figure
 	var skipped []Skipped
@@ -119,7 +146,34 @@ func All(d *analysis.Data, res *analysis.Result, noise []analysis.NoiseSeries, w
 	add("steps_vs_tokens", f, err)
 	f, err = BcritTarget(res, width)
 	add("bcrit_vs_target", f, err)
-	f, err = NoiseScale(noise, width)
+	var gaps []analysis.NoiseGap
+	if res.NoiseScale != nil {
+		gaps = res.NoiseScale.Missing
+	}
+	f, err = NoiseScale(noise, gaps, width)
 	add("noise_scale_vs_tokens", f, err)
+	if note := partialNote(res); note != "" {
+		for _, f := range figs {
+			f.AddNote(note)
+		}
+	}
 	return figs, skipped
+}
+
+// partialNote is the note every figure of a partial fit carries: how many branches are
+// unfinished and how far the first few got.
+func partialNote(res *analysis.Result) string {
+	if !res.Partial {
+		return ""
+	}
+	const shown = 4
+	var parts []string
+	for i, u := range res.Unfinished {
+		if i == shown {
+			parts = append(parts, fmt.Sprintf("and %d more", len(res.Unfinished)-shown))
+			break
+		}
+		parts = append(parts, u.ID+" at "+u.Progress())
+	}
+	return res.PartialNote() + " (" + strings.Join(parts, ", ") + ")"
 }

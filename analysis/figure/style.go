@@ -3,11 +3,14 @@ package figure
 import (
 	"image/color"
 	"math"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/vg"
+
+	"cbs/analysis"
 )
 
 // Widths of a figure in a two-column paper.
@@ -74,91 +77,92 @@ func sequential(i, n int) color.Color {
 	return color.RGBA{c[0], c[1], c[2], 255}
 }
 
-// log2Ticks marks powers of two, labelled like 64K (K = 1024). When more than seven powers fall
-// in range, every other one is labelled so the labels do not touch.
-type log2Ticks struct{}
+// tokenTicks marks a log axis of token counts at powers of two, labelled as the configs and the
+// statements write them (8Ki, 1Mi). When more than seven powers fall in range, every other one
+// is labelled so the labels do not touch. A range too narrow for four labelled powers gets
+// labelled ticks at 1.5 times each power too, then at 1.25 and 1.75 times, so that an axis always
+// has enough labels to read a value off.
+type tokenTicks struct{}
 
-func (log2Ticks) Ticks(min, max float64) []plot.Tick {
-	lo, hi := int(math.Ceil(math.Log2(min)-1e-9)), int(math.Floor(math.Log2(max)+1e-9))
+func (tokenTicks) Ticks(min, max float64) []plot.Tick {
+	if !(min > 0) || !(max > min) {
+		return nil
+	}
+	lo, hi := int(math.Floor(math.Log2(min))), int(math.Ceil(math.Log2(max)))
+	var ticks []plot.Tick
+	for _, subs := range [][]float64{{1}, {1, 1.5}, {1, 1.25, 1.5, 1.75}} {
+		ticks = ticks[:0]
+		for e := lo; e <= hi; e++ {
+			for _, m := range subs {
+				v := m * math.Ldexp(1, e)
+				if v < min*(1-1e-9) || v > max*(1+1e-9) {
+					continue
+				}
+				ticks = append(ticks, plot.Tick{Value: v, Label: analysis.FormatTokens(v)})
+			}
+		}
+		if len(ticks) >= 4 {
+			break
+		}
+	}
 	step := 1
-	for (hi-lo)/step+1 > 7 {
+	for (len(ticks)-1)/step+1 > 7 {
 		step++
 	}
-	var ticks []plot.Tick
-	for e := lo; e <= hi; e++ {
-		t := plot.Tick{Value: math.Ldexp(1, e)}
-		if (e-lo)%step == 0 {
-			t.Label = binaryLabel(e)
+	for i := range ticks {
+		if i%step != 0 {
+			ticks[i].Label = ""
 		}
-		ticks = append(ticks, t)
 	}
 	return ticks
 }
 
-func binaryLabel(e int) string {
-	switch {
-	case e >= 40:
-		return strconv.Itoa(1<<(e-40)) + "T"
-	case e >= 30:
-		return strconv.Itoa(1<<(e-30)) + "G"
-	case e >= 20:
-		return strconv.Itoa(1<<(e-20)) + "M"
-	case e >= 10:
-		return strconv.Itoa(1<<(e-10)) + "K"
-	case e >= 0:
-		return strconv.Itoa(1 << e)
+// countTicks labels a log axis of counts other than tokens (steps) at every decade with
+// unlabelled minor ticks between; a range of two decades or less labels 2 and 5 times each
+// decade too, and one too narrow for three labels labels every minor tick. The labels are
+// plain numbers, so that no suffix on a figure can be mistaken for a token unit.
+type countTicks struct{}
+
+func (countTicks) Ticks(min, max float64) []plot.Tick {
+	if !(min > 0) || !(max > min) {
+		return nil
 	}
-	return strconv.FormatFloat(math.Ldexp(1, e), 'g', -1, 64)
-}
-
-// log10Ticks labels every decade (1K, 10K, 100K, 1M) with unlabelled minor ticks between; when
-// the range spans less than two decades it labels 2 and 5 too, so there are always labels.
-type log10Ticks struct{}
-
-func (log10Ticks) Ticks(min, max float64) []plot.Tick {
 	lo, hi := int(math.Floor(math.Log10(min))), int(math.Ceil(math.Log10(max)))
-	few := hi-lo <= 2
+	sets := [][]int{{1}, {1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}}
+	if hi-lo <= 2 {
+		sets = sets[1:]
+	}
 	var ticks []plot.Tick
-	for e := lo; e <= hi; e++ {
-		for m := 1; m <= 9; m++ {
-			v := float64(m) * math.Pow10(e)
-			if v < min*(1-1e-9) || v > max*(1+1e-9) {
-				continue
+	for _, labelled := range sets {
+		ticks = ticks[:0]
+		n := 0
+		for e := lo; e <= hi; e++ {
+			for m := 1; m <= 9; m++ {
+				v := float64(m) * math.Pow10(e)
+				if v < min*(1-1e-9) || v > max*(1+1e-9) {
+					continue
+				}
+				t := plot.Tick{Value: v}
+				if slices.Contains(labelled, m) {
+					t.Label, n = countLabel(v), n+1
+				}
+				ticks = append(ticks, t)
 			}
-			t := plot.Tick{Value: v}
-			if m == 1 || (few && (m == 2 || m == 5)) {
-				t.Label = siLabel(v)
-			}
-			ticks = append(ticks, t)
+		}
+		if n >= 3 || len(labelled) == 9 {
+			return ticks
 		}
 	}
 	return ticks
 }
 
-func siLabel(v float64) string {
-	for _, s := range []struct {
-		suf string
-		v   float64
-	}{{"T", 1e12}, {"B", 1e9}, {"M", 1e6}, {"K", 1e3}} {
-		if v >= s.v {
-			return strconv.FormatFloat(v/s.v, 'g', 3, 64) + s.suf
-		}
+// countLabel writes a count as a plain number, or as 2e6 from a million up.
+func countLabel(v float64) string {
+	if v < 1e6 {
+		return strconv.FormatFloat(v, 'g', 6, 64)
 	}
-	return strconv.FormatFloat(v, 'g', 3, 64)
-}
-
-// binaryUnits writes a token count with K = 1024 and M = 1024^2, the convention of the batch
-// axes, so that every number on a figure reads the same way: 8K is 8192, 22.6K is 23142.
-func binaryUnits(v float64) string {
-	for _, s := range []struct {
-		suf string
-		v   float64
-	}{{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-		if v >= s.v*0.9995 {
-			return strconv.FormatFloat(v/s.v, 'g', 3, 64) + s.suf
-		}
-	}
-	return strconv.FormatFloat(v, 'g', 3, 64)
+	e := int(math.Floor(math.Log10(v) + 1e-9))
+	return strconv.FormatFloat(v/math.Pow10(e), 'g', 3, 64) + "e" + strconv.Itoa(e)
 }
 
 // padLog widens [lo, hi] by a factor on each side of a log axis.

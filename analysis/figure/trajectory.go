@@ -2,6 +2,7 @@ package figure
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 
@@ -34,7 +35,7 @@ func Trajectory(inputs []TrajectoryInput, width vg.Length) (*Figure, error) {
 		return nil, errors.New("trajectory: no arms")
 	}
 	p := newPlot(width, "tokens trained at the branch point", "token-overhead CBS (tokens, Ki = 1024)")
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, kiTicks{}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	// Arms that branch at the same tokens are set a little apart so that every bar shows.
 	var points []float64
 	for _, in := range inputs {
@@ -126,7 +127,15 @@ func Trajectory(inputs []TrajectoryInput, width vg.Length) (*Figure, error) {
 	}
 	p.X.Min, p.X.Max = xmin-pad, xmax+pad
 	p.X.Tick.Marker = pointTicks(points)
-	return &Figure{Name: "cbs_vs_tokens", Plot: p, Width: width, Height: height(width) + legend.height(width), Inputs: sums, legend: legend}, nil
+	f := &Figure{Name: "cbs_vs_tokens", Plot: p, Width: width, Height: height(width) + legend.height(width), Inputs: sums, legend: legend}
+	for _, in := range inputs {
+		for _, pt := range in.Points {
+			if pt.Result != nil && pt.Result.Partial {
+				f.AddNote(fmt.Sprintf("%s at %s tokens: %s", in.Label, analysis.FormatTokens(pt.Tokens), pt.Result.PartialNote()))
+			}
+		}
+	}
+	return f, nil
 }
 
 // pointTicks marks the branch points themselves, labelled in tokens.

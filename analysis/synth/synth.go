@@ -39,6 +39,10 @@ type Spec struct {
 
 	GNS     bool    // write gns_small_sq, gns_big_sq and the two batch sizes
 	BSimple float64 // true tr(Sigma)/|G|^2, tokens, when GNS is set
+	// MicroBatch is the micro-batch in tokens, a multiple of SeqLen (0: SeqLen). A branch whose
+	// batch is one micro-batch writes no gradient-noise fields, as the trainer does: it has no
+	// smaller batch's gradient to compare with.
+	MicroBatch int64
 
 	Seed  uint64
 	State string // state.json state for every branch; "" writes "done"
@@ -64,6 +68,9 @@ func Write(dir string, s Spec) error {
 	if s.SeqLen == 0 {
 		s.SeqLen = 64
 	}
+	if s.MicroBatch == 0 {
+		s.MicroBatch = s.SeqLen
+	}
 	if s.Progress == nil {
 		s.Progress = DefaultProgress
 	}
@@ -79,6 +86,9 @@ func Write(dir string, s Spec) error {
 		if s.Budget%batch != 0 || (s.EvalEvery > 0 && s.EvalEvery%batch != 0) {
 			return fmt.Errorf("synth: budget %d and eval_every %d must be multiples of batch %d", s.Budget, s.EvalEvery, batch)
 		}
+		if s.MicroBatch%s.SeqLen != 0 || batch%s.MicroBatch != 0 {
+			return fmt.Errorf("synth: batch %d must be a multiple of the micro-batch %d, and that of seq_len %d", batch, s.MicroBatch, s.SeqLen)
+		}
 		for rep := 0; rep < s.Replicates; rep++ {
 			id := ID(batch, rep)
 			bdir := filepath.Join(dir, "branches", id)
@@ -88,7 +98,7 @@ func Write(dir string, s Spec) error {
 			steps := s.Budget / batch
 			spec := map[string]any{
 				"id": id, "batch_tokens": batch, "batch_seqs": batch / s.SeqLen, "seq_len": s.SeqLen,
-				"micro_batch": 1, "accum": batch / s.SeqLen, "budget_tokens": s.Budget, "steps": steps,
+				"micro_batch": s.MicroBatch / s.SeqLen, "accum": batch / s.MicroBatch, "budget_tokens": s.Budget, "steps": steps,
 				"replicate": rep, "seed": int64(s.Seed) + int64(rep), "objective": "mdm", "lr_scale": 1.0,
 				"lr_peak": map[string]float64{"default": 1e-3}, "eval_every_tokens": s.EvalEvery,
 			}
@@ -110,10 +120,10 @@ func Write(dir string, s Spec) error {
 				x := float64(step) / (1 + s.Bcrit/float64(batch))
 				l := s.Progress(x) + effect + repOffset
 				line := map[string]any{"tokens": tokens, "step": step, "lr": 1e-3, "train_loss": l + s.TrainNoise*noise.NormFloat64(), "grad_norm": 1.0}
-				if s.GNS {
+				if s.GNS && batch > s.MicroBatch {
 					g2 := 1 / (1 + x/50)
 					tr := s.BSimple * g2
-					bs := s.SeqLen
+					bs := s.MicroBatch
 					line["gns_b_small"], line["gns_b_big"] = bs, batch
 					line["gns_small_sq"] = (g2 + tr/float64(bs)) * (1 + 0.3*noise.NormFloat64())
 					line["gns_big_sq"] = (g2 + tr/float64(batch)) * (1 + 0.05*noise.NormFloat64())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -30,7 +31,9 @@ type analysisFlags struct {
 	targets   string
 	refBatch  string
 	emaTokens string
-	fs        *pflag.FlagSet
+	// partial fits a sweep whose branches have not all finished, instead of refusing it.
+	partial bool
+	fs      *pflag.FlagSet
 }
 
 func (f *analysisFlags) bind(fs *pflag.FlagSet) {
@@ -47,6 +50,7 @@ func (f *analysisFlags) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&f.opts.Bootstrap, "bootstrap", f.opts.Bootstrap, "bootstrap resamples for the intervals (0: none)")
 	fs.Uint64Var(&f.opts.Seed, "seed", f.opts.Seed, "seed of the bootstrap resamples")
 	fs.Float64Var(&f.opts.Level, "level", f.opts.Level, "coverage of the bootstrap intervals")
+	fs.BoolVar(&f.partial, "partial", false, "fit a sweep whose branches have not all finished, as far as they got; every output is marked partial")
 }
 
 // sweepAnalysis reads the [analysis] table a sweep recorded in runDir/resolved.toml, so that
@@ -189,7 +193,12 @@ Lines starting with # are comments. The reference batch is the smallest unless -
 another (for a run directory: the sweep's branches.reference_batch when it is on the ladder).
 With --table nothing is written unless --out is given.
 
-Exit status: 0 ok, 1 error (unreadable or malformed data), 2 bad usage.`,
+A sweep whose branches have not all finished is refused, naming them: finish it first (cbs sweep
+resumes it), or give --partial to fit what the branches logged so far; the result then says
+"partial" in the table, in the JSON ("partial": true and the unfinished branches) and on stderr.
+
+Exit status: 0 ok, 1 error (unreadable or malformed data, an unfinished sweep without --partial),
+2 bad usage.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageErrorf("fit takes one RUN_DIR, got %d arguments", len(args))
@@ -225,8 +234,15 @@ func (o *fitOptions) resolve(args []string) error {
 	return err
 }
 
-// fitData loads a run directory or table and runs the estimators.
+// fitData loads a run directory or table and runs the estimators; a sweep with unfinished
+// branches is refused.
 func fitData(runDir, table string, opts analysis.Options) (*analysis.Run, *analysis.Data, *analysis.Result, error) {
+	return fitDataPartial(runDir, table, opts, false)
+}
+
+// fitDataPartial is fitData that, with partial set, fits an unfinished sweep as far as its
+// branches got, and marks the result partial.
+func fitDataPartial(runDir, table string, opts analysis.Options, partial bool) (*analysis.Run, *analysis.Data, *analysis.Result, error) {
 	if table != "" {
 		d, err := analysis.ReadTableFile(table)
 		if err != nil {
@@ -239,15 +255,57 @@ func fitData(runDir, table string, opts analysis.Options) (*analysis.Run, *analy
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if len(run.Unfinished) > 0 && (!partial || len(run.Branches) == 0) {
+		return nil, nil, nil, unfinishedError(run)
+	}
 	d, res, err := analysis.FitRun(run, opts, codeVersion())
 	return run, d, res, err
 }
 
+// unfinishedError refuses to fit a sweep some of whose branches have not finished. Their curves
+// stop short, so the comparison mark, the loss level and every estimate would quietly describe
+// an earlier point of training than the sweep was planned for.
+func unfinishedError(run *analysis.Run) error {
+	var b strings.Builder
+	if len(run.Branches) == 0 {
+		fmt.Fprintf(&b, "%s: no branch has metrics yet; %d of %d branches unfinished:\n", run.Dir, len(run.Unfinished), run.Total)
+	} else {
+		verb := "are"
+		if len(run.Unfinished) == 1 {
+			verb = "is"
+		}
+		fmt.Fprintf(&b, "%s: the sweep is unfinished; %d of %d branches %s not done:\n", run.Dir, len(run.Unfinished), run.Total, verb)
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, u := range run.Unfinished {
+		state := u.State
+		if u.Reason != "" {
+			state += " (" + u.Reason + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.ID, state, u.Progress())
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "finish the sweep first: cbs sweep --config FILE resumes it (cbs status %s shows how far it got)", run.Dir)
+	if len(run.Branches) > 0 {
+		b.WriteString(", or fit what is there with --partial")
+	}
+	return errors.New(b.String())
+}
+
+// warnPartial says on stderr that a fit is partial, where it is seen even when stdout goes to a
+// file or a JSON consumer.
+func warnPartial(stderr io.Writer, res *analysis.Result) {
+	if res.Partial {
+		fmt.Fprintf(stderr, "warning: %s: %s\n", res.PartialNote(), strings.Join(analysis.UnfinishedLines(res.Unfinished), "; "))
+	}
+}
+
 func runFit(o *fitOptions, stdout, stderr io.Writer) error {
-	_, _, res, err := fitData(o.runDir, o.table, o.opts)
+	_, _, res, err := fitDataPartial(o.runDir, o.table, o.opts, o.flags.partial)
 	if err != nil {
 		return err
 	}
+	warnPartial(stderr, res)
 	warnPrimary(stderr, res)
 	out := o.out
 	if out == "" && o.runDir != "" {
@@ -291,6 +349,18 @@ func writeFitJSON(path string, res *analysis.Result) error {
 // and the sensitivity table first, then the secondary estimators.
 func printFit(w io.Writer, res *analysis.Result) {
 	fmt.Fprintf(w, "source: %s\n", res.Source)
+	if res.Partial {
+		fmt.Fprintf(w, "%s; every estimate below describes training cut short:\n", res.PartialNote())
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, u := range res.Unfinished {
+			use := "analysed as far as it got"
+			if !u.Analysed {
+				use = "left out: no metrics yet"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", u.ID, u.State, u.Progress(), use)
+		}
+		tw.Flush()
+	}
 	if res.Metric != "" {
 		fmt.Fprintf(w, "metric: %s, compared at %s tokens\n", res.Metric, fmtNum(res.CompareTokens, analysis.FormatTokens))
 	}
@@ -328,7 +398,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 				fmt.Fprintf(tw, "%s\t%s %g\t%s\n", r.Estimator, r.Param, r.Value, r.Statement)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s %g\t%s\t%s\t%s\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatSI),
+			fmt.Fprintf(tw, "%s\t%s %g\t%s\t%s\t%s\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatTokens),
 				fmtSensitivityRange(r), r.Censored)
 		}
 		tw.Flush()
@@ -355,7 +425,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 				fmt.Fprintf(tw, "%s\t%d\t-\t%s\n", fmtLoss(t.Target), len(t.Points), t.Error)
 				continue
 			}
-			bc, over := fmtNum(t.Bcrit, analysis.FormatSI), fmtNum(t.Overhead, analysis.FormatSI)
+			bc, over := fmtNum(t.Bcrit, analysis.FormatTokens), fmtNum(t.Overhead, analysis.FormatTokens)
 			switch t.Censored {
 			case analysis.CensoredAbove:
 				bc, over = ">= "+analysis.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
@@ -363,7 +433,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 				bc, over = "<= "+analysis.FormatTokens(t.Points[0].Batch/2), "-"
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI),
-				over, fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatSI))
+				over, fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatTokens))
 		}
 		tw.Flush()
 		if tr := h.Trend; tr != nil {
@@ -380,12 +450,15 @@ func printFit(w io.Writer, res *analysis.Result) {
 		fmt.Fprintf(w, "\ngradient noise scale B_simple at the end of each branch (%s):\n", n.Note)
 		fmt.Fprintln(tw, "branch\tbatch\tB_simple (EMA)\tB_simple (window)\tinterval\t|G|^2 <= 0")
 		for _, r := range n.Branches {
-			window := fmtNum(r.End, analysis.FormatSI)
+			window := fmtNum(r.End, analysis.FormatTokens)
 			if r.TooNoisy {
 				window = "too noisy"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\n", r.ID, analysis.FormatTokens(r.Batch), fmtNum(r.Final, analysis.FormatSI), window,
-				fmtNum(r.EndLo, analysis.FormatSI), fmtNum(r.EndHi, analysis.FormatSI), fmtNum(r.NonPositive, func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\n", r.ID, analysis.FormatTokens(r.Batch), fmtNum(r.Final, analysis.FormatTokens), window,
+				fmtNum(r.EndLo, analysis.FormatTokens), fmtNum(r.EndHi, analysis.FormatTokens), fmtNum(r.NonPositive, func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }))
+		}
+		for _, g := range n.Missing {
+			fmt.Fprintf(tw, "%s\t%s\tnone: %s\n", g.ID, analysis.FormatTokens(g.Batch), g.Reason)
 		}
 		tw.Flush()
 	}
@@ -419,7 +492,7 @@ func primaryValue(p *analysis.PrimaryFit) string {
 	case analysis.CensoredBelow:
 		return "CBS < " + fmtNum(p.Bound, analysis.FormatTokens) + " tokens (censored below)"
 	}
-	return "CBS " + fmtNum(p.CBS, analysis.FormatSI) + " tokens"
+	return "CBS " + fmtNum(p.CBS, analysis.FormatTokens) + " tokens"
 }
 
 // primaryInterval writes the CBS interval; an end past the ladder (resamples censored on that
@@ -451,7 +524,7 @@ func fmtCBSEnd(n analysis.Num) string {
 	case math.IsInf(float64(n), 1):
 		return "above the ladder"
 	}
-	return fmtNum(n, analysis.FormatSI)
+	return fmtNum(n, analysis.FormatTokens)
 }
 
 // fmtLevelTokens writes a rung's tokens to the loss level: NaN is a curve that starts below the
@@ -463,7 +536,7 @@ func fmtLevelTokens(n analysis.Num) string {
 	case math.IsInf(float64(n), 1):
 		return "not reached"
 	}
-	return analysis.FormatSI(float64(n))
+	return analysis.FormatTokens(float64(n))
 }
 
 func fmtRatio(n analysis.Num) string {
@@ -515,7 +588,7 @@ func fmtInterval(iv analysis.Interval) string {
 	if !iv.Lo.Valid() && !iv.Hi.Valid() {
 		return fmt.Sprintf("(%d of %d resamples failed)", iv.Failed, iv.Used+iv.Failed)
 	}
-	return "[" + fmtNum(iv.Lo, analysis.FormatSI) + ", " + fmtNum(iv.Hi, analysis.FormatSI) + "]"
+	return "[" + fmtNum(iv.Lo, analysis.FormatTokens) + ", " + fmtNum(iv.Hi, analysis.FormatTokens) + "]"
 }
 
 func fmtIntervalPlain(iv analysis.Interval) string {

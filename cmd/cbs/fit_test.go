@@ -265,8 +265,8 @@ func TestFitTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	// S = 2000 (1 + 40960/B): B_crit = 40K.
-	if !strings.Contains(stdout, "41K") {
+	// S = 2000 (1 + 40960/B): B_crit = 40Ki.
+	if !strings.Contains(stdout, "40Ki") {
 		t.Errorf("table fit:\n%s", stdout)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "fit")); err == nil {
@@ -299,5 +299,135 @@ func TestFitRejectsBadInput(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d with %q", tc.args, code, stderr, tc.code, tc.want)
 		}
+	}
+}
+
+// unfinishedRun is analysisRun caught mid-sweep: replicate 1 of the 256Ki batch is running at
+// half its budget, and replicate 1 of 128Ki has not started (no state.json and no metrics, as a
+// sweep leaves a branch it has not reached).
+func unfinishedRun(t *testing.T) string {
+	t.Helper()
+	dir := analysisRun(t)
+	b256 := filepath.Join(dir, "branches", synth.ID(256<<10, 1))
+	raw, err := os.ReadFile(filepath.Join(b256, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var r struct{ Tokens int64 }
+		if json.Unmarshal([]byte(l), &r) == nil && r.Tokens <= 4<<20 {
+			kept = append(kept, l)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(b256, "metrics.jsonl"), []byte(strings.Join(kept, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b256, "state.json"), []byte(`{"state":"running","step":16}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b128 := filepath.Join(dir, "branches", synth.ID(128<<10, 1))
+	for _, f := range []string{"metrics.jsonl", "state.json"} {
+		if err := os.Remove(filepath.Join(b128, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestFitRefusesUnfinished: fit, plot and report refuse a sweep that has not finished, naming
+// the unfinished branches, how far each got and the next step, with exit status 1, and write
+// nothing.
+func TestFitRefusesUnfinished(t *testing.T) {
+	dir := unfinishedRun(t)
+	for _, verb := range []string{"fit", "plot", "report"} {
+		code, stdout, stderr := analysisCLI(t, verb, dir, "--bootstrap", "10")
+		if code != exitError {
+			t.Errorf("%s: exit %d, want %d; stderr %s", verb, code, exitError, stderr)
+		}
+		for _, want := range []string{
+			"cbs: " + dir + ": the sweep is unfinished; 2 of 12 branches are not done:\n",
+			"  b0128Ki-r1  pending (not started)  0 of 8Mi tokens\n",
+			"  b0256Ki-r1  running                4Mi of 8Mi tokens\n",
+			"finish the sweep first: cbs sweep --config FILE resumes it (cbs status " + dir + " shows how far it got), or fit what is there with --partial\n",
+		} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s: stderr lacks %q:\n%s", verb, want, stderr)
+			}
+		}
+		if strings.Contains(stderr, "no metrics.jsonl") || stdout != "" {
+			t.Errorf("%s: stdout %q, stderr %s", verb, stdout, stderr)
+		}
+	}
+	for _, p := range []string{"fit", "figures", "report.md"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			t.Errorf("a refused fit wrote %s", p)
+		}
+	}
+	// With no branch that has logged a step, --partial has nothing to fit either.
+	empty := t.TempDir()
+	if err := synth.Write(empty, synth.Spec{Batches: []int64{1 << 10, 2 << 10}, Budget: 64 << 10, EvalEvery: 16 << 10, Bcrit: 4 << 10, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{synth.ID(1<<10, 0), synth.ID(2<<10, 0)} {
+		os.Remove(filepath.Join(empty, "branches", id, "metrics.jsonl"))
+		os.Remove(filepath.Join(empty, "branches", id, "state.json"))
+	}
+	code, _, stderr := analysisCLI(t, "fit", empty, "--partial")
+	if code != exitError || !strings.Contains(stderr, "no branch has metrics yet; 2 of 2 branches unfinished") ||
+		!strings.Contains(stderr, "cbs sweep --config FILE resumes it") || strings.Contains(stderr, "--partial") {
+		t.Errorf("--partial with no metrics: exit %d, stderr %s", code, stderr)
+	}
+}
+
+// TestFitPartial: with --partial the fit is made from what the branches logged, and the table,
+// stderr and the JSON say that it is partial and which branches are unfinished.
+func TestFitPartial(t *testing.T) {
+	dir := unfinishedRun(t)
+	code, stdout, stderr := analysisCLI(t, "fit", dir, "--partial", "--bootstrap", "20")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	t.Log("\n" + stdout)
+	for _, want := range []string{
+		"source: " + dir + "\npartial: 2 of 12 branches unfinished; every estimate below describes training cut short:\n",
+		"  b0128Ki-r1  pending  0 of 8Mi tokens    left out: no metrics yet\n",
+		"  b0256Ki-r1  running  4Mi of 8Mi tokens  analysed as far as it got\n",
+		"metric: eval_loss, compared at 4Mi tokens",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q", want)
+		}
+	}
+	if !strings.Contains(stderr, "warning: partial: 2 of 12 branches unfinished: b0128Ki-r1 (pending: not started, 0 of 8Mi tokens); b0256Ki-r1 (running, 4Mi of 8Mi tokens)") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	code, stdout, stderr = analysisCLI(t, "fit", dir, "--partial", "--bootstrap", "20", "--json")
+	if code != 0 {
+		t.Fatalf("--json: exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Partial    *bool `json:"partial"`
+		Branches   int   `json:"branches"`
+		Unfinished []struct {
+			ID       string  `json:"id"`
+			State    string  `json:"state"`
+			Tokens   float64 `json:"tokens"`
+			Budget   float64 `json:"budget_tokens"`
+			Analysed bool    `json:"analysed"`
+		} `json:"unfinished"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Partial == nil || !*doc.Partial || doc.Branches != 12 || len(doc.Unfinished) != 2 ||
+		doc.Unfinished[0].ID != "b0128Ki-r1" || doc.Unfinished[0].State != "pending" || doc.Unfinished[0].Analysed ||
+		doc.Unfinished[1].ID != "b0256Ki-r1" || doc.Unfinished[1].Tokens != 4<<20 || doc.Unfinished[1].Budget != 8<<20 || !doc.Unfinished[1].Analysed {
+		t.Errorf("JSON partial %v, branches %d, unfinished %+v", doc.Partial, doc.Branches, doc.Unfinished)
+	}
+	// A finished sweep says "partial": false, so a reader need not take an absent key on trust.
+	_, stdout, _ = analysisCLI(t, "fit", analysisRun(t), "--bootstrap", "0", "--json", "--out", filepath.Join(t.TempDir(), "x.json"))
+	if !strings.Contains(stdout, `"partial": false`) || strings.Contains(stdout, `"unfinished"`) {
+		t.Errorf("a finished sweep's JSON: %.400s", stdout)
 	}
 }

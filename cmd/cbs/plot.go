@@ -39,9 +39,11 @@ loss with the fitted hyperbolas, B_crit against target loss, and the gradient no
 tokens. Beside each figure it writes <file>.json with the inputs, the fit options and the code
 version. A figure the data cannot support is skipped with the reason on stderr, never drawn empty.
 
-The estimator flags are those of cbs fit. Paths of the written figures go to stdout.
+The estimator flags are those of cbs fit. Paths of the written figures go to stdout. An
+unfinished sweep is refused unless --partial is given; every figure then carries a note saying
+how many branches are unfinished.
 
-Exit status: 0 ok, 1 error, 2 bad usage.`,
+Exit status: 0 ok, 1 error (an unfinished sweep without --partial included), 2 bad usage.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageErrorf("plot takes one RUN_DIR, got %d arguments", len(args))
@@ -138,10 +140,11 @@ func drawFigures(run *analysis.Run, d *analysis.Data, res *analysis.Result, dir,
 }
 
 func runPlot(o *plotOptions, stdout, stderr io.Writer) error {
-	run, d, res, err := fitData(o.runDir, o.table, o.opts)
+	run, d, res, err := fitDataPartial(o.runDir, o.table, o.opts, o.flags.partial)
 	if err != nil {
 		return err
 	}
+	warnPartial(stderr, res)
 	paths, _, err := drawFigures(run, d, res, o.out, o.format, o.widthL, stderr)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -68,4 +69,39 @@ func TestPlotRejectsBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d with %q", tc.args, code, stderr, tc.code, tc.want)
 		}
 	}
+}
+
+// TestPlotPartial: with --partial every figure says that the sweep was unfinished.
+func TestPlotPartial(t *testing.T) {
+	dir := unfinishedRun(t)
+	code, stdout, stderr := analysisCLI(t, "plot", dir, "--partial", "--bootstrap", "10")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	paths := strings.Fields(stdout)
+	if len(paths) != 6 {
+		t.Fatalf("wrote %v; stderr %s", paths, stderr)
+	}
+	for _, p := range paths {
+		svg, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(svgText(string(svg)), "partial: 2 of 12 branches unfinished (b0128Ki-r1 at 0 of 8Mi tokens, b0256Ki-r1 at 4Mi of 8Mi tokens)") {
+			t.Errorf("%s does not say that the fit is partial", filepath.Base(p))
+		}
+	}
+	if !strings.Contains(stderr, "warning: partial: 2 of 12 branches unfinished") {
+		t.Errorf("stderr: %s", stderr)
+	}
+}
+
+// svgText is the text of an SVG's text elements, in order, with lines wrapped in the figure
+// joined again.
+func svgText(svg string) string {
+	var parts []string
+	for _, m := range regexp.MustCompile(`>([^<>]*)</text>`).FindAllStringSubmatch(svg, -1) {
+		parts = append(parts, m[1])
+	}
+	return strings.Join(strings.Fields(strings.Join(parts, " ")), " ")
 }

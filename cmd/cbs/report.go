@@ -40,9 +40,10 @@ of every rung, the sensitivity table and the loss slope) first, then the plan of
 secondary estimators and the figures, linked by relative paths so the report reads well where the
 directory is published.
 
-The estimator flags are those of cbs fit.
+The estimator flags are those of cbs fit. An unfinished sweep is refused unless --partial is
+given; the report then says in its title, at its top and in every figure that it is partial.
 
-Exit status: 0 ok, 1 error, 2 bad usage.`,
+Exit status: 0 ok, 1 error (an unfinished sweep without --partial included), 2 bad usage.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageErrorf("report takes one RUN_DIR, got %d arguments", len(args))
@@ -64,10 +65,11 @@ Exit status: 0 ok, 1 error, 2 bad usage.`,
 }
 
 func runReport(o *reportOptions, stdout, stderr io.Writer) error {
-	run, d, res, err := fitData(o.runDir, "", o.opts)
+	run, d, res, err := fitDataPartial(o.runDir, "", o.opts, o.flags.partial)
 	if err != nil {
 		return err
 	}
+	warnPartial(stderr, res)
 	warnPrimary(stderr, res)
 	out := o.out
 	if out == "" {
@@ -114,21 +116,36 @@ var figureCaptions = map[string]string{
 	"overhead_vs_batch":     "Token overhead T_B(L)/T_ref(L) of each batch size at the loss level of the primary estimate, with its interval, the limit 1 + tau and the CBS.",
 	"loss_vs_tokens":        "Loss against tokens, one line per branch.",
 	"final_loss_vs_batch":   "Loss at equal tokens against batch size (secondary estimators), with replicate ranges, the fitted curve and its band where the knee fit applies, the tolerance rule's interval or bound, and the knee where it falls inside the ladder.",
-	"steps_vs_tokens":       "Steps and tokens each batch size needed to reach each target loss, with the fitted hyperbolas (S/S_min - 1)(E/E_min - 1) = 1.",
+	"steps_vs_tokens":       "Steps and tokens each batch size needed to reach each target loss, with the fitted hyperbolas (S/S_min - 1)(E/E_min - 1) = 1; each batch size's points lie on the dashed line E = B S labelled with the batch.",
 	"bcrit_vs_target":       "B_crit = E_min/S_min of each steps-to-target fit against the target loss; triangles are bounds where the ladder does not bracket B_crit.",
-	"noise_scale_vs_tokens": "Simple gradient noise scale against tokens: a predictor that underestimates the CBS of Adam-trained language models, not the CBS.",
+	"noise_scale_vs_tokens": "Simple gradient noise scale against tokens: a predictor that underestimates the CBS of Adam-trained language models, not the CBS. Lines break where a branch had no positive estimate; a batch size without any is named above the plot with the reason.",
 }
 
 func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures []string, skipped []figure.Skipped, base string) {
-	fmt.Fprintf(w, "# Critical batch size: %s\n\n", experimentName(run.Dir))
+	title := experimentName(run.Dir)
+	if res.Partial {
+		title += " (partial)"
+	}
+	fmt.Fprintf(w, "# Critical batch size: %s\n\n", title)
 	fmt.Fprintf(w, "Code version `%s`. Losses compared: `%s` at %s tokens. ", res.CodeVersion, res.Metric, analysis.FormatTokens(float64(res.CompareTokens)))
 	if res.Bootstrap.Method == "none" {
 		fmt.Fprintf(w, "No bootstrap intervals.\n\n")
 	} else {
 		fmt.Fprintf(w, "Intervals: %.0f%% percentile bootstrap (%s, %d resamples, seed %d).\n\n", 100*res.Bootstrap.Level, res.Bootstrap.Method, res.Bootstrap.Resamples, res.Bootstrap.Seed)
 	}
+	if res.Partial {
+		fmt.Fprintf(w, "> **Partial:** %s. The sweep was fitted before it finished (`--partial`), so every estimate below describes training cut short:\n>\n", mdEscape(strings.TrimPrefix(res.PartialNote(), "partial: ")))
+		for _, u := range res.Unfinished {
+			use := "analysed as far as it got"
+			if !u.Analysed {
+				use = "left out, no metrics yet"
+			}
+			fmt.Fprintf(w, "> - %s: %s\n", mdEscape(u.Line()), use)
+		}
+		fmt.Fprintln(w)
+	}
 
-	fmt.Fprintf(w, "Token counts: Ki and Mi are powers of two (64Ki = 65536), K, M and B powers of ten; the figures' axes use K = 1024.\n\n")
+	fmt.Fprintf(w, "Token counts are written with binary suffixes, in the text, the tables and the figures alike: Ki = 1024 and Mi = 1024^2 (64Ki = 65536; a rounded count such as 2.26Ki is 2.26 x 1024). K, M and B, powers of ten, appear only where a count is an exact multiple of them, as a config may write it.\n\n")
 	writePrimary(w, res)
 	fmt.Fprintf(w, "## Plan\n\n")
 	fmt.Fprintln(w, "| branch | batch (tokens) | batch (seqs) | micro-batch x accum | steps | budget (tokens) | peak LR | replicate | state |")
@@ -179,12 +196,19 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 				sum += v
 			}
 			if len(byBatch[b]) > 0 {
-				parts = append(parts, fmt.Sprintf("%s: %s", analysis.FormatTokens(b), analysis.FormatSI(sum/float64(len(byBatch[b])))))
+				parts = append(parts, fmt.Sprintf("%s: %s", analysis.FormatTokens(b), analysis.FormatTokens(sum/float64(len(byBatch[b])))))
 			} else {
 				parts = append(parts, fmt.Sprintf("%s: too noisy", analysis.FormatTokens(b)))
 			}
 		}
-		fmt.Fprintf(w, "| gradient noise scale B_simple over the last window (by batch; \"too noisy\" where its interval spans more than 10x) | %s. A predictor, not the CBS. |\n", strings.Join(parts, "; "))
+		seen := map[float64]bool{}
+		for _, g := range n.Missing {
+			if _, ok := byBatch[g.Batch]; !ok && !seen[g.Batch] {
+				seen[g.Batch] = true
+				parts = append(parts, fmt.Sprintf("%s: none (%s)", analysis.FormatTokens(g.Batch), g.Reason))
+			}
+		}
+		fmt.Fprintf(w, "| gradient noise scale B_simple over the last window (by batch; \"too noisy\" where its interval spans more than 10x) | %s. A predictor, not the CBS. |\n", mdEscape(strings.Join(parts, "; ")))
 	}
 	if h := res.Hyperbola; h != nil && len(h.Targets) > 0 {
 		fmt.Fprintf(w, "\nSteps to target, S(B) = S_min (1 + B_crit/B) fitted on log S; overhead batch: where S exceeds linear scaling from B0 = %s by tau = %g.\n\n", analysis.FormatTokens(h.ReferenceBatch), h.Tau)
@@ -195,7 +219,7 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 				fmt.Fprintf(w, "| %s | %d | - | %s | | | | | |\n", fmtLoss(t.Target), len(t.Points), mdEscape(t.Error))
 				continue
 			}
-			bc, over := fmtNum(t.Bcrit, analysis.FormatSI), fmtNum(t.Overhead, analysis.FormatSI)
+			bc, over := fmtNum(t.Bcrit, analysis.FormatTokens), fmtNum(t.Overhead, analysis.FormatTokens)
 			switch t.Censored {
 			case analysis.CensoredAbove:
 				bc, over = "&ge; "+analysis.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
@@ -203,7 +227,7 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 				bc, over = "&le; "+analysis.FormatTokens(t.Points[0].Batch/2), "-"
 			}
 			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI), over,
-				fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatSI))
+				fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatTokens))
 		}
 		if tr := h.Trend; tr != nil {
 			fmt.Fprintf(w, "\nTrend over targets: B_crit ~ L^(-1/alpha_B) with alpha_B = %.3g (%d targets, %d dof).\n", tr.AlphaB, tr.Targets, tr.DOF)
@@ -261,7 +285,7 @@ func writePrimary(w io.Writer, res *analysis.Result) {
 		fmt.Fprintln(w, "| estimator | parameter | CBS (tokens) | bracket or interval | censored | statement |")
 		fmt.Fprintln(w, "| --- | --- | ---: | --- | --- | --- |")
 		for _, r := range res.Sensitivity {
-			fmt.Fprintf(w, "| %s | %s %g | %s | %s | %s | %s |\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatSI),
+			fmt.Fprintf(w, "| %s | %s %g | %s | %s | %s | %s |\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatTokens),
 				mdEscape(fmtSensitivityRange(r)), r.Censored, mdEscape(r.Statement))
 		}
 		fmt.Fprintln(w)

@@ -108,3 +108,37 @@ func TestReportWarnsOneReplicate(t *testing.T) {
 		t.Errorf("stderr lacks the warning: %s", stderr)
 	}
 }
+
+// TestReportPartial: a report of an unfinished sweep says so in its title, at its top and in
+// every figure it links.
+func TestReportPartial(t *testing.T) {
+	dir := unfinishedRun(t)
+	code, _, stderr := analysisCLI(t, "report", dir, "--partial", "--bootstrap", "10")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := string(md)
+	for _, want := range []string{"(partial)\n", "> **Partial:** 2 of 12 branches unfinished. The sweep was fitted before it finished",
+		"> - b0128Ki-r1 (pending: not started, 0 of 8Mi tokens): left out, no metrics yet\n",
+		"> - b0256Ki-r1 (running, 4Mi of 8Mi tokens): analysed as far as it got\n"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%.1500s", want, report)
+		}
+	}
+	if i, j := strings.Index(report, "> **Partial:**"), strings.Index(report, "## Primary estimate"); i < 0 || i > j {
+		t.Error("the partial warning does not come before the estimates")
+	}
+	svgs, _ := filepath.Glob(filepath.Join(dir, "figures", "*.svg"))
+	if len(svgs) == 0 {
+		t.Fatal("no figures")
+	}
+	for _, p := range svgs {
+		if svg, _ := os.ReadFile(p); !strings.Contains(svgText(string(svg)), "partial: 2 of 12 branches unfinished") {
+			t.Errorf("%s does not say that the fit is partial", filepath.Base(p))
+		}
+	}
+}
