@@ -150,5 +150,6 @@ func (o *AdamW[T]) Update(m *Model[T], lr float64) StepStats {
 		w := m.view(m.Params.Data, i)
 		m.be.AdamW(w, m.view(m.Grad, i), m.view(o.M, i), m.view(o.V, i), p)
 	}
+	m.WeightsChanged()
 	return StepStats{GradNorm: norm, ClipCoef: coef}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"testing"
 
+	"cbs/compute"
 	"cbs/compute/cpu"
 )
 
@@ -19,14 +20,24 @@ func benchConfig() Config {
 // of the default bench model on 16 sequences of 256 tokens. Profile it with
 //
 //	go test ./model -run '^$' -bench TrainStep/ar -cpuprofile cpu.out
-func BenchmarkTrainStep(b *testing.B) {
+func BenchmarkTrainStep(b *testing.B) { benchTrainStep(b, compute.PrecisionFP32) }
+
+// BenchmarkTrainStepBF16 is BenchmarkTrainStep with bf16 matrix products (oneDNN); it skips
+// where the library is absent.
+func BenchmarkTrainStepBF16(b *testing.B) { benchTrainStep(b, compute.PrecisionBF16) }
+
+func benchTrainStep(b *testing.B, prec compute.Precision) {
+	be := cpu.New(2)
+	if err := be.SetPrecision(prec); err != nil {
+		b.Skip(err)
+	}
 	for _, objective := range []string{AR, MDM} {
 		b.Run(objective, func(b *testing.B) {
 			c := benchConfig()
 			const B, L = 16, 256
 			p := NewParams[float32](c)
 			p.Init(1, 0.02)
-			m := New(p, cpu.New(2))
+			m := New(p, be)
 			opt := NewAdamW[float32](DefaultOptim(), len(p.Data))
 			batch := randomBatch(c, objective, B, L, 7)
 			b.ReportAllocs()

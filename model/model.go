@@ -28,6 +28,8 @@ type Model[T compute.Float] struct {
 	wsAllocs [][]T
 	cos, sin []T
 	weights  []T // host scratch for the batch's loss weights
+	// lp holds the bf16 copies of the products' operands (bf16.go).
+	lp bf16State
 }
 
 // New wraps params (and allocates the gradient) to run on backend be.
@@ -155,30 +157,46 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 	H, KV, hd := c.NumHeads, c.NumKVHeads, c.HeadDim
 	qd, kd := H*hd, KV*hd
 	P := m.Params.Data
+	// The products run through the bf16 copies when the backend is at bf16 (bf16.go); at fp32,
+	// m.gemm is be.Gemm on the float slices and m.round does nothing.
+	m.lowp(b.B, b.L)
 	be.Embedding(ws.xs[0], m.embedding(P), b.Inputs, d)
 	for l := 0; l < c.NumLayers; l++ {
 		w, a, x := m.layer(P, l), &ws.acts[l], ws.xs[l]
+		wh := m.layerH(l)
+		xn1h, oh, xn2h, acth := m.actH(l)
 		be.RMSNorm(a.xn1, a.rstd1, x, w.in, d, c.RMSNormEps)
-		be.Gemm(false, true, N, qd, d, 1, a.xn1, d, w.wq, d, 0, a.qraw, qd)
-		be.Gemm(false, true, N, kd, d, 1, a.xn1, d, w.wk, d, 0, a.kraw, kd)
-		be.Gemm(false, true, N, kd, d, 1, a.xn1, d, w.wv, d, 0, a.v, kd)
+		m.round(xn1h, a.xn1)
+		xn1 := op(a.xn1, xn1h)
+		m.gemm(false, true, N, qd, d, 1, xn1, d, op(w.wq, wh.wq), d, 0, a.qraw, qd)
+		m.gemm(false, true, N, kd, d, 1, xn1, d, op(w.wk, wh.wk), d, 0, a.kraw, kd)
+		m.gemm(false, true, N, kd, d, 1, xn1, d, op(w.wv, wh.wv), d, 0, a.v, kd)
 		be.RMSNorm(a.q, a.qrstd, a.qraw, w.qn, hd, c.RMSNormEps)
 		be.RMSNorm(a.k, a.krstd, a.kraw, w.kn, hd, c.RMSNormEps)
 		be.RoPE(a.q, m.cos, m.sin, b.L, H, hd, false)
 		be.RoPE(a.k, m.cos, m.sin, b.L, KV, hd, false)
 		be.Attention(a.o, a.probs, a.q, a.k, a.v, b.B, b.L, H, KV, hd, causal)
 		m.mem.Copy(a.h, x)
-		be.Gemm(false, true, N, d, qd, 1, a.o, qd, w.wo, qd, 1, a.h, d)
+		m.round(oh, a.o)
+		m.gemm(false, true, N, d, qd, 1, op(a.o, oh), qd, op(w.wo, wh.wo), qd, 1, a.h, d)
 		be.RMSNorm(a.xn2, a.rstd2, a.h, w.post, d, c.RMSNormEps)
-		be.Gemm(false, true, N, ff, d, 1, a.xn2, d, w.gate, d, 0, a.gate, ff)
-		be.Gemm(false, true, N, ff, d, 1, a.xn2, d, w.up, d, 0, a.up, ff)
+		m.round(xn2h, a.xn2)
+		xn2 := op(a.xn2, xn2h)
+		m.gemm(false, true, N, ff, d, 1, xn2, d, op(w.gate, wh.gate), d, 0, a.gate, ff)
+		m.gemm(false, true, N, ff, d, 1, xn2, d, op(w.up, wh.up), d, 0, a.up, ff)
 		be.SwiGLU(a.act, a.gate, a.up)
 		next := ws.xs[l+1]
 		m.mem.Copy(next, a.h)
-		be.Gemm(false, true, N, d, ff, 1, a.act, ff, w.down, ff, 1, next, d)
+		m.round(acth, a.act)
+		m.gemm(false, true, N, d, ff, 1, op(a.act, acth), ff, op(w.down, wh.down), ff, 1, next, d)
 	}
 	be.RMSNorm(ws.xnf, ws.rstdf, ws.xs[c.NumLayers], m.finalNorm(P), d, c.RMSNormEps)
-	be.Gemm(false, true, N, V, d, 1, ws.xnf, d, m.head(P), d, 0, ws.logits, V)
+	var xnfh []uint16
+	if m.lp.on {
+		xnfh = m.lp.xnf
+	}
+	m.round(xnfh, ws.xnf)
+	m.gemm(false, true, N, V, d, 1, op(ws.xnf, xnfh), d, op(m.head(P), m.headH()), d, 0, ws.logits, V)
 }
 
 func (m *Model[T]) lossOf(b *Batch, grad bool) float64 {
@@ -194,6 +212,8 @@ func fmtShape(b *Batch) string { return strconv.Itoa(b.B) + " x " + strconv.Itoa
 
 // Loss returns the batch's weighted loss without touching the gradient.
 func (m *Model[T]) Loss(b *Batch, causal bool) float64 {
+	// Evaluation may run on weights swapped in place (an average): round them afresh.
+	m.WeightsChanged()
 	m.forward(b, causal)
 	return m.lossOf(b, false)
 }
@@ -219,8 +239,12 @@ func (m *Model[T]) ForwardLoss(b *Batch, causal bool) float64 {
 // ForwardLoss to m.Grad.
 func (m *Model[T]) Backward(b *Batch, causal bool) { m.backward(b, causal) }
 
-// ZeroGrad clears the gradient.
-func (m *Model[T]) ZeroGrad() { m.mem.Zero(m.Grad) }
+// ZeroGrad clears the gradient. It also starts an optimizer step: at bf16, the weights are
+// rounded at the next forward pass and reused until Update (see bf16.go).
+func (m *Model[T]) ZeroGrad() {
+	m.mem.Zero(m.Grad)
+	m.lp.fresh, m.lp.accum = false, true
+}
 
 func (m *Model[T]) backward(b *Batch, causal bool) {
 	c, be, ws := m.Cfg, m.be, &m.ws
@@ -229,39 +253,61 @@ func (m *Model[T]) backward(b *Batch, causal bool) {
 	qd, kd := H*hd, KV*hd
 	P, G := m.Params.Data, m.Grad
 
+	// The products run through bf16 copies when the forward pass did (bf16.go).
+	dyh, dgateh, duph, dqh, dkh, dvh := m.scratchH()
+	var xnfh []uint16
+	if m.lp.on {
+		xnfh = m.lp.xnf
+	}
+
 	// Head: logits = xnf W^T.
 	dlogits := ws.logits
-	be.Gemm(false, false, N, d, V, 1, dlogits, V, m.head(P), d, 0, ws.dxn, d)
-	be.Gemm(true, false, V, d, N, 1, dlogits, V, ws.xnf, d, 1, m.head(G), d)
+	m.round(dyh, dlogits)
+	dl := op(dlogits, dyh)
+	m.gemm(false, false, N, d, V, 1, dl, V, op(m.head(P), m.headH()), d, 0, ws.dxn, d)
+	m.gemm(true, false, V, d, N, 1, dl, V, op(ws.xnf, xnfh), d, 1, m.head(G), d)
 	be.RMSNormBackward(ws.dx, m.finalNorm(G), ws.dxn, ws.xs[c.NumLayers], m.finalNorm(P), ws.rstdf, d, false)
 
 	// ws.dx holds the gradient of the current layer's output and becomes that of its input.
 	for l := c.NumLayers - 1; l >= 0; l-- {
 		w, g, a, x := m.layer(P, l), m.layer(G, l), &ws.acts[l], ws.xs[l]
+		wh := m.layerH(l)
+		xn1h, oh, xn2h, acth := m.actH(l)
 		// MLP: out = h + act Wdown^T.
-		be.Gemm(false, false, N, ff, d, 1, ws.dx, d, w.down, ff, 0, ws.dact, ff)
-		be.Gemm(true, false, d, ff, N, 1, ws.dx, d, a.act, ff, 1, g.down, ff)
+		m.round(dyh, ws.dx)
+		dx := op(ws.dx, dyh)
+		m.gemm(false, false, N, ff, d, 1, dx, d, op(w.down, wh.down), ff, 0, ws.dact, ff)
+		m.gemm(true, false, d, ff, N, 1, dx, d, op(a.act, acth), ff, 1, g.down, ff)
 		be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
-		be.Gemm(false, false, N, d, ff, 1, ws.dgate, ff, w.gate, d, 0, ws.dxn, d)
-		be.Gemm(false, false, N, d, ff, 1, ws.dup, ff, w.up, d, 1, ws.dxn, d)
-		be.Gemm(true, false, ff, d, N, 1, ws.dgate, ff, a.xn2, d, 1, g.gate, d)
-		be.Gemm(true, false, ff, d, N, 1, ws.dup, ff, a.xn2, d, 1, g.up, d)
+		m.round(dgateh, ws.dgate)
+		m.round(duph, ws.dup)
+		dgate, dup, xn2 := op(ws.dgate, dgateh), op(ws.dup, duph), op(a.xn2, xn2h)
+		m.gemm(false, false, N, d, ff, 1, dgate, ff, op(w.gate, wh.gate), d, 0, ws.dxn, d)
+		m.gemm(false, false, N, d, ff, 1, dup, ff, op(w.up, wh.up), d, 1, ws.dxn, d)
+		m.gemm(true, false, ff, d, N, 1, dgate, ff, xn2, d, 1, g.gate, d)
+		m.gemm(true, false, ff, d, N, 1, dup, ff, xn2, d, 1, g.up, d)
 		be.RMSNormBackward(ws.dx, g.post, ws.dxn, a.h, w.post, a.rstd2, d, true)
 
 		// Attention: h = x + o Wo^T.
-		be.Gemm(false, false, N, qd, d, 1, ws.dx, d, w.wo, qd, 0, ws.do, qd)
-		be.Gemm(true, false, d, qd, N, 1, ws.dx, d, a.o, qd, 1, g.wo, qd)
+		m.round(dyh, ws.dx)
+		dx = op(ws.dx, dyh)
+		m.gemm(false, false, N, qd, d, 1, dx, d, op(w.wo, wh.wo), qd, 0, ws.do, qd)
+		m.gemm(true, false, d, qd, N, 1, dx, d, op(a.o, oh), qd, 1, g.wo, qd)
 		be.AttentionBackward(ws.dq, ws.dk, ws.dv, ws.do, a.probs, a.q, a.k, a.v, b.B, b.L, H, KV, hd, causal)
 		be.RoPE(ws.dq, m.cos, m.sin, b.L, H, hd, true)
 		be.RoPE(ws.dk, m.cos, m.sin, b.L, KV, hd, true)
 		be.RMSNormBackward(ws.dqraw, g.qn, ws.dq, a.qraw, w.qn, a.qrstd, hd, false)
 		be.RMSNormBackward(ws.dkraw, g.kn, ws.dk, a.kraw, w.kn, a.krstd, hd, false)
-		be.Gemm(false, false, N, d, qd, 1, ws.dqraw, qd, w.wq, d, 0, ws.dxn, d)
-		be.Gemm(false, false, N, d, kd, 1, ws.dkraw, kd, w.wk, d, 1, ws.dxn, d)
-		be.Gemm(false, false, N, d, kd, 1, ws.dv, kd, w.wv, d, 1, ws.dxn, d)
-		be.Gemm(true, false, qd, d, N, 1, ws.dqraw, qd, a.xn1, d, 1, g.wq, d)
-		be.Gemm(true, false, kd, d, N, 1, ws.dkraw, kd, a.xn1, d, 1, g.wk, d)
-		be.Gemm(true, false, kd, d, N, 1, ws.dv, kd, a.xn1, d, 1, g.wv, d)
+		m.round(dqh, ws.dqraw)
+		m.round(dkh, ws.dkraw)
+		m.round(dvh, ws.dv)
+		dq, dk, dv, xn1 := op(ws.dqraw, dqh), op(ws.dkraw, dkh), op(ws.dv, dvh), op(a.xn1, xn1h)
+		m.gemm(false, false, N, d, qd, 1, dq, qd, op(w.wq, wh.wq), d, 0, ws.dxn, d)
+		m.gemm(false, false, N, d, kd, 1, dk, kd, op(w.wk, wh.wk), d, 1, ws.dxn, d)
+		m.gemm(false, false, N, d, kd, 1, dv, kd, op(w.wv, wh.wv), d, 1, ws.dxn, d)
+		m.gemm(true, false, qd, d, N, 1, dq, qd, xn1, d, 1, g.wq, d)
+		m.gemm(true, false, kd, d, N, 1, dk, kd, xn1, d, 1, g.wk, d)
+		m.gemm(true, false, kd, d, N, 1, dv, kd, xn1, d, 1, g.wv, d)
 		be.RMSNormBackward(ws.dx, g.in, ws.dxn, x, w.in, a.rstd1, d, true)
 	}
 	be.EmbeddingBackward(m.embedding(G), ws.dx, b.Inputs, d)

@@ -81,7 +81,10 @@ func (r *Resident[T]) Free() {
 func (r *Resident[T]) SyncToHost() { r.mem.Download(r.Host.Data, r.M.Params.Data) }
 
 // UploadParams copies r.Host's parameters to the device (after the host copy was changed).
-func (r *Resident[T]) UploadParams() { r.mem.Upload(r.M.Params.Data, r.Host.Data) }
+func (r *Resident[T]) UploadParams() {
+	r.mem.Upload(r.M.Params.Data, r.Host.Data)
+	r.M.WeightsChanged()
+}
 
 // DownloadGrad copies the gradient into dst (len(dst) = number of parameters).
 func (r *Resident[T]) DownloadGrad(dst []T) { r.mem.Download(dst, r.M.Grad) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"cbs/compute"
 	"cbs/compute/blas"
 	"cbs/compute/cpu"
 	"cbs/compute/cuda"
@@ -55,6 +56,10 @@ It prints the median and best time per phase, tokens/s, GFLOP/s (torch_ref.py's 
 6 x linear weights incl. the head x tokens + 12 x layers x seq x heads x head_dim x tokens),
 allocations per step and the BLAS library with its OpenBLAS kernel family.
 
+--precision bf16 on the CPU rounds both operands of the model's matrix products to bfloat16
+and multiplies them with oneDNN (fp32 accumulation; weights, AdamW, norms, softmax and the loss
+stay fp32); it needs libdnnl.so.2 (Debian: libdnnl2). The default on the CPU is fp32 (OpenBLAS).
+
 Its flags and defaults are those of the PyTorch reference trainer's bench command (torch_ref.py
 bench), so the two compare.
 --preset tiny selects torch_ref.py's tiny model; flags given explicitly override a preset.
@@ -64,6 +69,9 @@ Exit status: 0 ok, 1 error, 2 bad flags.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.resolve(cmd); err != nil {
 				return err
+			}
+			if o.device == "cpu" {
+				warnSlowPath(cmd.ErrOrStderr())
 			}
 			res, err := runBench(o)
 			if err != nil {
@@ -103,7 +111,7 @@ Exit status: 0 ok, 1 error, 2 bad flags.`,
 	f.Float64Var(&o.initStd, "init-std", 0.02, "std of the random matrices")
 	f.Float64Var(&o.maskEps, "mask-eps", 1e-3, "mdm: p = (1 - mask_eps) t + mask_eps")
 	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or cuda:N")
-	f.StringVar(&o.precision, "precision", "bf16", "cuda: inputs of the matrix products, bf16, tf32 or fp32 (fp32 accumulation)")
+	f.StringVar(&o.precision, "precision", "", "inputs of the matrix products (fp32 accumulation): cpu fp32 (default) or bf16; cuda bf16 (default), tf32 or fp32")
 	return cmd
 }
 
@@ -151,8 +159,12 @@ func (o *benchOptions) resolve(cmd *cobra.Command) error {
 	if kind, _, err := cuda.ParseDevice(o.device); err != nil || kind == "auto" {
 		return usageErrorf("--device = %q: want cpu, cuda or cuda:N", o.device)
 	}
-	if _, err := cuda.ParsePrecision(o.precision); err != nil {
-		return usageErrorf("--precision = %q: want bf16, tf32 or fp32", o.precision)
+	if kind, _, _ := cuda.ParseDevice(o.device); kind == "cuda" {
+		if _, err := cuda.ParsePrecision(o.precision); err != nil {
+			return usageErrorf("--precision = %q: want bf16, tf32 or fp32 on cuda", o.precision)
+		}
+	} else if _, err := compute.ParsePrecision(o.precision); err != nil {
+		return usageErrorf("--precision = %q: want fp32 or bf16 on the cpu", o.precision)
 	}
 	return nil
 }
@@ -189,20 +201,23 @@ func statOf(xs []float64) Stat {
 
 // benchResult is the JSON object bench prints; names follow torch_ref.py bench where they exist.
 type benchResult struct {
-	Backend   string       `json:"backend"`
-	BLAS      benchBLAS    `json:"blas"`
-	CPU       string       `json:"cpu"`
-	GoVersion string       `json:"go"`
-	Threads   int          `json:"threads"`
-	LoadAvg   string       `json:"loadavg,omitempty"` // /proc/loadavg at start: others' work skews timings
-	Objective string       `json:"objective"`
-	Config    model.Config `json:"config"`
-	Batch     int          `json:"batch"`
-	Seq       int          `json:"seq"`
-	Tokens    int          `json:"tokens_per_step"`
-	Steps     int          `json:"steps"`
-	Warmup    int          `json:"warmup"`
-	Params    int          `json:"params"`
+	Backend   string    `json:"backend"`
+	Precision string    `json:"precision"` // inputs of the matrix products
+	BLAS      benchBLAS `json:"blas"`
+	// DNNL is the oneDNN library that runs the CPU's bf16 products; absent at fp32.
+	DNNL      *blas.DNNLInfo `json:"onednn,omitempty"`
+	CPU       string         `json:"cpu"`
+	GoVersion string         `json:"go"`
+	Threads   int            `json:"threads"`
+	LoadAvg   string         `json:"loadavg,omitempty"` // /proc/loadavg at start: others' work skews timings
+	Objective string         `json:"objective"`
+	Config    model.Config   `json:"config"`
+	Batch     int            `json:"batch"`
+	Seq       int            `json:"seq"`
+	Tokens    int            `json:"tokens_per_step"`
+	Steps     int            `json:"steps"`
+	Warmup    int            `json:"warmup"`
+	Params    int            `json:"params"`
 	// MS holds forward (with the loss and zeroing the gradient), backward, optimizer (clipping and
 	// AdamW) and total, per step.
 	MS           map[string]Stat `json:"ms"`
@@ -259,6 +274,12 @@ func runBench(o *benchOptions) (*benchResult, error) {
 		return nil, &codedError{code: exitUsage, err: err}
 	}
 	be := cpu.New(o.threads)
+	if kind, _, _ := cuda.ParseDevice(o.device); kind != "cuda" {
+		prec, _ := compute.ParsePrecision(o.precision)
+		if err := be.SetPrecision(prec); err != nil {
+			return nil, fmt.Errorf("--precision %s: %w", o.precision, err)
+		}
+	}
 	p := model.NewParams[float32](c)
 	p.Init(o.seed, o.initStd)
 	optCfg := model.DefaultOptim()
@@ -335,7 +356,7 @@ func runBench(o *benchOptions) (*benchResult, error) {
 
 	info := be.BLAS()
 	res := &benchResult{
-		Backend: st.name,
+		Backend: st.name, Precision: be.GemmPrecision().String(),
 		BLAS: benchBLAS{Library: info.Library, Path: info.Path, CoreName: info.CoreName, Config: info.Config,
 			CoreSet: info.CoreTypeSet, Fallback: info.FallbackReason},
 		CPU: blas.CPUInfo(), GoVersion: runtime.Version(), Threads: be.Threads(),
@@ -359,9 +380,13 @@ func runBench(o *benchOptions) (*benchResult, error) {
 	res.TokensPerS = benchRate{Median: float64(B*L) / tot.Median * 1e3, Best: float64(B*L) / tot.Min * 1e3}
 	res.GFLOPs = benchRate{Median: flops / tot.Median / 1e6, Best: flops / tot.Min / 1e6}
 	res.TFLOPs = benchRate{Median: res.GFLOPs.Median / 1e3, Best: res.GFLOPs.Best / 1e3}
+	if d := be.DNNL(); d.Library != "" && st.gpu == nil {
+		res.DNNL = &d
+	}
 	if st.gpu != nil {
 		info := st.gpu.Info()
 		res.GPU = &info
+		res.Precision = info.Precision
 		if peak := info.Device.PeakBF16TFLOP; peak > 0 {
 			res.MFU = res.TFLOPs.Median / peak
 		}
@@ -423,6 +448,10 @@ func (r *benchResult) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "backend    %s\n", r.Backend)
 	if r.BLAS.Library == "openblas" {
 		fmt.Fprintf(w, "openblas   core %s\n", r.BLAS.CoreName)
+	}
+	fmt.Fprintf(w, "precision  %s matrix products\n", r.Precision)
+	if r.DNNL != nil {
+		fmt.Fprintf(w, "onednn     %s %s, isa %s, %s, %d thread(s) per call\n", r.DNNL.Version, r.DNNL.Path, r.DNNL.ISA, r.DNNL.Runtime, r.DNNL.Threads)
 	}
 	fmt.Fprintf(w, "cpu        %s, %d threads, %s\n", r.CPU, r.Threads, r.GoVersion)
 	if r.LoadAvg != "" {

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"cbs/compute/blas"
 )
 
 func runCaptured(t *testing.T, args ...string) (string, int) {
@@ -69,6 +71,36 @@ func TestBenchJSON(t *testing.T) {
 		if r.BLAS.Library == "" || r.Backend == "" || r.CPU == "" {
 			t.Errorf("%s: missing backend description: %+v %q %q", objective, r.BLAS, r.Backend, r.CPU)
 		}
+		if r.Precision != "fp32" || r.DNNL != nil {
+			t.Errorf("%s: default precision %q, onednn %+v; want fp32 without oneDNN", objective, r.Precision, r.DNNL)
+		}
+	}
+}
+
+// TestBenchBF16 runs the tiny preset with bf16 products: the report names the precision and
+// oneDNN, and the loss is that of a random model. It skips where oneDNN is absent.
+func TestBenchBF16(t *testing.T) {
+	if d, info := blas.DefaultDNNL(); d == nil {
+		t.Skipf("onednn not loaded: %s", info.Unavailable)
+	}
+	out, code := runCaptured(t, "bench", "--preset", "tiny", "--seq", "16", "--batch", "2",
+		"--steps", "2", "--warmup", "1", "--precision", "bf16", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var r benchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if r.Precision != "bf16" || r.DNNL == nil || r.DNNL.Library != "onednn" || r.DNNL.ISA == "" || !strings.Contains(r.Backend, "bf16") {
+		t.Errorf("precision %q, onednn %+v, backend %q", r.Precision, r.DNNL, r.Backend)
+	}
+	if math.Abs(r.LastLoss-math.Log(260)) > 0.5 {
+		t.Errorf("last loss %v, want about log(260) = %v", r.LastLoss, math.Log(260))
+	}
+	out, code = runCaptured(t, "bench", "--preset", "tiny", "--seq", "8", "--batch", "1", "--steps", "1", "--warmup", "0", "--precision", "bf16")
+	if code != exitOK || !strings.Contains(out, "precision  bf16") || !strings.Contains(out, "onednn     ") {
+		t.Errorf("table: exit %d:\n%s", code, out)
 	}
 }
 
@@ -90,6 +122,8 @@ func TestBenchBadFlags(t *testing.T) {
 		{"bench", "--preset", "huge"},
 		{"bench", "--heads", "3", "--kv-heads", "2"},
 		{"bench", "--steps", "0"},
+		{"bench", "--precision", "tf32"}, // cuda only
+		{"bench", "--precision", "fp16"},
 	} {
 		if out, code := runCaptured(t, args...); code != exitUsage {
 			t.Errorf("%v: exit %d (%s), want %d", args, code, out, exitUsage)

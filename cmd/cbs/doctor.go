@@ -23,15 +23,17 @@ type doctorReport struct {
 	Cores   int       `json:"cores"`
 	Backend string    `json:"backend"`
 	BLAS    blas.Info `json:"blas"`
-	GoRoot  string    `json:"goroot_corpus"`
-	GPU     string    `json:"gpu"`
+	// DNNL is oneDNN, which runs the CPU's bf16 matrix products (--precision bf16).
+	DNNL   blas.DNNLInfo `json:"onednn"`
+	GoRoot string        `json:"goroot_corpus"`
+	GPU    string        `json:"gpu"`
 }
 
 func newDoctorCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "Report the backend, BLAS library, threads and GPU availability",
+		Short: "Report the backend, BLAS and oneDNN libraries, threads and GPU availability",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			be := cpu.New(0)
@@ -39,6 +41,7 @@ func newDoctorCmd() *cobra.Command {
 				Version: codeVersion(), Go: runtime.Version(), CPU: blas.CPUInfo(), Cores: runtime.NumCPU(),
 				Backend: be.Name(), BLAS: be.BLAS(), GPU: gpuStatus(),
 			}
+			_, r.DNNL = blas.DefaultDNNL()
 			if root, err := data.GoRoot(); err == nil {
 				r.GoRoot = root + "/src"
 			} else {
@@ -57,6 +60,13 @@ func newDoctorCmd() *cobra.Command {
 				fmt.Fprintf(out, "blas:    gonum (pure Go): %s\n", r.BLAS.FallbackReason)
 			} else {
 				fmt.Fprintf(out, "blas:    %s %s, core %s\n", r.BLAS.Library, r.BLAS.Path, r.BLAS.CoreName)
+			}
+			if r.DNNL.Library != "" {
+				d := r.DNNL
+				fmt.Fprintf(out, "onednn:  %s %s, isa %s, %s runtime, %d thread(s) per call: bf16 products available (--precision bf16)\n",
+					d.Version, d.Path, d.ISA, d.Runtime, d.Threads)
+			} else {
+				fmt.Fprintf(out, "onednn:  unavailable, no bf16 products on the cpu (Debian: apt-get install libdnnl2): %s\n", r.DNNL.Unavailable)
 			}
 			fmt.Fprintf(out, "corpus:  goroot at %s\n", r.GoRoot)
 			fmt.Fprintf(out, "gpu:     %s\n", r.GPU)

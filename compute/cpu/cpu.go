@@ -18,6 +18,10 @@ type CPU struct {
 	info    blas.Info
 	threads int
 	pool    pool
+	// prec is the precision of Gemm's operands; dnnl runs the bf16 products (nil until
+	// SetPrecision loads it).
+	prec compute.Precision
+	dnnl *blas.DNNL
 }
 
 var _ compute.Backend[float32] = (*CPU)(nil)
@@ -42,14 +46,25 @@ func (c *CPU) BLAS() blas.Info { return c.info }
 func (c *CPU) Threads() int { return c.threads }
 
 func (c *CPU) Name() string {
+	if c.prec == compute.PrecisionBF16 {
+		d := c.dnnl.Info()
+		return fmt.Sprintf("cpu (%s, %d threads; bf16 products: onednn %s %s)", c.info, c.threads, d.Version, d.ISA)
+	}
 	return fmt.Sprintf("cpu (%s, %d threads)", c.info, c.threads)
 }
 
 // gemmBlock is the number of rows of C per task.
 const gemmBlock = 256
 
+// Gemm runs the product in fixed blocks of C on the goroutines, each block a single-threaded
+// BLAS call: OpenBLAS's sgemm at fp32; at bf16 (SetPrecision) both operands are rounded to
+// bfloat16 first and oneDNN multiplies them (GemmBF16).
 func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if c.prec == compute.PrecisionBF16 {
+		c.gemmRounded(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc)
 		return
 	}
 	// Split C by rows when it has many, else by columns, in blocks that depend on the shape only.
@@ -75,6 +90,31 @@ func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 			bblk = b[lo:]
 		}
 		c.blas.Sgemm(transA, transB, m, hi-lo, k, alpha, a, lda, bblk, ldb, beta, cm[lo:], ldc)
+	})
+}
+
+// split cuts C [m, n] into the blocks Gemm uses (they depend on the shape only: rows when C has
+// many, else columns) and calls f on the goroutines with each block's first elements in A, B
+// and C and its size.
+func (c *CPU) split(transA, transB bool, m, n, lda, ldb, ldc int, f func(ao, bo, co, rows, cols int)) {
+	if m >= n {
+		c.pool.run(chunks(m, gemmBlock), func(i int) {
+			lo, hi := span(i, gemmBlock, m)
+			ao := lo * lda
+			if transA {
+				ao = lo
+			}
+			f(ao, 0, lo*ldc, hi-lo, n)
+		})
+		return
+	}
+	c.pool.run(chunks(n, gemmBlock), func(i int) {
+		lo, hi := span(i, gemmBlock, n)
+		bo := lo
+		if transB {
+			bo = lo * ldb
+		}
+		f(0, bo, lo, m, hi-lo)
 	})
 }
 

@@ -1,0 +1,129 @@
+package cpu
+
+import (
+	"fmt"
+	"sync"
+
+	"cbs/compute"
+	"cbs/compute/blas"
+)
+
+var _ compute.BF16Gemm = (*CPU)(nil)
+
+// SetPrecision selects the operands of the products Gemm runs: compute.PrecisionFP32 (the
+// default: float32 operands, OpenBLAS's sgemm) or compute.PrecisionBF16 (both operands rounded
+// to bfloat16, products accumulated in fp32 by oneDNN's gemm_bf16bf16f32). bf16 needs oneDNN,
+// loaded here on first use; without it SetPrecision returns an error and leaves the precision as
+// it was. Attention's products and every other operation stay fp32 at either precision. Set it
+// before models run on the backend, not while they do.
+func (c *CPU) SetPrecision(p compute.Precision) error {
+	switch p {
+	case compute.PrecisionFP32:
+	case compute.PrecisionBF16:
+		d, info := blas.DefaultDNNL()
+		if d == nil {
+			return fmt.Errorf("bf16 matrix products need oneDNN (Debian: apt-get install libdnnl2): %s", info.Unavailable)
+		}
+		c.dnnl = d
+	default:
+		return fmt.Errorf("cpu: unknown precision %v", p)
+	}
+	c.prec = p
+	return nil
+}
+
+// GemmPrecision is the precision Gemm runs at.
+func (c *CPU) GemmPrecision() compute.Precision { return c.prec }
+
+// DNNL describes the oneDNN library the bf16 products run on; Library is empty until
+// SetPrecision(compute.PrecisionBF16) has loaded it.
+func (c *CPU) DNNL() blas.DNNLInfo {
+	if c.dnnl == nil {
+		return blas.DNNLInfo{}
+	}
+	return c.dnnl.Info()
+}
+
+// bf16Block is the number of elements per task of ToBF16.
+const bf16Block = 1 << 15
+
+// ToBF16 rounds src into dst with compute.BF16, in fixed blocks over the goroutines.
+func (c *CPU) ToBF16(dst []uint16, src []float32) {
+	n := len(src)
+	dst = dst[:n]
+	c.pool.run(chunks(n, bf16Block), func(i int) {
+		lo, hi := span(i, bf16Block, n)
+		roundBF16(dst[lo:hi], src[lo:hi])
+	})
+}
+
+// roundBF16 is compute.RoundBF16, 16 elements at a time with AVX2 where the CPU has it.
+func roundBF16(dst []uint16, src []float32) {
+	n := len(src)
+	dst = dst[:n]
+	i := 0
+	if useSIMD && n >= 16 {
+		i = n &^ 15
+		toBF16AVX2(&dst[0], &src[0], i)
+	}
+	for ; i < n; i++ {
+		dst[i] = compute.BF16(src[i])
+	}
+}
+
+// GemmBF16 computes C = alpha op(A) op(B) + beta C from bfloat16 operands with fp32
+// accumulation (oneDNN), split into the same fixed blocks of C as Gemm, each block one
+// single-threaded library call: results do not depend on the thread count. It needs oneDNN,
+// which SetPrecision(compute.PrecisionBF16) loads.
+func (c *CPU) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, cm []float32, ldc int) {
+	if c.dnnl == nil {
+		panic("cpu: GemmBF16 before SetPrecision(compute.PrecisionBF16) loaded oneDNN")
+	}
+	if k == 0 {
+		// Only C = beta C is left; the library call checks C and applies beta.
+		c.dnnl.GemmBF16(transA, transB, m, n, 0, alpha, nil, max(1, lda), nil, max(1, ldb), beta, cm, ldc)
+		return
+	}
+	c.split(transA, transB, m, n, lda, ldb, ldc, func(ao, bo, co, rows, cols int) {
+		c.dnnl.GemmBF16(transA, transB, rows, cols, k, alpha, a[ao:], lda, b[bo:], ldb, beta, cm[co:], ldc)
+	})
+}
+
+// gemmRounded is Gemm at bf16: both operands rounded into scratch buffers, then GemmBF16.
+func (c *CPU) gemmRounded(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int) {
+	na, nb := extent(transA, m, k, lda, len(a)), extent(transB, k, n, ldb, len(b))
+	sa, sb := getScratch16(na), getScratch16(nb)
+	defer putScratch16(sa)
+	defer putScratch16(sb)
+	c.ToBF16(sa.buf, a[:na])
+	c.ToBF16(sb.buf, b[:nb])
+	c.GemmBF16(transA, transB, m, n, k, alpha, sa.buf, lda, sb.buf, ldb, beta, cm, ldc)
+}
+
+// extent is how many elements an operand of rows x cols after op(), row stride ld, spans in
+// its slice, at most have (a short slice is left for the library's shape check to report).
+func extent(trans bool, rows, cols, ld, have int) int {
+	if rows == 0 || cols == 0 {
+		return 0
+	}
+	if trans {
+		rows, cols = cols, rows
+	}
+	return min(have, (rows-1)*ld+cols)
+}
+
+// scratch16 is a reusable bfloat16 buffer, pooled like scratch.
+type scratch16 struct{ buf []uint16 }
+
+var scratch16Pool = sync.Pool{New: func() any { return new(scratch16) }}
+
+func getScratch16(n int) *scratch16 {
+	s := scratch16Pool.Get().(*scratch16)
+	if cap(s.buf) < n {
+		s.buf = make([]uint16, n)
+	}
+	s.buf = s.buf[:n]
+	return s
+}
+
+func putScratch16(s *scratch16) { scratch16Pool.Put(s) }

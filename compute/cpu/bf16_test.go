@@ -1,0 +1,196 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"cbs/compute"
+)
+
+// bf16Backend returns a fast backend at bf16 products, or skips the test where oneDNN is absent
+// (Debian: libdnnl2).
+func bf16Backend(t testing.TB, threads int) *CPU {
+	c := New(threads)
+	if err := c.SetPrecision(compute.PrecisionBF16); err != nil {
+		t.Skip(err)
+	}
+	return c
+}
+
+// TestRoundBF16 checks the vector rounding against compute.BF16 bit for bit: special values,
+// ties and random bit patterns, at every tail length.
+func TestRoundBF16(t *testing.T) {
+	specials := []uint32{0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xff800001,
+		0x7fa50000, 0x3f808000, 0x3f818000, 0x3f808001, 0x3f807fff, 0xbf818000, 0x7f7fffff,
+		0x7f7f8000, 0x00008000, 0x00018000, 0x00000001, 0x007fffff, 0xffffffff, 0x7fffffff}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, n := range append(simdLengths, 4099) {
+		src := make([]float32, n)
+		for i := range src {
+			if i < len(specials) && n > 40 {
+				src[i] = math.Float32frombits(specials[i])
+			} else {
+				src[i] = math.Float32frombits(r.Uint32())
+			}
+		}
+		want := make([]uint16, n)
+		compute.RoundBF16(want, src)
+		vec, scalar := withSIMD(t, func() []uint16 {
+			got := make([]uint16, n)
+			roundBF16(got, src)
+			return got
+		})
+		if !slices.Equal(vec, want) || !slices.Equal(scalar, want) {
+			for i := range want {
+				if vec[i] != want[i] {
+					t.Fatalf("n=%d: vector %#04x for %#08x, want %#04x", n, vec[i], math.Float32bits(src[i]), want[i])
+				}
+			}
+			t.Fatalf("n=%d: Go loop differs", n)
+		}
+		got := make([]uint16, n)
+		New(3).ToBF16(got, src)
+		if !slices.Equal(got, want) {
+			t.Fatalf("n=%d: ToBF16 differs", n)
+		}
+	}
+}
+
+// relErr is ||got - want|| / ||want|| (Frobenius).
+func relErr(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+// bf16Tolerance is the largest relative (Frobenius) error against the fp32 reference that each
+// bf16 operation may show. Rounding an operand to bf16 (8 significant bits) changes it by at
+// most 2^-8 relative (3.9e-3); a product of two rounded operands sums such errors over k terms of random sign, so its
+// relative error stays near that, well under the 1e-2 allowed. The same tolerances are used in
+// model/bf16_test.go for whole passes.
+var bf16Tolerance = map[string]float64{
+	"round":      1.0 / 256, // |BF16(x) - x| <= 2^-8 |x|, elementwise
+	"gemm":       1e-2,      // C = alpha op(A) op(B) + beta C, both operands bf16
+	"gemm_accum": 1e-2,      // the same onto a nonzero C with beta = 1
+}
+
+func TestBF16Ops(t *testing.T) {
+	ref := Reference[float32]{}
+	for _, threads := range []int{1, 3} {
+		be := bf16Backend(t, threads)
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
+			t.Run("round", func(t *testing.T) {
+				x := randVec(10000, 21, 3)
+				h := make([]uint16, len(x))
+				be.ToBF16(h, x)
+				for i, v := range x {
+					if d := math.Abs(float64(compute.FromBF16(h[i])) - float64(v)); d > bf16Tolerance["round"]*math.Abs(float64(v)) {
+						t.Fatalf("x[%d] = %v rounds to %v", i, v, compute.FromBF16(h[i]))
+					}
+				}
+			})
+			for _, tc := range []struct {
+				ta, tb  bool
+				m, n, k int
+				beta    float32
+			}{
+				{false, true, 600, 96, 64, 0}, {false, false, 300, 7, 5, 1}, {false, true, 9, 600, 33, 0},
+				{true, false, 513, 64, 700, 1}, {true, true, 20, 21, 22, 0}, {false, false, 257, 300, 128, 1},
+			} {
+				name := "gemm"
+				if tc.beta != 0 {
+					name = "gemm_accum"
+				}
+				t.Run(fmt.Sprintf("%s/%+v", name, tc), func(t *testing.T) {
+					lda, ldb := tc.k, tc.n
+					if tc.ta {
+						lda = tc.m
+					}
+					if tc.tb {
+						ldb = tc.k
+					}
+					a, b := randVec(tc.m*tc.k, 1, 1), randVec(tc.k*tc.n, 2, 1)
+					want, got := randVec(tc.m*tc.n, 3, 1), randVec(tc.m*tc.n, 3, 1)
+					ref.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, tc.beta, want, tc.n)
+					be.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, tc.beta, got, tc.n)
+					e := relErr(got, want)
+					t.Logf("relative error %.2e (tolerance %g)", e, bf16Tolerance[name])
+					if e > bf16Tolerance[name] || math.IsNaN(e) {
+						t.Fatalf("relative error %.3g > %g", e, bf16Tolerance[name])
+					}
+					if e < 1e-5 {
+						t.Fatalf("relative error %.3g: the operands were not rounded to bf16", e)
+					}
+					// GemmBF16 on operands rounded once gives Gemm's result bit for bit, and a
+					// second run the same bits.
+					ah, bh := make([]uint16, len(a)), make([]uint16, len(b))
+					compute.RoundBF16(ah, a)
+					compute.RoundBF16(bh, b)
+					for range 2 {
+						again := randVec(tc.m*tc.n, 3, 1)
+						be.GemmBF16(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, ah, lda, bh, ldb, tc.beta, again, tc.n)
+						if !slices.Equal(again, got) {
+							t.Fatal("GemmBF16 on pre-rounded operands differs from Gemm at bf16")
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestBF16ThreadsIdentical: the bf16 products give the same bits at any thread count.
+func TestBF16ThreadsIdentical(t *testing.T) {
+	m, n, k := 700, 300, 200
+	a, b := randVec(m*k, 31, 1), randVec(k*n, 32, 1)
+	var outs [][]float32
+	for _, threads := range []int{1, 2, 5} {
+		be := bf16Backend(t, threads)
+		c := make([]float32, m*n)
+		be.Gemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+		outs = append(outs, c)
+		c2 := make([]float32, n*k)
+		be.Gemm(true, false, n, k, m, 1, outs[0], n, a, k, 0, c2, k)
+		outs = append(outs, c2)
+	}
+	for i := 2; i < len(outs); i++ {
+		if !slices.Equal(outs[i], outs[i%2]) {
+			t.Fatalf("result %d differs from the 1-thread one", i)
+		}
+	}
+}
+
+func TestSetPrecision(t *testing.T) {
+	be := New(1)
+	fp32Name := be.Name()
+	if be.GemmPrecision() != compute.PrecisionFP32 || be.DNNL().Library != "" {
+		t.Fatal("a new backend is not fp32, or loaded oneDNN")
+	}
+	if err := be.SetPrecision(compute.Precision(7)); err == nil {
+		t.Error("unknown precision accepted")
+	}
+	if err := be.SetPrecision(compute.PrecisionBF16); err != nil {
+		t.Skip(err)
+	}
+	if be.GemmPrecision() != compute.PrecisionBF16 || be.DNNL().Library != "onednn" || be.Name() == fp32Name {
+		t.Errorf("after SetPrecision(bf16): %v, %+v, %q", be.GemmPrecision(), be.DNNL(), be.Name())
+	}
+	t.Log(be.Name())
+	if err := be.SetPrecision(compute.PrecisionFP32); err != nil || be.Name() != fp32Name {
+		t.Errorf("back to fp32: %v, %q", err, be.Name())
+	}
+	// k = 0 at bf16: C = beta C.
+	be.SetPrecision(compute.PrecisionBF16)
+	c := []float32{1, 2, 3, 4, 5, 6}
+	be.Gemm(false, false, 3, 2, 0, 1, nil, 1, nil, 2, 2, c, 2)
+	if !slices.Equal(c, []float32{2, 4, 6, 8, 10, 12}) {
+		t.Errorf("k=0: %v", c)
+	}
+}
