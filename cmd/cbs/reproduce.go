@@ -566,7 +566,22 @@ func reproduceSweep(ctx context.Context, cfg string, ov branch.Overrides, thread
 		return "", "", nil, &codedError{code: exitSomeFailed, err: fmt.Errorf("some branches did not finish:\n  %s", strings.Join(outcome.Failed, "\n  "))}
 	}
 	fingerprint, _ = plan.Fingerprint()
-	return analyseSweep(plan.Out, resDir, fingerprint, func() error { return keepRunRecords(plan.Out, filepath.Join(resDir, "run")) }, stderr)
+	// The fit records where its data came from; kept under results/, that is a path from the
+	// directory the study ran from, not one of this machine.
+	runDir := fromWorkingDir(plan.Out)
+	return analyseSweep(runDir, resDir, fingerprint, func() error { return keepRunRecords(runDir, filepath.Join(resDir, "run")) }, stderr)
+}
+
+// fromWorkingDir names path relative to the working directory when it lies below it.
+func fromWorkingDir(path string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	if rel, err := filepath.Rel(wd, path); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return rel
+	}
+	return path
 }
 
 // analyseSweep fits, plots and reports the sweep in runDir (its run directory, or the run
