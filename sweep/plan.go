@@ -140,8 +140,12 @@ func (p *Plan) Print(w io.Writer) {
 	if len(last) > 0 {
 		fmt.Fprintf(w, "parent's last step: %s\n", strings.Join(last, ", "))
 	}
-	fmt.Fprintf(w, "eval every %v tokens on %v held-out tokens; %d branches (%d batch sizes x %d replicates)\n",
-		b0.EvalEvery, c.Eval.Tokens, len(p.Branches), len(c.Branches.BatchSizes), c.Branches.Replicates)
+	replicates := "replicates"
+	if c.Branches.Replicates == 1 {
+		replicates = "replicate"
+	}
+	fmt.Fprintf(w, "eval every %v tokens on %v held-out tokens; %d branches (%d batch sizes x %d %s)\n",
+		b0.EvalEvery, c.Eval.Tokens, len(p.Branches), len(c.Branches.BatchSizes), c.Branches.Replicates, replicates)
 	if b0.EvalEWA > 0 {
 		fmt.Fprintf(w, "eval measures the weights averaged with a time constant of %v tokens (an EMA, the same for every batch)\n", b0.EvalEWA)
 	}

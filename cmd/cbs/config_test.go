@@ -238,3 +238,18 @@ func TestConfigKeys(t *testing.T) {
 		t.Errorf("config keys branch: rc %d, %s", code, errOut)
 	}
 }
+
+// TestConfigValidateKinds: config validate tells a train config from a sweep config and checks
+// each as its verb would.
+func TestConfigValidateKinds(t *testing.T) {
+	code, out, stderr := cbs(t, "config", "validate", "../../experiments/train-goroot/ar.toml")
+	if code != 0 || !strings.Contains(out, "ok, a train config") {
+		t.Errorf("train config: exit %d\n%s%s", code, out, stderr)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "train.toml")
+	os.WriteFile(bad, []byte(strings.Replace(mustRead(t, "../../experiments/train-goroot/ar.toml"), "[train]", "[train]\nbatchsize = 1", 1)), 0o644)
+	if code, _, stderr := cbs(t, "config", "validate", bad); code != exitUsage || !strings.Contains(stderr, "unknown key train.batchsize: did you mean train.batch?") {
+		t.Errorf("bad train config: exit %d, %s", code, stderr)
+	}
+}
