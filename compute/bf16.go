@@ -2,24 +2,19 @@ package compute
 
 import (
 	"fmt"
-	"math"
+
+	"cbs/internal/safetensors"
 )
 
 // BF16 rounds f to bfloat16 (the high 16 bits of a float32: sign, 8 exponent bits, 7 mantissa
 // bits) to nearest, ties to even, as PyTorch and oneDNN do. Infinities stay infinite, finite
 // values past the largest bfloat16 round to infinity, subnormals are kept (not flushed), and a
 // NaN stays a NaN of the same sign (made quiet, so a payload in the low bits alone survives).
-func BF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
+// It is the rounding checkpoints are written with.
+func BF16(f float32) uint16 { return safetensors.BF16FromFloat32(f) }
 
 // FromBF16 widens a bfloat16 to float32 exactly.
-func FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+func FromBF16(h uint16) float32 { return safetensors.BF16ToFloat32(h) }
 
 // RoundBF16 rounds src into dst elementwise with BF16; dst must be at least as long as src.
 func RoundBF16(dst []uint16, src []float32) {
