@@ -184,6 +184,9 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 		return nil, ConfigErrorf("%s: data.source is required (synthetic, files, goroot or npy)", path)
 	}
 	c.Data.Glob, c.Data.Path, c.Data.CacheDir = rel(c.Data.Glob), rel(c.Data.Path), rel(c.Data.CacheDir)
+	if data.IsTokenizerFile(c.Data.Tokenizer) {
+		c.Data.Tokenizer = rel(c.Data.Tokenizer)
+	}
 	d := c.Data
 	d.Seed = c.Experiment.Seed
 	d.EvalTokens = int64(c.Eval.Tokens)

@@ -45,5 +45,8 @@
 //
 // A corpus's Fingerprint is a sha256 of the tokenizer name and the exact token stream, for run
 // manifests. Tokenizers other than "byte" register themselves with RegisterTokenizer; "gpt2"
-// lives in package cbs/data/bpe.
+// lives in package cbs/data/bpe. A tokenizer named by the path of a Hugging Face tokenizer.json
+// (Qwen2's and Qwen3's byte-level BPE, for one) is loaded by package cbs/data/hftok; its name is
+// "hf-" and a hash of the file, and its EOS, the document separator, is the file's
+// <|endoftext|> where it has one (package hftok says how each special id is chosen).
 package data

@@ -31,7 +31,7 @@ type SourceConfig struct {
 	// Source is synthetic, files, goroot or npy.
 	Source string `toml:"source" json:"source" default:"required" doc:"Where the corpus comes from: \"files\" (text files matched by glob), \"goroot\" (the Go source tree every toolchain carries), \"npy\" (a token array) or \"synthetic\" (a Markov chain of known entropy)."`
 	// Tokenizer is a name NewTokenizer accepts; default byte.
-	Tokenizer string `toml:"tokenizer" json:"tokenizer" default:"\"byte\"" doc:"\"byte\" (256 ids) or \"gpt2\" (GPT-2's byte-level BPE, built in)."`
+	Tokenizer string `toml:"tokenizer" json:"tokenizer" default:"\"byte\"" doc:"\"byte\" (256 ids), \"gpt2\" (GPT-2's byte-level BPE, built in), or the path of a Hugging Face tokenizer.json (a byte-level BPE such as Qwen3's; a value ending in .json), relative to the config file's folder."`
 	// Glob selects the text files of the files source (filepath.Glob syntax).
 	Glob string `toml:"glob" json:"glob,omitempty" doc:"files: the text files, a pattern such as \"corpus/*.txt\" relative to the config file's folder; files with the same content count once."`
 	// Path is the .npy token file of the npy source, or the Go root of the goroot source

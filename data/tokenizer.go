@@ -2,10 +2,13 @@ package data
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"cbs/data/hftok"
 )
 
 // Tokenizer maps text to token ids and back. Implementations must be safe for concurrent use:
@@ -56,17 +59,28 @@ func TokenizerNames() []string {
 }
 
 // NewTokenizer returns the tokenizer registered under name: "byte" always, "gpt2" once package
-// cbs/data/bpe is linked into the program.
+// cbs/data/bpe is linked into the program. A name that ends in ".json", or that is no registered
+// name but names an existing file, is the path of a Hugging Face tokenizer.json instead (a
+// relative path is relative to the working directory), loaded by package cbs/data/hftok: a
+// byte-level BPE such as Qwen2's and Qwen3's. Its Name is "hf-" and a hash of the file's
+// content, so the fingerprints and cache keys of corpora follow the content, not the path.
 func NewTokenizer(name string) (Tokenizer, error) {
 	registryMu.Lock()
 	f, ok := registry[name]
 	registryMu.Unlock()
+	if IsTokenizerFile(name) || !ok && isTokenizerFile(name) {
+		t, err := hftok.Load(name)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
 	if !ok {
 		hint := ""
 		if name == "gpt2" {
 			hint = "; gpt2 is provided by package cbs/data/bpe, which this program does not link"
 		}
-		return nil, fmt.Errorf("unknown tokenizer %q (allowed: %s)%s", name, strings.Join(TokenizerNames(), ", "), hint)
+		return nil, fmt.Errorf("unknown tokenizer %q (allowed: %s, or the path of a tokenizer.json)%s", name, strings.Join(TokenizerNames(), ", "), hint)
 	}
 	t, err := f()
 	if err != nil {
@@ -74,6 +88,19 @@ func NewTokenizer(name string) (Tokenizer, error) {
 	}
 	return t, nil
 }
+
+// IsTokenizerFile reports whether a tokenizer value is certainly the path of a tokenizer.json
+// file rather than a built-in name: it ends in ".json". Configs resolve such a value against
+// their folder.
+func IsTokenizerFile(name string) bool { return strings.HasSuffix(strings.ToLower(name), ".json") }
+
+// isTokenizerFile reports whether name is an existing regular file.
+func isTokenizerFile(name string) bool {
+	st, err := os.Stat(name)
+	return err == nil && st.Mode().IsRegular()
+}
+
+var _ Tokenizer = (*hftok.Tokenizer)(nil)
 
 // The byte tokenizer's special ids follow the 256 byte values.
 const (

@@ -22,8 +22,9 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
+
+	"cbs/data/internal/bytelevel"
 )
 
 // Special token ids.
@@ -48,74 +49,12 @@ type Tokenizer struct {
 	// values compares ranks.
 	merges map[uint64]uint64
 	tokens [vocabSize][]byte // each id's bytes, for Decode
-	cache  cache
+	cache  bytelevel.Cache
 }
 
 // Pieces longer than this are not cached (they are rare and would bloat the cache), and are
 // merged with the heap-based algorithm, whose cost grows as n log n instead of n².
 const longPiece = 64
-
-// The cache starts afresh when it would exceed this many pieces, which bounds its memory on
-// corpora with unbounded vocabularies; natural text re-fills it with its frequent words at once.
-const maxCache = 1 << 17
-
-// cache maps pieces to their ids. Encoding looks up nearly every piece in it, from many
-// goroutines, so hits read an immutable map without locking; misses go to a locked map that is
-// published, merged with the current one, each time it grows by a quarter of the published size,
-// which keeps the copying linear in the number of pieces cached.
-type cache struct {
-	read  atomic.Pointer[map[string][]int32]
-	mu    sync.Mutex
-	dirty map[string][]int32
-}
-
-func (c *cache) get(piece []byte) ([]int32, bool) {
-	if m := c.read.Load(); m != nil {
-		if ids, ok := (*m)[string(piece)]; ok {
-			return ids, true
-		}
-	}
-	c.mu.Lock()
-	ids, ok := c.dirty[string(piece)]
-	c.mu.Unlock()
-	return ids, ok
-}
-
-func (c *cache) put(piece []byte, ids []int32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dirty == nil {
-		c.dirty = make(map[string][]int32)
-	}
-	c.dirty[string(piece)] = ids
-	var read map[string][]int32
-	if m := c.read.Load(); m != nil {
-		read = *m
-	}
-	if len(c.dirty) < max(256, len(read)/4) {
-		return
-	}
-	merged := c.dirty
-	if len(read)+len(c.dirty) <= maxCache {
-		merged = make(map[string][]int32, len(read)+len(c.dirty))
-		for k, v := range read {
-			merged[k] = v
-		}
-		for k, v := range c.dirty {
-			merged[k] = v
-		}
-	}
-	c.read.Store(&merged)
-	c.dirty = make(map[string][]int32)
-}
-
-// reset empties the cache, for benchmarks of the cold path.
-func (c *cache) reset() {
-	c.mu.Lock()
-	c.read.Store(nil)
-	c.dirty = nil
-	c.mu.Unlock()
-}
 
 var (
 	loadOnce sync.Once
@@ -167,22 +106,6 @@ func readGz(name string) ([]byte, error) {
 	return b, nil
 }
 
-// byteToRune is GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to
-// code points from U+0100 up, so that every token is a printable string in encoder.json.
-func byteToRune() [256]rune {
-	var m [256]rune
-	n := 0
-	for b := range 256 {
-		if '!' <= b && b <= '~' || 0xa1 <= b && b <= 0xac || 0xae <= b && b <= 0xff {
-			m[b] = rune(b)
-		} else {
-			m[b] = rune(256 + n)
-			n++
-		}
-	}
-	return m
-}
-
 func load() (*Tokenizer, error) {
 	encJSON, err := readGz("encoder.json.gz")
 	if err != nil {
@@ -200,8 +123,8 @@ func load() (*Tokenizer, error) {
 		return nil, fmt.Errorf("encoder.json: %d tokens, <|endoftext|> = %d; want %d tokens ending with it", len(encoder), encoder["<|endoftext|>"], EndOfText+1)
 	}
 
-	t := &Tokenizer{merges: make(map[uint64]uint64, numMerges)}
-	toRune := byteToRune()
+	t := &Tokenizer{merges: make(map[uint64]uint64, numMerges), cache: bytelevel.Cache{Max: 1 << 17, MinPublish: 256}}
+	toRune := bytelevel.Runes
 	fromRune := make(map[rune]byte, 256)
 	for b, r := range toRune {
 		fromRune[r] = byte(b)
@@ -270,11 +193,11 @@ func (t *Tokenizer) appendPiece(out []int32, piece []byte) []int32 {
 	if len(piece) > longPiece {
 		return append(out, t.mergeLong(piece)...)
 	}
-	if ids, ok := t.cache.get(piece); ok {
+	if ids, ok := t.cache.Get(piece); ok {
 		return append(out, ids...)
 	}
 	ids := t.merge(piece)
-	t.cache.put(piece, ids)
+	t.cache.Put(piece, ids)
 	return append(out, ids...)
 }
 

@@ -279,7 +279,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("cold", func(b *testing.B) {
 		b.SetBytes(int64(len(src)))
 		for b.Loop() {
-			tok.cache.reset()
+			tok.cache.Reset()
 			tok.Encode(src)
 		}
 	})
