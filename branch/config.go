@@ -10,7 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"cbs/compute/cuda"
+	"cbs/compute/device"
 	"cbs/data"
 	"cbs/internal/configref"
 	"cbs/model"
@@ -64,6 +64,9 @@ type RunConfig struct {
 	Parallel int    `toml:"parallel" doc:"How many branches train at once on this machine."`
 	Device   string `toml:"device" doc:"\"cpu\", \"cuda\", \"cuda:N\" or \"auto\" (a GPU when one is usable, else the CPU)."`
 	Threads  int    `toml:"threads" default:"0 (all cores)" doc:"CPU threads in all; a local sweep divides them among its parallel branches."`
+	// Precision is omitted from a resolved config when empty, so the resolved configs of
+	// sweeps that never set it keep their bytes.
+	Precision string `toml:"precision,omitempty" default:"\"fp32\" on the CPU, \"bf16\" on a GPU" doc:"The operands of the matrix products, accumulated in fp32 either way: \"fp32\" or \"bf16\" (needs oneDNN) on the CPU; \"bf16\", \"tf32\" or \"fp32\" on a GPU. Like the device, it changes how a run's numbers round, not what they measure; segments.jsonl records it."`
 }
 
 // DefaultCommon returns the defaults of the shared tables.
@@ -209,9 +212,14 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 		ID: c.Experiment.Name, Seed: c.Experiment.Seed, InitSeed: c.Experiment.Seed, EvalSeed: c.Experiment.Seed,
 		Objective: c.Objective.Name, MaskEps: c.Objective.MaskEps, Data: d, Optim: c.Optimizer,
 		Schedule: c.Schedule, LRScale: 1, EvalEvery: c.Eval.Every, EvalEWA: c.Eval.WeightAverage, Threads: c.Run.Threads, Device: c.Run.Device,
+		Precision: c.Run.Precision,
 	}
-	if _, _, err := cuda.ParseDevice(spec.Device); err != nil {
-		return nil, ConfigErrorf("%s: run.device = %q: want \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", path, c.Run.Device)
+	target, err := device.Parse(spec.Device)
+	if err != nil {
+		return nil, ConfigErrorf("%s: run.device = %q: %v", path, c.Run.Device, err)
+	}
+	if err := device.CheckPrecision(target, spec.Precision); err != nil {
+		return nil, ConfigErrorf("%s: run.precision = %q with run.device = %q: %v", path, c.Run.Precision, c.Run.Device, err)
 	}
 	if c.Run.Threads < 0 {
 		return nil, ConfigErrorf("%s: run.threads = %d, want >= 0 (0: all cores)", path, c.Run.Threads)

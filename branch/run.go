@@ -16,8 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"cbs/compute/cpu"
-	"cbs/compute/cuda"
+	"cbs/compute/device"
 	"cbs/data"
 	"cbs/internal/atomicio"
 	"cbs/model"
@@ -212,20 +211,11 @@ type runner struct {
 	metrics    *os.File
 	perf       *os.File
 
-	// net runs forward and backward passes: m itself on the CPU, or res on a GPU, where m is
-	// res's device-side model (what GradNorm and AdamW.Update take) and hostOpt the host copy
-	// of the optimizer state written to checkpoints.
-	net     network
-	res     *model.Resident[float32]
+	// dev is the model on its device, and m its model that computes: on a GPU m's slices are
+	// device memory, and hostOpt holds the optimizer state that checkpoints save.
+	dev     *device.Model
 	hostOpt *model.AdamW[float32]
 	release func()
-}
-
-// network is what the loop needs of a model, wherever its memory lives.
-type network interface {
-	ZeroGrad()
-	LossAndGrad(b *model.Batch, causal bool) float64
-	Loss(b *model.Batch, causal bool) float64
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -243,91 +233,173 @@ func (r *runner) writeState(state, reason string) {
 	}
 }
 
+// setup readies the run in steps, each with one job: the spec and the corpus, the starting
+// point (the run's own checkpoint, its parent's, or fresh weights), the mask row an A2D
+// conversion needs, the optimizer state, the device, the running statistics, and the record
+// files.
 func (r *runner) setup() error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	params, resumed, err := r.start()
+	if err != nil {
+		return err
+	}
+	if resumed == nil {
+		params = r.addMaskRow(params) // a resumed run has its row already
+	}
+	if err := r.checkModel(params); err != nil {
+		return err
+	}
+	r.initOptimizer(params, resumed != nil)
+	backend, err := r.place(params)
+	if err != nil {
+		return err
+	}
+	r.restoreStats(resumed)
+	if err := r.openRecords(); err != nil {
+		return err
+	}
+	r.prepareBatches()
+	c := r.corpus
+	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
+		len(params.Data), r.spec.Objective, c.Fingerprint(), c.NumTokens(), c.UnigramEntropy(), backend)
+	return r.recordSegment(backend)
+}
+
+// begin records the spec, marks the run running and opens its corpus, unless the caller shares
+// one.
+func (r *runner) begin() error {
 	s := r.spec
 	if err := WriteSpec(r.opts.Dir, s); err != nil {
 		return err
 	}
 	r.writeState(StateRunning, "")
-	corpus := r.opts.Corpus
-	if corpus == nil {
+	r.peakLR = s.Optim.LR * s.LRScale
+	r.corpus = r.opts.Corpus
+	if r.corpus == nil {
 		var err error
-		if corpus, err = data.Open(s.Data); err != nil {
+		if r.corpus, err = data.Open(s.Data); err != nil {
 			return err
 		}
 	}
-	r.corpus = corpus
-	tok := corpus.Tokenizer()
-	fp := s.Fingerprint()
-	be := cpu.New(s.Threads)
+	return nil
+}
 
+// start loads what the run starts from and sets r.state to go on from there: the run's own
+// checkpoint when it has one (resumed is then its trainer state), else the parent checkpoint,
+// else fresh weights. r.opt is set when there are moments to continue.
+func (r *runner) start() (params *model.Params[float32], resumed *model.TrainerState, err error) {
 	ckpt := filepath.Join(r.opts.Dir, CkptDir)
-	resumed, err := model.LoadTrainerState(ckpt)
-	if err != nil {
-		return fmt.Errorf("resume: %w", err)
+	if resumed, err = model.LoadTrainerState(ckpt); err != nil {
+		return nil, nil, fmt.Errorf("resume: %w", err)
 	}
-	var params *model.Params[float32]
 	switch {
 	case resumed != nil:
-		if resumed.ConfigFingerprint != fp {
-			return fmt.Errorf("%s holds a checkpoint of a different configuration (fingerprint %s, this config %s): use another output directory or remove it", ckpt, resumed.ConfigFingerprint, fp)
-		}
-		if params, err = model.Load[float32](ckpt); err != nil {
-			return err
-		}
-		if r.opt, err = model.LoadOptimizer(ckpt, params, s.Optim.ModelOptim()); err != nil {
-			return err
-		}
-		r.state = *resumed
-		r.logf("resuming at step %d (%d tokens)", r.state.Step, r.state.TokensSeen)
-	case s.Parent != "":
-		if params, err = model.Load[float32](s.Parent); err != nil {
-			return fmt.Errorf("parent.checkpoint: %w", err)
-		}
-		if s.OptimizerState == "keep" {
-			if r.opt, err = model.LoadOptimizer(s.Parent, params, s.Optim.ModelOptim()); err != nil {
-				return fmt.Errorf("parent.checkpoint: %w", err)
-			}
-			if r.opt == nil {
-				return fmt.Errorf("parent.optimizer_state = \"keep\" but %s has no %s", s.Parent, model.OptimizerFile)
-			}
-		}
-		parent, err := model.LoadTrainerState(s.Parent)
-		if err != nil {
-			return fmt.Errorf("parent.checkpoint: %w", err)
-		}
-		r.state = model.TrainerState{Seed: s.Seed}
-		if parent != nil {
-			r.state.DataCursor = parent.DataCursor // the branch continues the parent's token stream
-			r.state.ForkCursor = parent.DataCursor
-		}
+		params, err = r.resume(ckpt, resumed)
+	case r.spec.Parent != "":
+		params, err = r.fork()
 	default:
-		c := model.Config{
-			ModelType: "qwen3", HiddenSize: s.Init.Hidden, IntermediateSize: s.Init.FF, NumLayers: s.Init.Layers,
-			NumHeads: s.Init.Heads, NumKVHeads: s.Init.KVHeads, HeadDim: s.Init.HeadDim, RMSNormEps: s.Init.RMSNormEps,
-			RopeTheta: s.Init.RopeTheta, VocabSize: tok.VocabSize(), TieWordEmbeddings: s.Init.Tie,
-			MaxPositionEmbeddings: s.SeqLen(), MaskTokenID: int(tok.Mask()), Tokenizer: tok.Name(),
-		}
-		if s.Objective == model.MDM {
-			c.Attention = model.Bidirectional
-		} else {
-			c.Attention = model.Causal
-		}
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("model: %w", err)
-		}
-		params = model.NewParams[float32](c)
-		params.Init(s.InitSeed, s.Init.InitStd)
-		r.state = model.TrainerState{Seed: s.Seed}
+		params, err = r.fresh()
 	}
-	if resumed == nil && s.Objective == model.MDM && params.Config.MaskTokenID < 0 {
-		// A2D conversion of a checkpoint with no spare token: add a mask row.
-		params = model.AddMaskToken(params)
-		if r.opt != nil {
-			r.opt = growMoments(r.opt, params)
-		}
-		r.logf("added mask token %d (vocab_size %d) for the mdm objective", params.Config.MaskTokenID, params.Config.VocabSize)
+	if err != nil {
+		return nil, nil, err
 	}
+	s := r.spec
+	r.state.Objective, r.state.ConfigFingerprint = s.Objective, s.Fingerprint()
+	sch := s.Schedule
+	sch.Total = s.Budget
+	r.state.Schedule, _ = json.Marshal(sch)
+	return params, resumed, nil
+}
+
+// resume continues the run's own checkpoint, which must be of the same configuration.
+func (r *runner) resume(ckpt string, resumed *model.TrainerState) (*model.Params[float32], error) {
+	s := r.spec
+	if fp := s.Fingerprint(); resumed.ConfigFingerprint != fp {
+		return nil, fmt.Errorf("%s holds a checkpoint of a different configuration (fingerprint %s, this config %s): use another output directory or remove it", ckpt, resumed.ConfigFingerprint, fp)
+	}
+	params, err := model.Load[float32](ckpt)
+	if err != nil {
+		return nil, err
+	}
+	if r.opt, err = model.LoadOptimizer(ckpt, params, s.Optim.ModelOptim()); err != nil {
+		return nil, err
+	}
+	r.state = *resumed
+	r.logf("resuming at step %d (%d tokens)", r.state.Step, r.state.TokensSeen)
+	return params, nil
+}
+
+// fork starts from the parent checkpoint: its weights, its moments when
+// parent.optimizer_state is keep, and the rest of its token stream.
+func (r *runner) fork() (*model.Params[float32], error) {
+	s := r.spec
+	params, err := model.Load[float32](s.Parent)
+	if err != nil {
+		return nil, fmt.Errorf("parent.checkpoint: %w", err)
+	}
+	if s.OptimizerState == "keep" {
+		if r.opt, err = model.LoadOptimizer(s.Parent, params, s.Optim.ModelOptim()); err != nil {
+			return nil, fmt.Errorf("parent.checkpoint: %w", err)
+		}
+		if r.opt == nil {
+			return nil, fmt.Errorf("parent.optimizer_state = \"keep\" but %s has no %s", s.Parent, model.OptimizerFile)
+		}
+	}
+	parent, err := model.LoadTrainerState(s.Parent)
+	if err != nil {
+		return nil, fmt.Errorf("parent.checkpoint: %w", err)
+	}
+	r.state = model.TrainerState{Seed: s.Seed}
+	if parent != nil {
+		r.state.DataCursor = parent.DataCursor // the branch continues the parent's token stream
+		r.state.ForkCursor = parent.DataCursor
+	}
+	return params, nil
+}
+
+// fresh initialises the model of the [model] table, with the corpus tokenizer's vocabulary.
+func (r *runner) fresh() (*model.Params[float32], error) {
+	s, tok := r.spec, r.corpus.Tokenizer()
+	c := model.Config{
+		ModelType: "qwen3", HiddenSize: s.Init.Hidden, IntermediateSize: s.Init.FF, NumLayers: s.Init.Layers,
+		NumHeads: s.Init.Heads, NumKVHeads: s.Init.KVHeads, HeadDim: s.Init.HeadDim, RMSNormEps: s.Init.RMSNormEps,
+		RopeTheta: s.Init.RopeTheta, VocabSize: tok.VocabSize(), TieWordEmbeddings: s.Init.Tie,
+		MaxPositionEmbeddings: s.SeqLen(), MaskTokenID: int(tok.Mask()), Tokenizer: tok.Name(),
+	}
+	if s.Objective == model.MDM {
+		c.Attention = model.Bidirectional
+	} else {
+		c.Attention = model.Causal
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	params := model.NewParams[float32](c)
+	params.Init(s.InitSeed, s.Init.InitStd)
+	r.state = model.TrainerState{Seed: s.Seed}
+	return params, nil
+}
+
+// addMaskRow readies a checkpoint with no spare token for the mdm objective (an A2D
+// conversion): its vocabulary, and the moments the run continues, gain a mask row.
+func (r *runner) addMaskRow(params *model.Params[float32]) *model.Params[float32] {
+	if r.spec.Objective != model.MDM || params.Config.MaskTokenID >= 0 {
+		return params
+	}
+	grown := model.AddMaskToken(params)
+	if r.opt != nil {
+		r.opt = model.AddMaskTokenMoments(r.opt, params, grown)
+	}
+	r.logf("added mask token %d (vocab_size %d) for the mdm objective", grown.Config.MaskTokenID, grown.Config.VocabSize)
+	return grown
+}
+
+// checkModel checks the model against the corpus and the objective, and gives it the attention
+// the objective trains with, whatever its checkpoint recorded.
+func (r *runner) checkModel(params *model.Params[float32]) error {
+	s, tok := r.spec, r.corpus.Tokenizer()
 	c := params.Config
 	if c.VocabSize < tok.VocabSize() {
 		return fmt.Errorf("model vocab_size = %d is smaller than tokenizer %s's %d", c.VocabSize, tok.Name(), tok.VocabSize())
@@ -343,7 +415,14 @@ func (r *runner) setup() error {
 	} else {
 		params.Config.Attention = model.Causal
 	}
-	r.m = model.New(params, be)
+	return nil
+}
+
+// initOptimizer gives the run its optimizer state in Go memory: the moments it continues, or
+// zero ones, under this run's hyperparameters, with the weight average eval measures when it
+// keeps one.
+func (r *runner) initOptimizer(params *model.Params[float32], resumed bool) {
+	s := r.spec
 	if r.opt == nil {
 		r.opt = model.NewAdamW[float32](s.Optim.ModelOptim(), len(params.Data))
 	}
@@ -351,54 +430,83 @@ func (r *runner) setup() error {
 	switch {
 	case s.EvalEWA == 0:
 		r.opt.EWA = nil // a parent's average is not this run's
-	case resumed == nil || r.opt.EWA == nil:
+	case !resumed || r.opt.EWA == nil:
 		// The average starts at the weights the run starts from, a fork's parent's included.
 		r.opt.EWA = append([]float32(nil), params.Data...)
 	}
-	r.net = r.m
-	backendName := be.Name()
-	if ordinal, gpu := r.gpu(); gpu {
-		if s.EvalEWA > 0 {
-			return fmt.Errorf("eval.weight_average = %v: the weight average is kept on the CPU only; set run.device = \"cpu\" or remove the key", s.EvalEWA)
-		}
-		if backendName, err = r.toGPU(ordinal); err != nil {
+}
+
+// place opens run.device at run.precision and puts the model and its optimizer state there,
+// returning the backend's name. The state in Go memory stays r.hostOpt, which checkpoints
+// save; on the CPU it is r.opt itself.
+func (r *runner) place(params *model.Params[float32]) (string, error) {
+	s := r.spec
+	h, err := device.Open(device.Options{Device: s.Device, Precision: s.Precision, Threads: s.Threads,
+		Log: func(line string) { r.logf("%s", line) }})
+	if err != nil {
+		return "", device.Keyed(err, "run.")
+	}
+	if h.Memory != nil && s.EvalEWA > 0 {
+		h.Close()
+		return "", fmt.Errorf("eval.weight_average = %v: the weight average is kept on the CPU only; set run.device = \"cpu\" or remove the key", s.EvalEWA)
+	}
+	m, err := h.NewModel(params)
+	if err != nil {
+		h.Close()
+		return "", fmt.Errorf("run.device = %q: %w", s.Device, err)
+	}
+	opt, err := m.NewAdamW(r.opt.Cfg, r.opt)
+	if err != nil {
+		m.Free()
+		h.Close()
+		return "", fmt.Errorf("run.device = %q: %w", s.Device, err)
+	}
+	r.dev, r.m, r.hostOpt, r.opt = m, m.M, r.opt, opt
+	r.release = func() { m.Free(); h.Close() }
+	if free, total, ok := h.MemInfo(); ok {
+		r.logf("%s: %s of %s memory free", h.Target, model.HumanBytes(float64(free)), model.HumanBytes(float64(total)))
+	}
+	return h.Name(), nil
+}
+
+// restoreStats continues the running statistics of the checkpoint the run resumes from; any
+// other run starts them at zero.
+func (r *runner) restoreStats(resumed *model.TrainerState) {
+	r.lastEval = math.NaN()
+	if resumed == nil {
+		return
+	}
+	st := resumed.Stats
+	r.lossEMA, r.lossWeight, r.lossMin = st.LossEMA, st.LossEMAWeight, st.LossEMAMin
+	r.traceEMA, r.gradSqEMA, r.emaWeight = st.GNSTraceEMA, st.GNSGradSqEMA, st.GNSEMAWeight
+	r.wallOffset = st.WallS
+}
+
+// openRecords opens metrics.jsonl and perf.jsonl for appending, first dropping the lines past
+// the checkpoint: they belong to steps that will be redone.
+func (r *runner) openRecords() (err error) {
+	metrics, perf := filepath.Join(r.opts.Dir, MetricsFile), filepath.Join(r.opts.Dir, PerfFile)
+	for _, path := range []string{metrics, perf} {
+		if err := truncateJSONL(path, r.state.Step); err != nil {
 			return err
 		}
 	}
-	r.state.Objective, r.state.ConfigFingerprint = s.Objective, fp
-	sch := s.Schedule
-	sch.Total = s.Budget
-	r.state.Schedule, _ = json.Marshal(sch)
-	r.peakLR = s.Optim.LR * s.LRScale
-	if resumed != nil {
-		r.lossEMA, r.lossWeight, r.lossMin = resumed.Extra["loss_ema"], resumed.Extra["loss_ema_weight"], resumed.Extra["loss_ema_min"]
-		r.traceEMA, r.gradSqEMA = resumed.Extra["gns_trace_ema"], resumed.Extra["gns_grad_sq_ema"]
-		r.emaWeight, r.wallOffset = resumed.Extra["gns_ema_weight"], resumed.Extra["wall_s"]
-		r.lastEval = math.NaN()
-	} else {
-		r.lastEval = math.NaN()
-	}
-	// Lines past the checkpoint belong to steps that will be redone.
-	if err := truncateJSONL(filepath.Join(r.opts.Dir, MetricsFile), r.state.Step); err != nil {
+	if r.metrics, err = os.OpenFile(metrics, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		return err
 	}
-	if err := truncateJSONL(filepath.Join(r.opts.Dir, PerfFile), r.state.Step); err != nil {
-		return err
-	}
-	if r.metrics, err = os.OpenFile(filepath.Join(r.opts.Dir, MetricsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-		return err
-	}
-	if r.perf, err = os.OpenFile(filepath.Join(r.opts.Dir, PerfFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-		return err
-	}
-	r.cursor = corpus.Cursor(r.state.DataCursor)
+	r.perf, err = os.OpenFile(perf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return err
+}
+
+// prepareBatches positions the token stream at the run's cursor and allocates one
+// micro-batch's buffers.
+func (r *runner) prepareBatches() {
+	s := r.spec
+	r.cursor = r.corpus.Cursor(r.state.DataCursor)
 	r.cursor.Replica = data.Replica{Index: int64(s.Replicate), From: r.state.ForkCursor}
 	L := s.SeqLen()
 	r.tokens, r.masks, r.probs = make([]int32, s.MicroBatch*L), make([]bool, s.MicroBatch*L), make([]float64, s.MicroBatch)
 	r.batch = model.NewBatch(s.MicroBatch, L)
-	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
-		len(params.Data), s.Objective, corpus.Fingerprint(), corpus.NumTokens(), corpus.UnigramEntropy(), backendName)
-	return r.recordSegment(backendName)
 }
 
 // SegmentsFile records, one line per start or resume of a run, the step it started from and the
@@ -432,67 +540,6 @@ func (r *runner) recordSegment(backend string) error {
 	}
 	defer f.Close()
 	return r.appendLine(f, Segment{FromStep: r.state.Step, Backend: backend})
-}
-
-// growMoments carries AdamW moments over to params whose tensors grew at their ends (a new
-// vocabulary row); the new entries start at zero.
-func growMoments(o *model.AdamW[float32], params *model.Params[float32]) *model.AdamW[float32] {
-	n := model.NewAdamW[float32](o.Cfg, len(params.Data))
-	n.Step = o.Step
-	off := 0
-	for _, t := range params.Tensors {
-		// The old tensor had the same name and order; its size is its shape with one row less
-		// only for the grown tensors, so copy what the old layout held.
-		oldSize := t.Size
-		if t.Name == "model.embed_tokens.weight" || t.Name == "lm_head.weight" {
-			oldSize -= t.Shape[1]
-		}
-		copy(n.M[t.Offset:t.Offset+oldSize], o.M[off:off+oldSize])
-		copy(n.V[t.Offset:t.Offset+oldSize], o.V[off:off+oldSize])
-		off += oldSize
-	}
-	return n
-}
-
-// gpu resolves run.device: cuda or cuda:N ask for a GPU; auto takes GPU 0 when a driver and a
-// GPU are present and says so, else the CPU.
-func (r *runner) gpu() (ordinal int, ok bool) {
-	kind, ordinal, err := cuda.ParseDevice(r.spec.Device)
-	switch {
-	case err != nil || kind == "cpu":
-		return 0, false
-	case kind == "cuda":
-		return ordinal, true
-	}
-	p, err := cuda.ProbeDevices()
-	if err != nil || len(p.Devices) == 0 {
-		r.logf("device auto: no GPU (%v); training on the CPU", err)
-		return 0, false
-	}
-	r.logf("device auto: %s found; training on cuda:0", p.Devices[0].Name)
-	return 0, true
-}
-
-// toGPU moves the model and the optimizer state to GPU ordinal and returns the backend's name.
-func (r *runner) toGPU(ordinal int) (string, error) {
-	be, err := cuda.Open(cuda.Options{Ordinal: ordinal})
-	if err != nil {
-		return "", fmt.Errorf("run.device = %q: %w", r.spec.Device, err)
-	}
-	res, err := model.NewResident(r.m.Params, be, be)
-	if err != nil {
-		be.Close()
-		return "", fmt.Errorf("run.device = %q: %w", r.spec.Device, err)
-	}
-	opt, err := res.NewAdamW(r.opt.Cfg, r.opt)
-	if err != nil {
-		res.Free()
-		be.Close()
-		return "", fmt.Errorf("run.device = %q: %w", r.spec.Device, err)
-	}
-	r.hostOpt, r.opt, r.res, r.m, r.net = r.opt, opt, res, res.M, res
-	r.release = func() { res.Free(); be.Close() }
-	return be.Name(), nil
 }
 
 // truncateJSONL keeps the lines of path whose "step" is at most step.
@@ -549,13 +596,13 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		t0 := time.Now()
 		lr := r.peakLR * s.Schedule.withTotal(s.Budget).Factor(Tokens(r.state.TokensSeen)+s.BatchTokens)
-		r.net.ZeroGrad()
+		r.m.ZeroGrad()
 		var loss, smallSq float64
 		for a := 0; a < accum; a++ {
 			if err := r.fill(); err != nil {
 				return err
 			}
-			loss += r.net.LossAndGrad(r.batch, model.IsCausal(s.Objective))
+			loss += r.m.LossAndGrad(r.batch, model.IsCausal(s.Objective))
 			if accum > 1 {
 				smallSq += r.microGradSq(a, accum) / float64(r.gnsMicroBatches(accum))
 			}
@@ -573,7 +620,7 @@ func (r *runner) loop(ctx context.Context) error {
 		}
 		// On a GPU the weights stay on the device; a NaN or Inf in them reaches the loss and the
 		// gradient norm within a step.
-		finite := !math.IsNaN(st.GradNorm) && !math.IsInf(st.GradNorm, 0) && (r.res != nil || r.m.Params.Finite())
+		finite := !math.IsNaN(st.GradNorm) && !math.IsInf(st.GradNorm, 0) && (r.dev.Resident() || r.m.Params.Finite())
 		if math.IsNaN(loss) || math.IsInf(loss, 0) || exploded || !finite {
 			met.TrainLoss = nil
 			r.appendLine(r.metrics, met)
@@ -670,7 +717,7 @@ func (r *runner) hashTokens(tokens []int32) {
 // gnsMicroBatches is how many micro-batch gradients a step's small-batch estimate averages:
 // every one on the CPU, where the accumulated gradient is host memory, the first on a GPU.
 func (r *runner) gnsMicroBatches(accum int) int {
-	if r.res != nil {
+	if r.dev.Resident() {
 		return 1
 	}
 	return accum
@@ -681,7 +728,7 @@ func (r *runner) gnsMicroBatches(accum int) int {
 // the first micro-batch counts (its gradient is the accumulated one), and later ones add 0.
 func (r *runner) microGradSq(a, accum int) float64 {
 	scale := float64(accum)
-	if r.res != nil {
+	if r.dev.Resident() {
 		if a > 0 {
 			return 0
 		}
@@ -794,7 +841,7 @@ func (r *runner) eval(met *Metrics) error {
 					return err
 				}
 			}
-			shardSum[sh] += r.net.Loss(b, causal)
+			shardSum[sh] += r.m.Loss(b, causal)
 		}
 	}
 	var total float64
@@ -809,19 +856,14 @@ func (r *runner) eval(met *Metrics) error {
 }
 
 func (r *runner) checkpoint(start time.Time) error {
-	r.state.Extra = map[string]float64{
-		"loss_ema": r.lossEMA, "loss_ema_weight": r.lossWeight, "loss_ema_min": r.lossMin, "gns_trace_ema": r.traceEMA, "gns_grad_sq_ema": r.gradSqEMA,
-		"gns_ema_weight": r.emaWeight, "wall_s": r.wallOffset + time.Since(start).Seconds(),
+	r.state.Stats = model.RunningStats{
+		LossEMA: r.lossEMA, LossEMAWeight: r.lossWeight, LossEMAMin: r.lossMin,
+		GNSTraceEMA: r.traceEMA, GNSGradSqEMA: r.gradSqEMA, GNSEMAWeight: r.emaWeight,
+		WallS: r.wallOffset + time.Since(start).Seconds(),
 	}
 	st := r.state
-	var err error
-	if r.res != nil {
-		r.res.SyncToHost()
-		r.res.DownloadAdamW(r.hostOpt, r.opt)
-		err = model.Save(filepath.Join(r.opts.Dir, CkptDir), r.res.Host, r.hostOpt, &st, "")
-	} else {
-		err = model.Save(filepath.Join(r.opts.Dir, CkptDir), r.m.Params, r.opt, &st, "")
-	}
+	params, opt := r.dev.Host(r.opt, r.hostOpt)
+	err := model.Save(filepath.Join(r.opts.Dir, CkptDir), params, opt, &st, "")
 	if err == nil {
 		// state.json follows the checkpoint, so status shows how far a running branch has got.
 		r.writeState(StateRunning, "")

@@ -2,10 +2,12 @@ package branch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -164,5 +166,68 @@ func TestSegmentsRecordBackend(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "warning: resuming at step 3 under") {
 		t.Errorf("no warning about the backend change:\n%s", log.String())
+	}
+}
+
+// TestResumeReadsRunningStats: a checkpoint's running statistics (the loss and gradient-noise
+// EMAs) are continued on resume, whether its trainer.json was written by this version or holds
+// them as a plain object of names, as every trainer.json cbs has written does; without them the
+// resumed run's numbers differ, so they are what carries the run on.
+func TestResumeReadsRunningStats(t *testing.T) {
+	spec := func() *Spec {
+		s := tinySpec(model.MDM)
+		s.CheckpointEvery = 1024
+		return s
+	}
+	ref := t.TempDir()
+	if err := Run(context.Background(), spec(), Options{Dir: ref}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(ref, MetricsFile))
+	resumed := func(edit func(trainer map[string]any)) string {
+		dir := t.TempDir()
+		ctx, cancel := context.WithCancel(context.Background())
+		err := Run(ctx, spec(), Options{Dir: dir, Progress: func(p Progress) {
+			if p.Step == 3 {
+				cancel()
+			}
+		}})
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("interrupted run: %v", err)
+		}
+		path := filepath.Join(dir, CkptDir, model.TrainerFile)
+		b, _ := os.ReadFile(path)
+		var trainer map[string]any
+		if err := json.Unmarshal(b, &trainer); err != nil {
+			t.Fatal(err)
+		}
+		edit(trainer)
+		b, _ = json.MarshalIndent(trainer, "", "  ")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := Run(context.Background(), spec(), Options{Dir: dir}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
+		return string(got)
+	}
+	names := []string{"gns_ema_weight", "gns_grad_sq_ema", "gns_trace_ema", "loss_ema", "loss_ema_min", "loss_ema_weight", "wall_s"}
+	asMap := resumed(func(trainer map[string]any) {
+		extra, _ := trainer["extra"].(map[string]any)
+		var got []string
+		for k := range extra {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, names) || extra["loss_ema"] == 0.0 || extra["gns_trace_ema"] == 0.0 {
+			t.Errorf("trainer.json extra = %v, want every one of %v set", extra, names)
+		}
+	})
+	if asMap != string(want) {
+		t.Error("a run resumed from a trainer.json written as plain objects differs from one never interrupted")
+	}
+	if resumed(func(trainer map[string]any) { delete(trainer, "extra") }) == string(want) {
+		t.Error("a run resumed without its running statistics gave the same metrics: they are not read")
 	}
 }

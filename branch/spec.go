@@ -89,6 +89,11 @@ type Spec struct {
 	// Threads and Device change how fast a run goes, never its numbers.
 	Threads int    `json:"threads"`
 	Device  string `json:"device"`
+	// Precision is that of the matrix products' operands ("" for the device's default). It
+	// changes how the numbers round, as the device does, and like the device it is left out
+	// of the fingerprint: a run may resume at another precision, and segments.jsonl records
+	// where it did.
+	Precision string `json:"precision,omitempty"`
 }
 
 // SeqLen is the tokens per sequence.
@@ -149,11 +154,11 @@ func (s *Spec) Validate() error {
 	return s.Optim.ModelOptim().Validate()
 }
 
-// Fingerprint identifies what determines the run's numbers: the spec without its ID, threads
-// and device. A checkpoint is resumed only by a spec with the same fingerprint.
+// Fingerprint identifies what determines the run's numbers: the spec without its ID, threads,
+// device and precision. A checkpoint is resumed only by a spec with the same fingerprint.
 func (s *Spec) Fingerprint() string {
 	c := *s
-	c.ID, c.Threads, c.Device, c.CheckpointEvery = "", 0, "", 0
+	c.ID, c.Threads, c.Device, c.Precision, c.CheckpointEvery = "", 0, "", "", 0
 	// Where the parent and the token cache live does not change a number; what the parent holds does.
 	c.Data.CacheDir = ""
 	if c.Parent != "" {

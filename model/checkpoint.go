@@ -51,11 +51,30 @@ type TrainerState struct {
 	// this checkpoint takes as its reference batch and base LR when its config names none.
 	BatchTokens int64   `json:"batch_tokens,omitempty"`
 	LR          float64 `json:"lr,omitempty"`
-	// Extra holds the trainer's running statistics (for example gradient-noise EMAs), so a
-	// resumed run continues them exactly.
-	Extra map[string]float64 `json:"extra,omitempty"`
+	// Stats are the trainer's running statistics, so a resumed run continues them exactly.
+	Stats RunningStats `json:"extra,omitzero"`
 	// Files maps every other file of the checkpoint to its sha256.
 	Files map[string]string `json:"files"`
+}
+
+// RunningStats are the smoothed statistics a trainer carries from step to step. They have
+// fields, not names looked up in a map, so a misspelt one fails to compile instead of resuming
+// from zero. The JSON names, in their order, are those of the "extra" object of every
+// trainer.json cbs has written (a map's keys, sorted): earlier checkpoints resume exactly, and a
+// checkpoint's bytes do not depend on which version of cbs wrote it.
+type RunningStats struct {
+	// GNSEMAWeight, GNSGradSqEMA and GNSTraceEMA are the gradient-noise-scale EMAs (|G|^2 and
+	// tr(Sigma)) and their weight, for bias correction.
+	GNSEMAWeight float64 `json:"gns_ema_weight"`
+	GNSGradSqEMA float64 `json:"gns_grad_sq_ema"`
+	GNSTraceEMA  float64 `json:"gns_trace_ema"`
+	// LossEMA and LossEMAWeight are the EMA of the training loss and its weight, LossEMAMin the
+	// lowest bias-corrected value once warm: the divergence test's memory.
+	LossEMA       float64 `json:"loss_ema"`
+	LossEMAMin    float64 `json:"loss_ema_min"`
+	LossEMAWeight float64 `json:"loss_ema_weight"`
+	// WallS is the training wall time so far, in seconds.
+	WallS float64 `json:"wall_s"`
 }
 
 // Save writes a checkpoint directory atomically: everything goes to a temporary directory that

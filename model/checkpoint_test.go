@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,52 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%s: err = %v, want it to name %s", tc.json, err, tc.key)
 		}
+	}
+}
+
+// TestRunningStatsReadOldTrainerJSON: the running statistics of a trainer.json whose "extra"
+// object was written from a map of names read into their fields, and are written back to the
+// same bytes, so such a checkpoint resumes exactly and is indistinguishable from a new one.
+func TestRunningStatsReadOldTrainerJSON(t *testing.T) {
+	old := map[string]float64{
+		"gns_ema_weight": 0.25, "gns_grad_sq_ema": 3.5e-3, "gns_trace_ema": 0.125,
+		"loss_ema": 2.6545945361265835, "loss_ema_min": 2.636863520605729, "loss_ema_weight": 0.9996645373720974,
+		"wall_s": 51.227930238,
+	}
+	var withMap struct {
+		Step  int                `json:"step"`
+		Extra map[string]float64 `json:"extra"`
+	}
+	withMap.Step, withMap.Extra = 512, old
+	b, err := json.MarshalIndent(withMap, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s TrainerState
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	want := RunningStats{GNSEMAWeight: 0.25, GNSGradSqEMA: 3.5e-3, GNSTraceEMA: 0.125, LossEMA: 2.6545945361265835,
+		LossEMAMin: 2.636863520605729, LossEMAWeight: 0.9996645373720974, WallS: 51.227930238}
+	if s.Stats != want {
+		t.Fatalf("read %+v, want %+v", s.Stats, want)
+	}
+	again, err := json.MarshalIndent(struct {
+		Step  int          `json:"step"`
+		Stats RunningStats `json:"extra"`
+	}{512, s.Stats}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(b) {
+		t.Errorf("written back as\n%s\nwant\n%s", again, b)
+	}
+	// A trainer.json without statistics (another trainer's checkpoint) reads zeros and writes none.
+	var bare TrainerState
+	if err := json.Unmarshal([]byte(`{"step": 3}`), &bare); err != nil || bare.Stats != (RunningStats{}) {
+		t.Fatalf("bare: %+v, %v", bare.Stats, err)
+	}
+	if b, _ := json.Marshal(bare); strings.Contains(string(b), "extra") {
+		t.Errorf("zero statistics written: %s", b)
 	}
 }

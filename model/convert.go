@@ -33,3 +33,18 @@ func AddMaskToken[T compute.Float](p *Params[T]) *Params[T] {
 	}
 	return q
 }
+
+// AddMaskTokenMoments carries optimizer state o of p over to q = AddMaskToken(p). Each tensor of
+// q begins with p's tensor of the same index (the new vocabulary row comes last), so every
+// existing entry keeps its moments and the new row's start at zero, as a new parameter's do.
+// The step count carries over; a weight average does not, since it averaged p's run.
+func AddMaskTokenMoments[T compute.Float](o *AdamW[T], p, q *Params[T]) *AdamW[T] {
+	n := NewAdamW[T](o.Cfg, len(q.Data))
+	n.Step = o.Step
+	for i, t := range p.Tensors {
+		at := q.Tensors[i].Offset
+		copy(n.M[at:at+t.Size], o.M[t.Offset:t.Offset+t.Size])
+		copy(n.V[at:at+t.Size], o.V[t.Offset:t.Offset+t.Size])
+	}
+	return n
+}

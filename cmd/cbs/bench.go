@@ -14,10 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"cbs/compute"
 	"cbs/compute/blas"
-	"cbs/compute/cpu"
-	"cbs/compute/cuda"
+	"cbs/compute/device"
 	"cbs/internal/rng"
 	"cbs/model"
 )
@@ -156,15 +154,13 @@ func (o *benchOptions) resolve(cmd *cobra.Command) error {
 	case !(o.maskEps > 0 && o.maskEps < 1):
 		return usageErrorf("--mask-eps = %g: want 0 < mask_eps < 1", o.maskEps)
 	}
-	if kind, _, err := cuda.ParseDevice(o.device); err != nil || kind == "auto" {
+	// A benchmark says what it measures: auto, which might land on either device, is refused.
+	target, err := device.Parse(o.device)
+	if err != nil || target.Kind == device.Auto {
 		return usageErrorf("--device = %q: want cpu, cuda or cuda:N", o.device)
 	}
-	if kind, _, _ := cuda.ParseDevice(o.device); kind == "cuda" {
-		if _, err := cuda.ParsePrecision(o.precision); err != nil {
-			return usageErrorf("--precision = %q: want bf16, tf32 or fp32 on cuda", o.precision)
-		}
-	} else if _, err := compute.ParsePrecision(o.precision); err != nil {
-		return usageErrorf("--precision = %q: want fp32 or bf16 on the cpu", o.precision)
+	if err := device.CheckPrecision(target, o.precision); err != nil {
+		return usageErrorf("--precision = %q: %v", o.precision, err)
 	}
 	return nil
 }
@@ -228,12 +224,12 @@ type benchResult struct {
 	GFLOPs       benchRate       `json:"gflops_per_s"`
 	// GPU runs: the device, TFLOP/s by the same formula, and the fraction of the chip's dense
 	// bf16 peak (0 when the chip is not in cbs's table).
-	GPU        *cuda.Info `json:"gpu,omitempty"`
-	TFLOPs     benchRate  `json:"tflops_per_s"`
-	MFU        float64    `json:"mfu,omitempty"`
-	Allocs     float64    `json:"allocs_per_step"`
-	AllocBytes float64    `json:"alloc_bytes_per_step"`
-	LastLoss   float64    `json:"last_loss"`
+	GPU        *device.GPUInfo `json:"gpu,omitempty"`
+	TFLOPs     benchRate       `json:"tflops_per_s"`
+	MFU        float64         `json:"mfu,omitempty"`
+	Allocs     float64         `json:"allocs_per_step"`
+	AllocBytes float64         `json:"alloc_bytes_per_step"`
+	LastLoss   float64         `json:"last_loss"`
 }
 
 type benchBLAS struct {
@@ -273,27 +269,38 @@ func runBench(o *benchOptions) (*benchResult, error) {
 	if err := c.Validate(); err != nil {
 		return nil, &codedError{code: exitUsage, err: err}
 	}
-	be := cpu.New(o.threads)
-	if kind, _, _ := cuda.ParseDevice(o.device); kind != "cuda" {
-		prec, _ := compute.ParsePrecision(o.precision)
-		if err := be.SetPrecision(prec); err != nil {
-			return nil, fmt.Errorf("--precision %s: %w", o.precision, err)
-		}
+	h, err := device.Open(device.Options{Device: o.device, Precision: o.precision, Threads: o.threads})
+	if err != nil {
+		return nil, device.Keyed(err, "--")
 	}
+	defer h.Close()
 	p := model.NewParams[float32](c)
 	p.Init(o.seed, o.initStd)
 	optCfg := model.DefaultOptim()
 	optCfg.LR, optCfg.Clip = o.lr, o.clip
-	st, err := newBenchStepper(o, p, be, optCfg)
+	m, err := h.NewModel(p)
+	if err != nil {
+		return nil, fmt.Errorf("--device %s: %w", o.device, err)
+	}
+	defer m.Free()
+	opt, err := m.NewAdamW(optCfg, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--device %s: %w", o.device, err)
+	}
+	t, err := o.timeSteps(h, m.M, opt, o.batches(c))
 	if err != nil {
 		return nil, err
 	}
-	defer st.close()
+	return o.report(h, c, len(p.Data), t), nil
+}
 
+// batches returns the batch of each step: fresh random tokens (and for mdm masks) drawn from
+// the seed and the step, into buffers allocated once so allocations per step are the model's.
+func (o *benchOptions) batches(c model.Config) func(step int) (*model.Batch, error) {
 	B, L, causal := o.batch, o.seq, model.IsCausal(o.objective)
 	batch := model.NewBatch(B, L)
 	tokens, masks, probs := make([]int32, B*L), make([]bool, B*L), make([]float64, B)
-	draw := func(step int) error {
+	return func(step int) (*model.Batch, error) {
 		s := rng.New(o.seed, "bench", uint64(step))
 		// mdm keeps the last id for the mask token.
 		n := o.vocab
@@ -305,7 +312,7 @@ func runBench(o *benchOptions) (*benchResult, error) {
 		}
 		if causal {
 			batch.SetAR(tokens, B)
-			return nil
+			return batch, nil
 		}
 		for b := range probs {
 			probs[b] = (1-o.maskEps)*s.Float64() + o.maskEps
@@ -313,17 +320,30 @@ func runBench(o *benchOptions) (*benchResult, error) {
 				masks[b*L+i] = s.Float64() < probs[b]
 			}
 		}
-		return batch.SetMDM(tokens, masks, probs, c.MaskTokenID, B)
+		return batch, batch.SetMDM(tokens, masks, probs, c.MaskTokenID, B)
 	}
+}
 
-	phases := []string{"forward", "backward", "optimizer", "total"}
-	times := map[string][]float64{}
-	var cpuMS []float64
+// benchPhases are the phases a step is timed in, and the whole step.
+var benchPhases = []string{"forward", "backward", "optimizer", "total"}
+
+// benchTimes are the measurements of the timed steps.
+type benchTimes struct {
+	ms                 map[string][]float64 // wall milliseconds per phase
+	cpuMS              []float64            // process CPU milliseconds per step
+	allocs, allocBytes uint64               // over all timed steps
+	loss               float64              // of the last step
+}
+
+// timeSteps runs the warmup and timed steps of net with opt, each phase timed separately.
+func (o *benchOptions) timeSteps(h *device.Handle, net *model.Model[float32], opt *model.AdamW[float32], batch func(int) (*model.Batch, error)) (*benchTimes, error) {
+	causal := model.IsCausal(o.objective)
+	t := &benchTimes{ms: map[string][]float64{}}
 	var ms0, ms1 runtime.MemStats
-	var loss float64
 	ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 	for step := 0; step < o.warmup+o.steps; step++ {
-		if err := draw(step); err != nil {
+		b, err := batch(step)
+		if err != nil {
 			return nil, err
 		}
 		if step == o.warmup {
@@ -331,46 +351,53 @@ func runBench(o *benchOptions) (*benchResult, error) {
 		}
 		c0 := cpuTime()
 		t0 := time.Now()
-		st.net.ZeroGrad()
-		loss = st.net.ForwardLoss(batch, causal)
+		net.ZeroGrad()
+		t.loss = net.ForwardLoss(b, causal)
 		t1 := time.Now()
-		st.net.Backward(batch, causal)
-		st.sync()
+		// A GPU queues its work: waiting for it after each phase makes wall times the device's.
+		net.Backward(b, causal)
+		h.Sync()
 		t2 := time.Now()
-		st.opt.Update(st.m, o.lr)
-		st.sync()
+		opt.Update(net, o.lr)
+		h.Sync()
 		t3 := time.Now()
 		c1 := cpuTime()
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, fmt.Errorf("step %d: loss is %v", step, loss)
+		if math.IsNaN(t.loss) || math.IsInf(t.loss, 0) {
+			return nil, fmt.Errorf("step %d: loss is %v", step, t.loss)
 		}
 		if step < o.warmup {
 			continue
 		}
 		for i, dt := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t3.Sub(t0)} {
-			times[phases[i]] = append(times[phases[i]], ms(dt))
+			t.ms[benchPhases[i]] = append(t.ms[benchPhases[i]], ms(dt))
 		}
-		cpuMS = append(cpuMS, ms(c1-c0))
+		t.cpuMS = append(t.cpuMS, ms(c1-c0))
 	}
 	runtime.ReadMemStats(&ms1)
+	t.allocs, t.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
+	return t, nil
+}
 
-	info := be.BLAS()
+// report turns the measurements into the result bench prints.
+func (o *benchOptions) report(h *device.Handle, c model.Config, params int, t *benchTimes) *benchResult {
+	B, L := o.batch, o.seq
+	info := hostBLAS(h)
 	res := &benchResult{
-		Backend: st.name, Precision: be.GemmPrecision().String(),
+		Backend: h.Name(), Precision: h.Precision,
 		BLAS: benchBLAS{Library: info.Library, Path: info.Path, CoreName: info.CoreName, Config: info.Config,
 			CoreSet: info.CoreTypeSet, Fallback: info.FallbackReason},
-		CPU: blas.CPUInfo(), GoVersion: runtime.Version(), Threads: be.Threads(),
+		CPU: blas.CPUInfo(), GoVersion: runtime.Version(), Threads: o.threads,
 		Objective: o.objective, Config: c, Batch: B, Seq: L, Tokens: B * L,
-		Steps: o.steps, Warmup: o.warmup, Params: len(p.Data),
-		MS: map[string]Stat{}, CPUMS: statOf(cpuMS), LastLoss: loss,
-		Allocs:     float64(ms1.Mallocs-ms0.Mallocs) / float64(o.steps),
-		AllocBytes: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.steps),
+		Steps: o.steps, Warmup: o.warmup, Params: params,
+		MS: map[string]Stat{}, CPUMS: statOf(t.cpuMS), LastLoss: t.loss,
+		Allocs:     float64(t.allocs) / float64(o.steps),
+		AllocBytes: float64(t.allocBytes) / float64(o.steps),
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.LoadAvg = strings.TrimSpace(string(b))
 	}
-	for _, ph := range phases {
-		res.MS[ph] = statOf(times[ph])
+	for _, ph := range benchPhases {
+		res.MS[ph] = statOf(t.ms[ph])
 	}
 	flops, linear := benchFLOPs(c, L, B*L)
 	res.FLOPs = flops
@@ -380,64 +407,28 @@ func runBench(o *benchOptions) (*benchResult, error) {
 	res.TokensPerS = benchRate{Median: float64(B*L) / tot.Median * 1e3, Best: float64(B*L) / tot.Min * 1e3}
 	res.GFLOPs = benchRate{Median: flops / tot.Median / 1e6, Best: flops / tot.Min / 1e6}
 	res.TFLOPs = benchRate{Median: res.GFLOPs.Median / 1e3, Best: res.GFLOPs.Best / 1e3}
-	if d := be.DNNL(); d.Library != "" && st.gpu == nil {
-		res.DNNL = &d
+	if cp := h.CPU(); cp != nil {
+		if d := cp.DNNL(); d.Library != "" {
+			res.DNNL = &d
+		}
 	}
-	if st.gpu != nil {
-		info := st.gpu.Info()
-		res.GPU = &info
-		res.Precision = info.Precision
-		if peak := info.Device.PeakBF16TFLOP; peak > 0 {
+	if g := h.GPU(); g != nil {
+		res.GPU = g
+		if peak := g.Device.PeakBF16TFLOP; peak > 0 {
 			res.MFU = res.TFLOPs.Median / peak
 		}
 	}
-	return res, nil
+	return res
 }
 
-// benchStepper is the model a bench times: on the CPU the model itself; on a GPU a resident
-// copy, with a synchronisation after each phase so wall times measure the device's work.
-type benchStepper struct {
-	net interface {
-		ZeroGrad()
-		ForwardLoss(b *model.Batch, causal bool) float64
-		Backward(b *model.Batch, causal bool)
+// hostBLAS is the BLAS library of the CPU backend, or on a GPU the one the CPU would use: the
+// report keeps one shape whichever device ran.
+func hostBLAS(h *device.Handle) blas.Info {
+	if c := h.CPU(); c != nil {
+		return c.BLAS()
 	}
-	m     *model.Model[float32]
-	opt   *model.AdamW[float32]
-	gpu   *cuda.Backend
-	name  string
-	close func()
-}
-
-func newBenchStepper(o *benchOptions, p *model.Params[float32], be *cpu.CPU, optCfg model.OptimConfig) (*benchStepper, error) {
-	kind, ordinal, _ := cuda.ParseDevice(o.device)
-	if kind != "cuda" {
-		m := model.New(p, be)
-		return &benchStepper{net: m, m: m, opt: model.NewAdamW[float32](optCfg, len(p.Data)), name: be.Name(), close: func() {}}, nil
-	}
-	prec, _ := cuda.ParsePrecision(o.precision)
-	g, err := cuda.Open(cuda.Options{Ordinal: ordinal, Precision: prec})
-	if err != nil {
-		return nil, fmt.Errorf("--device %s: %w", o.device, err)
-	}
-	res, err := model.NewResident(p, g, g)
-	if err != nil {
-		g.Close()
-		return nil, err
-	}
-	opt, err := res.NewAdamW(optCfg, nil)
-	if err != nil {
-		res.Free()
-		g.Close()
-		return nil, err
-	}
-	return &benchStepper{net: res, m: res.M, opt: opt, gpu: g, name: g.Name(), close: func() { res.Free(); g.Close() }}, nil
-}
-
-func (s *benchStepper) sync() {
-	if s.gpu != nil {
-		s.gpu.Sync()
-	}
+	_, info := blas.Default()
+	return info
 }
 
 func (r *benchResult) writeTable(w io.Writer) {

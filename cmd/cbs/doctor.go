@@ -10,7 +10,7 @@ import (
 
 	"cbs/compute/blas"
 	"cbs/compute/cpu"
-	"cbs/compute/cuda"
+	"cbs/compute/device"
 	"cbs/data"
 )
 
@@ -79,7 +79,7 @@ func newDoctorCmd() *cobra.Command {
 
 // gpuStatus lists the NVIDIA driver and GPUs, or says why there are none.
 func gpuStatus() string {
-	p, err := cuda.ProbeDevices()
+	p, err := device.ProbeGPUs()
 	if err != nil {
 		return "none (training runs on the CPU): " + err.Error()
 	}

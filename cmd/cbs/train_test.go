@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"cbs/branch"
+	"cbs/compute/blas"
 	"cbs/internal/rng"
 )
 
@@ -103,6 +105,42 @@ func TestTrainDeterministic(t *testing.T) {
 	json.Unmarshal([]byte(lines[31]), &last)
 	if last.Step != 32 || last.EvalLoss == nil || len(last.Shards) != 8 {
 		t.Errorf("last line %s: want step 32 with an eval loss and 8 shards", lines[31])
+	}
+}
+
+// TestTrainBF16: run.precision = "bf16" trains with bf16 matrix products on the CPU, which
+// segments.jsonl records, and two runs (at different thread counts) give byte-identical
+// metrics.jsonl and weights, which differ from fp32's. It skips where oneDNN is absent.
+func TestTrainBF16(t *testing.T) {
+	if d, info := blas.DefaultDNNL(); d == nil {
+		t.Skipf("onednn not loaded: %s", info.Unavailable)
+	}
+	dir := t.TempDir()
+	body := fmt.Sprintf(tinyMDM, "8Ki", "8Ki")
+	fp32 := writeConfig(t, dir, "fp32.toml", body)
+	bf16 := writeConfig(t, dir, "bf16.toml", body+"\n[run]\nprecision = \"bf16\"\n")
+	var metrics, weights []string
+	for i, run := range []struct{ cfg, threads string }{{bf16, "1"}, {bf16, "2"}, {fp32, "1"}} {
+		out := filepath.Join(dir, fmt.Sprint("run", i))
+		if code, _, stderr := cbs(t, "train", "--config", run.cfg, "--out", out, "--threads", run.threads, "--quiet"); code != 0 {
+			t.Fatalf("train exited %d: %s", code, stderr)
+		}
+		metrics = append(metrics, fileHash(t, filepath.Join(out, "metrics.jsonl")))
+		weights = append(weights, fileHash(t, filepath.Join(out, "ckpt", "model.safetensors")))
+		seg, _ := os.ReadFile(filepath.Join(out, "segments.jsonl"))
+		if bf := strings.Contains(string(seg), "bf16 products"); bf != (run.cfg == bf16) {
+			t.Errorf("%s: segments.jsonl %s", filepath.Base(run.cfg), seg)
+		}
+	}
+	if metrics[0] != metrics[1] || weights[0] != weights[1] {
+		t.Errorf("bf16 runs differ: metrics %v, weights %v", metrics[:2], weights[:2])
+	}
+	if metrics[0] == metrics[2] {
+		t.Error("bf16 and fp32 runs gave the same metrics")
+	}
+	spec, err := branch.LoadSpec(filepath.Join(dir, "run0"))
+	if err != nil || spec.Precision != "bf16" {
+		t.Errorf("branch.json precision: %v, %v", spec, err)
 	}
 }
 
@@ -232,6 +270,10 @@ func TestTrainRejectsBadConfig(t *testing.T) {
 		{"bad tokens", strings.Replace(base, `budget = "64Ki"`, `budget = "64Q"`, 1), "64Q"},
 		{"missing parent", base + "\n[parent]\ncheckpoint = \"nowhere\"\n", "parent.checkpoint"},
 		{"unknown source", strings.Replace(base, `source = "synthetic"`, `source = "web"`, 1), "data.source"},
+		{"unknown precision", base + "\n[run]\nprecision = \"fp16\"\n", `run.precision = "fp16" with run.device = "cpu": want "fp32" or "bf16" on the CPU`},
+		{"gpu precision on the cpu", base + "\n[run]\nprecision = \"tf32\"\n", `run.precision = "tf32" with run.device = "cpu"`},
+		{"tf32 with auto", base + "\n[run]\ndevice = \"auto\"\nprecision = \"tf32\"\n", "tf32 needs a cuda device"},
+		{"unknown device", base + "\n[run]\ndevice = \"gpu\"\n", `run.device = "gpu": want "auto", "cpu", "cuda" or "cuda:N"`},
 	} {
 		cfg := writeConfig(t, dir, "bad.toml", tc.body)
 		code, _, stderr := cbs(t, "train", "--config", cfg, "--out", filepath.Join(dir, "out"))

@@ -116,24 +116,6 @@ func TestVersionOrder(t *testing.T) {
 	}
 }
 
-func TestParseDevice(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		kind    string
-		ordinal int
-		bad     bool
-	}{
-		{"auto", "auto", 0, false}, {"", "auto", 0, false}, {"cpu", "cpu", 0, false},
-		{"cuda", "cuda", 0, false}, {"cuda:3", "cuda", 3, false},
-		{"cuda:-1", "", 0, true}, {"cuda:x", "", 0, true}, {"gpu", "", 0, true},
-	} {
-		kind, n, err := ParseDevice(tc.in)
-		if (err != nil) != tc.bad || kind != tc.kind || n != tc.ordinal {
-			t.Errorf("ParseDevice(%q) = %q, %d, %v", tc.in, kind, n, err)
-		}
-	}
-}
-
 func TestMissingLibraryNamesIt(t *testing.T) {
 	env := fakeEnv(map[string]string{"CBS_LIBCUBLAS": "/nonexistent/libcublas.so.13"})
 	_, err := loadCUBLAS(env)

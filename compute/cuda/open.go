@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 )
@@ -128,25 +127,4 @@ func peakBF16(name string) float64 {
 		}
 	}
 	return 0
-}
-
-// ParseDevice reads a run.device value: "auto", "cpu", "cuda" (GPU 0) or "cuda:N". kind is
-// "auto", "cpu" or "cuda".
-func ParseDevice(s string) (kind string, ordinal int, err error) {
-	switch {
-	case s == "auto" || s == "" || s == "cpu":
-		if s == "" {
-			s = "auto"
-		}
-		return s, 0, nil
-	case s == "cuda":
-		return "cuda", 0, nil
-	case strings.HasPrefix(s, "cuda:"):
-		n, err := strconv.Atoi(s[len("cuda:"):])
-		if err != nil || n < 0 {
-			return "", 0, fmt.Errorf("device %q: want cuda:N with N a GPU ordinal >= 0", s)
-		}
-		return "cuda", n, nil
-	}
-	return "", 0, fmt.Errorf("device %q: want auto, cpu, cuda or cuda:N", s)
 }
