@@ -262,8 +262,13 @@ func (r *runner) setup() error {
 	}
 	r.prepareBatches()
 	c := r.corpus
-	r.logf("%d parameters, %s objective, corpus %s (%d tokens, unigram entropy %.4f nats/token), backend %s",
-		len(params.Data), r.spec.Objective, c.Fingerprint(), c.NumTokens(), c.UnigramEntropy(), backend)
+	docs := ""
+	if in := c.Info(); in.Documents > 0 {
+		// Duplicates are said here, where a user reads what the run trains on.
+		docs = fmt.Sprintf("%d documents, %d duplicates dropped, ", in.Documents, in.DuplicatesDropped)
+	}
+	r.logf("%d parameters, %s objective, corpus %s (%s%d tokens, unigram entropy %.4f nats/token), backend %s",
+		len(params.Data), r.spec.Objective, c.Fingerprint(), docs, c.NumTokens(), c.UnigramEntropy(), backend)
 	return r.recordSegment(backend)
 }
 
