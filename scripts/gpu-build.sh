@@ -3,8 +3,8 @@
 # GPU but no Go and no network. Everything goes to .gpu/ (git-ignored), to be carried along:
 #   .gpu/cuda.test              the compute/cuda test binary (parity, whole model, 200 steps, bench)
 #   .gpu/cbs                    the CLI
-#   .gpu/torch_ref.py           the PyTorch reference, read-only ($TORCH_REF, default
-#                               ../shared/bench/torch_ref.py from the repository root)
+#   .gpu/torch_ref.py           the PyTorch reference, read-only ($TORCH_REF; by default the
+#                               copy the development setup keeps beside the repository)
 #   .gpu/torch_cuda_bench.py    PyTorch eager on CUDA, same model and FLOP count
 #   .gpu/goroot-src.tar.xz      the Go source files the quickstart trains on (no Go over there)
 # Usage: scripts/gpu-build.sh   (from anywhere; GOARCH defaults to amd64)

@@ -9,12 +9,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"cbs/internal/torchref"
 )
 
-// The reference lives beside the repository: <repo>/../shared/bench/torch_ref.py.
-var torchRef = filepath.Join("..", "..", "..", "shared", "bench", "torch_ref.py")
-
-const python = "/usr/bin/python3"
+const python = torchref.Python
 
 // needTorch skips the test unless torch_ref.py and a Python with torch are available.
 func needTorch(t *testing.T) string {
@@ -23,17 +22,7 @@ func needTorch(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs PyTorch; skipped with -short")
 	}
-	script, err := filepath.Abs(torchRef)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(script); err != nil {
-		t.Skipf("reference not found: %v", err)
-	}
-	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
-		t.Skipf("%s cannot import torch: %v", python, err)
-	}
-	return script
+	return torchref.Script(t)
 }
 
 // py runs a Python snippet with the reference loaded as module ref and args in sys.argv[1:].

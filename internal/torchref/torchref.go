@@ -1,5 +1,6 @@
-// Package torchref runs the PyTorch reference implementation (shared/bench/torch_ref.py) for
-// parity tests. Tests skip when python3 with torch, or the script, is not present.
+// Package torchref runs the PyTorch reference implementation, torch_ref.py, for parity tests:
+// the file CBS_TORCH_REF names, else the one the development setup keeps beside the repository.
+// Tests skip when python3 with torch, or the script, is not present.
 package torchref
 
 import (
@@ -23,7 +24,16 @@ var (
 const Python = "/usr/bin/python3"
 
 func find() {
-	// The script lives in shared/ beside the repository checkout; walk up from the working
+	if p := os.Getenv("CBS_TORCH_REF"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			reason = fmt.Sprintf("CBS_TORCH_REF: %v", err)
+			return
+		}
+		script = p
+		checkPython()
+		return
+	}
+	// Beside the checkout, as the development setup keeps it; walk up from the working
 	// directory of the test, which is inside the repository.
 	dir, _ := os.Getwd()
 	for {
@@ -33,7 +43,7 @@ func find() {
 			break
 		}
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			reason = "torch_ref.py not found beside the repository (../shared/bench/torch_ref.py)"
+			reason = "torch_ref.py not found (set CBS_TORCH_REF to its path)"
 			return
 		}
 		parent := filepath.Dir(dir)
@@ -43,6 +53,10 @@ func find() {
 		}
 		dir = parent
 	}
+	checkPython()
+}
+
+func checkPython() {
 	if out, err := exec.Command(Python, "-c", "import torch, numpy").CombinedOutput(); err != nil {
 		reason = fmt.Sprintf("%s cannot import torch and numpy: %v %s", Python, err, bytes.TrimSpace(out))
 		script = ""
