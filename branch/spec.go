@@ -40,7 +40,7 @@ type Optim struct {
 	Eps            float64            `json:"eps" toml:"eps" doc:"AdamW's epsilon."`
 	WeightDecay    float64            `json:"weight_decay" toml:"weight_decay" doc:"Decoupled weight decay (multiplied by the LR)."`
 	Clip           float64            `json:"clip" toml:"clip" doc:"Clip the global gradient norm to this; 0: no clipping."`
-	Groups         map[string]float64 `json:"groups,omitempty" toml:"groups" default:"1 for every group" doc:"LR multiplier per parameter group, as a table: [optimizer.groups] attention = 4. Groups: attention, mlp, embedding, head, norms."`
+	Groups         map[string]float64 `json:"groups,omitempty" toml:"groups" default:"1 for every group" doc:"LR multiplier per parameter group, as a table: [optimizer.groups] attention = 4. Groups: attention, mlp, embedding, head, norms, and router in a Qwen3-MoE model."`
 	DecayNorms     bool               `json:"decay_norms" toml:"decay_norms" default:"false" doc:"Apply weight decay to the RMSNorm weights too."`
 	DecayEmbedding bool               `json:"decay_embedding" toml:"decay_embedding" doc:"Apply weight decay to the token embedding."`
 }

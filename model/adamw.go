@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"cbs/compute"
 )
@@ -44,12 +45,8 @@ func (c OptimConfig) Validate() error {
 		return fmt.Errorf("optimizer.clip = %g, want >= 0 (0 disables clipping)", c.Clip)
 	}
 	for g, v := range c.LRMult {
-		known := false
-		for _, name := range Groups {
-			known = known || g == name
-		}
-		if !known {
-			return fmt.Errorf("optimizer.groups.%s: unknown group, want one of %v", g, Groups)
+		if !KnownGroup(g) {
+			return fmt.Errorf("optimizer.groups.%s: unknown group, want one of %v", g, append(slices.Clone(Groups), MoEGroups...))
 		}
 		if !(v >= 0) || math.IsInf(v, 0) {
 			return fmt.Errorf("optimizer.groups.%s = %g, want a finite multiplier >= 0", g, v)

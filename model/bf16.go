@@ -119,9 +119,14 @@ func (m *Model[T]) hview(i int) []uint16 {
 	return m.lp.w[t.Offset : t.Offset+t.Size]
 }
 
+// A sparse layer's MLP products run through the backend's Gemm (moe.go), which rounds its
+// operands itself at bf16: its gate, up and down are nil.
 func (m *Model[T]) layerH(l int) layerH {
-	b := 1 + l*layerSlots
+	b := layerStart(&m.Cfg, l)
 	v := func(s int) []uint16 { return m.hview(b + s) }
+	if m.Cfg.Sparse(l) {
+		return layerH{wq: v(1), wk: v(2), wv: v(3), wo: v(4)}
+	}
 	return layerH{v(1), v(2), v(3), v(4), v(8), v(9), v(10)}
 }
 
@@ -129,7 +134,7 @@ func (m *Model[T]) headH() []uint16 {
 	if m.Cfg.TieWordEmbeddings {
 		return m.hview(0)
 	}
-	return m.hview(2 + m.Cfg.NumLayers*layerSlots)
+	return m.hview(layerStart(&m.Cfg, m.Cfg.NumLayers) + 1)
 }
 
 // actH returns the bf16 buffers of layer l's kept activations (nil at fp32).

@@ -1,6 +1,7 @@
-// Package model is the network cbs trains: a dense Qwen3-style decoder (RMSNorm, q/k norm, RoPE,
-// grouped-query attention, SwiGLU, tied or untied head) with a hand-written backward pass, the
-// AR and MDM objectives, AdamW with parameter groups, and the checkpoint format.
+// Package model is the network cbs trains: a Qwen3-style decoder (RMSNorm, q/k norm, RoPE,
+// grouped-query attention, SwiGLU, tied or untied head), optionally with Qwen3-MoE's sparse
+// expert layers (moe.go), with a hand-written backward pass, the AR and MDM objectives, AdamW
+// with parameter groups, and the checkpoint format.
 package model
 
 import (
@@ -30,6 +31,8 @@ type Model[T compute.Float] struct {
 	weights  []T // host scratch for the batch's loss weights
 	// lp holds the bf16 copies of the products' operands (bf16.go).
 	lp bf16State
+	// aux is the router load-balancing loss of the last forward pass (moe.go).
+	aux auxState
 }
 
 // New wraps params (and allocates the gradient) to run on backend be.
@@ -41,8 +44,12 @@ func New[T compute.Float](p *Params[T], be compute.Backend[T]) *Model[T] {
 func (m *Model[T]) Backend() compute.Backend[T] { return m.be }
 
 // layerWeights are views of one layer's tensors in a flat vector (the parameters or the gradient).
+// A sparse layer has router and experts (the index of expert 0's gate projection in the layout,
+// see expert) instead of gate, up and down.
 type layerWeights[T compute.Float] struct {
 	in, wq, wk, wv, wo, qn, kn, post, gate, up, down []T
+	router                                           []T
+	experts                                          int
 }
 
 func (m *Model[T]) view(flat []T, i int) []T {
@@ -51,18 +58,24 @@ func (m *Model[T]) view(flat []T, i int) []T {
 }
 
 func (m *Model[T]) layer(flat []T, l int) layerWeights[T] {
-	b := 1 + l*layerSlots
+	b := layerStart(&m.Cfg, l)
 	v := func(s int) []T { return m.view(flat, b+s) }
-	return layerWeights[T]{v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7), v(8), v(9), v(10)}
+	w := layerWeights[T]{in: v(0), wq: v(1), wk: v(2), wv: v(3), wo: v(4), qn: v(5), kn: v(6), post: v(7)}
+	if m.Cfg.Sparse(l) {
+		w.router, w.experts = v(8), b+sparseSlots
+	} else {
+		w.gate, w.up, w.down = v(8), v(9), v(10)
+	}
+	return w
 }
 
 func (m *Model[T]) embedding(flat []T) []T { return m.view(flat, 0) }
-func (m *Model[T]) finalNorm(flat []T) []T { return m.view(flat, 1+m.Cfg.NumLayers*layerSlots) }
+func (m *Model[T]) finalNorm(flat []T) []T { return m.view(flat, layerStart(&m.Cfg, m.Cfg.NumLayers)) }
 func (m *Model[T]) head(flat []T) []T {
 	if m.Cfg.TieWordEmbeddings {
 		return m.embedding(flat)
 	}
-	return m.view(flat, 2+m.Cfg.NumLayers*layerSlots)
+	return m.view(flat, layerStart(&m.Cfg, m.Cfg.NumLayers)+1)
 }
 
 // activations of one layer, kept for the backward pass.
@@ -73,6 +86,7 @@ type layerActs[T compute.Float] struct {
 	v, probs, o    []T
 	h, xn2, rstd2  []T // residual after attention, post-attention norm
 	gate, up, act  []T
+	moe            *moeActs[T] // a sparse layer's routing and expert activations (no gate, up, act)
 }
 
 type workspace[T compute.Float] struct {
@@ -85,6 +99,7 @@ type workspace[T compute.Float] struct {
 	weights []T
 	// backward scratch
 	dx, dxn, dact, dgate, dup, do, dq, dk, dv, dqraw, dkraw []T
+	moe                                                     moeScratch[T]
 }
 
 // ensure allocates the activations for micro-batches of B sequences of length L (when they
@@ -113,19 +128,29 @@ func (m *Model[T]) ensure(B, L int) error {
 		ws.xs = append(ws.xs, mk(N*d))
 	}
 	for l := 0; l < c.NumLayers; l++ {
-		ws.acts = append(ws.acts, layerActs[T]{
+		a := layerActs[T]{
 			xn1: mk(N * d), rstd1: mk(N),
 			qraw: mk(N * qd), qrstd: mk(N * c.NumHeads), q: mk(N * qd),
 			kraw: mk(N * kd), krstd: mk(N * c.NumKVHeads), k: mk(N * kd),
 			v: mk(N * kd), probs: mk(B * c.NumHeads * L * L), o: mk(N * qd),
 			h: mk(N * d), xn2: mk(N * d), rstd2: mk(N),
-			gate: mk(N * ff), up: mk(N * ff), act: mk(N * ff),
-		})
+		}
+		if c.Sparse(l) {
+			a.moe = newMoEActs(&c, N, mk)
+		} else {
+			a.gate, a.up, a.act = mk(N*ff), mk(N*ff), mk(N*ff)
+		}
+		ws.acts = append(ws.acts, a)
 	}
 	ws.xnf, ws.rstdf = mk(N*d), mk(N)
 	ws.logits, ws.weights = mk(N*c.VocabSize), mk(N)
 	ws.dx, ws.dxn = mk(N*d), mk(N*d)
-	ws.dact, ws.dgate, ws.dup = mk(N*ff), mk(N*ff), mk(N*ff)
+	if c.SparseLayers() < c.NumLayers {
+		ws.dact, ws.dgate, ws.dup = mk(N*ff), mk(N*ff), mk(N*ff)
+	}
+	if c.SparseLayers() > 0 {
+		ws.moe = newMoEScratch(&c, N, mk)
+	}
 	ws.do, ws.dq, ws.dqraw = mk(N*qd), mk(N*qd), mk(N*qd)
 	ws.dk, ws.dv, ws.dkraw = mk(N*kd), mk(N*kd), mk(N*kd)
 	cos, sin := compute.RoPETables[T](L, c.HeadDim, c.RopeTheta)
@@ -180,6 +205,10 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 		m.round(oh, a.o)
 		m.gemm(false, true, N, d, qd, 1, op(a.o, oh), qd, op(w.wo, wh.wo), qd, 1, a.h, d)
 		be.RMSNorm(a.xn2, a.rstd2, a.h, w.post, d, c.RMSNormEps)
+		if a.moe != nil {
+			m.moeForward(w, a, ws.xs[l+1], N)
+			continue
+		}
 		m.round(xn2h, a.xn2)
 		xn2 := op(a.xn2, xn2h)
 		m.gemm(false, true, N, ff, d, 1, xn2, d, op(w.gate, wh.gate), d, 0, a.gate, ff)
@@ -189,6 +218,9 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 		m.mem.Copy(next, a.h)
 		m.round(acth, a.act)
 		m.gemm(false, true, N, d, ff, 1, op(a.act, acth), ff, op(w.down, wh.down), ff, 1, next, d)
+	}
+	if c.MoE() {
+		m.routerAux(b)
 	}
 	be.RMSNorm(ws.xnf, ws.rstdf, ws.xs[c.NumLayers], m.finalNorm(P), d, c.RMSNormEps)
 	var xnfh []uint16
@@ -210,7 +242,8 @@ func (m *Model[T]) lossOf(b *Batch, grad bool) float64 {
 
 func fmtShape(b *Batch) string { return strconv.Itoa(b.B) + " x " + strconv.Itoa(b.L) }
 
-// Loss returns the batch's weighted loss without touching the gradient.
+// Loss returns the batch's weighted loss without touching the gradient. It is the objective
+// alone: a Qwen3-MoE model's router load-balancing loss is not in it (see AuxLoss).
 func (m *Model[T]) Loss(b *Batch, causal bool) float64 {
 	// Evaluation may run on weights swapped in place (an average): round them afresh.
 	m.WeightsChanged()
@@ -220,7 +253,11 @@ func (m *Model[T]) Loss(b *Batch, causal bool) float64 {
 
 // LossAndGrad returns the batch's weighted loss and adds its gradient to m.Grad. Because the
 // weights of a micro-batch already carry the global normalisation, calling it on every
-// micro-batch of a step accumulates exactly the gradient of the whole batch.
+// micro-batch of a step accumulates exactly the gradient of the whole batch. When the config
+// turns the router load-balancing loss on (Config.AuxLossOn), the loss and its gradient include
+// router_aux_loss_coef times that loss, weighted by the micro-batch's share of the step's
+// sequences (Batch.Seqs): the mean over micro-batches of their own load-balancing losses, which
+// is the whole batch's when the step is one micro-batch (see moe.go).
 func (m *Model[T]) LossAndGrad(b *Batch, causal bool) float64 {
 	loss := m.ForwardLoss(b, causal)
 	m.Backward(b, causal)
@@ -232,7 +269,11 @@ func (m *Model[T]) LossAndGrad(b *Batch, causal bool) float64 {
 // that benchmarks can time them; they must be called in pairs on the same batch.
 func (m *Model[T]) ForwardLoss(b *Batch, causal bool) float64 {
 	m.forward(b, causal)
-	return m.lossOf(b, true)
+	loss := m.lossOf(b, true)
+	if m.aux.on {
+		loss += m.aux.weight * m.aux.loss
+	}
+	return loss
 }
 
 // Backward is the second half of LossAndGrad: it adds the gradient of the loss of the last
@@ -273,24 +314,29 @@ func (m *Model[T]) backward(b *Batch, causal bool) {
 		w, g, a, x := m.layer(P, l), m.layer(G, l), &ws.acts[l], ws.xs[l]
 		wh := m.layerH(l)
 		xn1h, oh, xn2h, acth := m.actH(l)
-		// MLP: out = h + act Wdown^T.
-		m.round(dyh, ws.dx)
-		dx := op(ws.dx, dyh)
-		m.gemm(false, false, N, ff, d, 1, dx, d, op(w.down, wh.down), ff, 0, ws.dact, ff)
-		m.gemm(true, false, d, ff, N, 1, dx, d, op(a.act, acth), ff, 1, g.down, ff)
-		be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
-		m.round(dgateh, ws.dgate)
-		m.round(duph, ws.dup)
-		dgate, dup, xn2 := op(ws.dgate, dgateh), op(ws.dup, duph), op(a.xn2, xn2h)
-		m.gemm(false, false, N, d, ff, 1, dgate, ff, op(w.gate, wh.gate), d, 0, ws.dxn, d)
-		m.gemm(false, false, N, d, ff, 1, dup, ff, op(w.up, wh.up), d, 1, ws.dxn, d)
-		m.gemm(true, false, ff, d, N, 1, dgate, ff, xn2, d, 1, g.gate, d)
-		m.gemm(true, false, ff, d, N, 1, dup, ff, xn2, d, 1, g.up, d)
+		if a.moe != nil {
+			// Sparse MoE block: out = h + moe(xn2); it sets ws.dxn.
+			m.moeBackward(w, g, a, N)
+		} else {
+			// MLP: out = h + act Wdown^T.
+			m.round(dyh, ws.dx)
+			dx := op(ws.dx, dyh)
+			m.gemm(false, false, N, ff, d, 1, dx, d, op(w.down, wh.down), ff, 0, ws.dact, ff)
+			m.gemm(true, false, d, ff, N, 1, dx, d, op(a.act, acth), ff, 1, g.down, ff)
+			be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
+			m.round(dgateh, ws.dgate)
+			m.round(duph, ws.dup)
+			dgate, dup, xn2 := op(ws.dgate, dgateh), op(ws.dup, duph), op(a.xn2, xn2h)
+			m.gemm(false, false, N, d, ff, 1, dgate, ff, op(w.gate, wh.gate), d, 0, ws.dxn, d)
+			m.gemm(false, false, N, d, ff, 1, dup, ff, op(w.up, wh.up), d, 1, ws.dxn, d)
+			m.gemm(true, false, ff, d, N, 1, dgate, ff, xn2, d, 1, g.gate, d)
+			m.gemm(true, false, ff, d, N, 1, dup, ff, xn2, d, 1, g.up, d)
+		}
 		be.RMSNormBackward(ws.dx, g.post, ws.dxn, a.h, w.post, a.rstd2, d, true)
 
 		// Attention: h = x + o Wo^T.
 		m.round(dyh, ws.dx)
-		dx = op(ws.dx, dyh)
+		dx := op(ws.dx, dyh)
 		m.gemm(false, false, N, qd, d, 1, dx, d, op(w.wo, wh.wo), qd, 0, ws.do, qd)
 		m.gemm(true, false, d, qd, N, 1, dx, d, op(a.o, oh), qd, 1, g.wo, qd)
 		be.AttentionBackward(ws.dq, ws.dk, ws.dv, ws.do, a.probs, a.q, a.k, a.v, b.B, b.L, H, KV, hd, causal)

@@ -18,6 +18,10 @@ type Batch struct {
 	Inputs  []int32   // [B*L] token ids fed to the network
 	Targets []int32   // [B*L] the token each position predicts
 	Weights []float64 // [B*L] weight of each position's cross-entropy; 0: not predicted
+	// Seqs is the number of sequences of the whole step that Weights normalise over (SetAR's
+	// and SetMDM's globalSeqs); 0 means B, the batch alone. A Qwen3-MoE model weighs the
+	// micro-batch's router load-balancing loss by B / Seqs.
+	Seqs int
 }
 
 // NewBatch allocates a batch of B sequences of length L.
@@ -29,6 +33,7 @@ func NewBatch(B, L int) *Batch {
 // loss is the mean over the (L-1) predicted positions of all globalSeqs sequences of the step.
 func (b *Batch) SetAR(tokens []int32, globalSeqs int) {
 	copy(b.Inputs, tokens)
+	b.Seqs = globalSeqs
 	w := 1 / float64(globalSeqs*(b.L-1))
 	for s := 0; s < b.B; s++ {
 		for i := 0; i < b.L; i++ {
@@ -49,6 +54,7 @@ func (b *Batch) SetMDM(tokens []int32, masks []bool, p []float64, maskID, global
 	if maskID < 0 {
 		return fmt.Errorf("mdm objective: the model has no mask token (config.json mask_token_id)")
 	}
+	b.Seqs = globalSeqs
 	norm := float64(globalSeqs * b.L)
 	for s := 0; s < b.B; s++ {
 		w := 1 / p[s] / norm

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"cbs/compute"
 	"cbs/internal/rng"
@@ -11,14 +12,23 @@ import (
 // Parameter groups, for per-group LR multipliers and weight decay.
 const (
 	GroupAttention = "attention" // q, k, v, o projections and the q/k norms
-	GroupMLP       = "mlp"       // gate, up, down projections
+	GroupMLP       = "mlp"       // gate, up, down projections (of the dense MLPs and of every expert)
 	GroupEmbedding = "embedding" // the token embedding (and the head, when tied)
 	GroupHead      = "head"      // the untied output head
 	GroupNorms     = "norms"     // the input, post-attention and final RMSNorm weights
+	GroupRouter    = "router"    // the routers of sparse MoE layers (mlp.gate.weight)
 )
 
-// Groups lists every group name, in a fixed order.
+// Groups lists the groups of a dense model, in a fixed order.
 var Groups = []string{GroupAttention, GroupMLP, GroupEmbedding, GroupHead, GroupNorms}
+
+// MoEGroups lists the groups only a Qwen3-MoE model has.
+var MoEGroups = []string{GroupRouter}
+
+// KnownGroup reports whether name is a group of some model (Groups or MoEGroups).
+func KnownGroup(name string) bool {
+	return slices.Contains(Groups, name) || slices.Contains(MoEGroups, name)
+}
 
 // Tensor describes one parameter tensor inside the flat parameter vector.
 type Tensor struct {
@@ -33,7 +43,8 @@ type Tensor struct {
 func (t Tensor) Is2D() bool { return len(t.Shape) == 2 }
 
 // Layout lists the tensors of a config in Hugging Face order: embedding, then per layer, then
-// the final norm and the head (absent when tied).
+// the final norm and the head (absent when tied). A sparse layer has the router and then each
+// expert's gate, up and down projections where a dense one has its MLP.
 func Layout(c Config) []Tensor {
 	d, ff, V, hd := c.HiddenSize, c.IntermediateSize, c.VocabSize, c.HeadDim
 	var ts []Tensor
@@ -59,6 +70,17 @@ func Layout(c Config) []Tensor {
 		add(p+"self_attn.q_norm.weight", GroupAttention, hd)
 		add(p+"self_attn.k_norm.weight", GroupAttention, hd)
 		add(p+"post_attention_layernorm.weight", GroupNorms, d)
+		if c.Sparse(i) {
+			mff := c.MoEIntermediateSize
+			add(p+"mlp.gate.weight", GroupRouter, c.NumExperts, d)
+			for j := 0; j < c.NumExperts; j++ {
+				e := fmt.Sprintf("%smlp.experts.%d.", p, j)
+				add(e+"gate_proj.weight", GroupMLP, mff, d)
+				add(e+"up_proj.weight", GroupMLP, mff, d)
+				add(e+"down_proj.weight", GroupMLP, d, mff)
+			}
+			continue
+		}
 		add(p+"mlp.gate_proj.weight", GroupMLP, ff, d)
 		add(p+"mlp.up_proj.weight", GroupMLP, ff, d)
 		add(p+"mlp.down_proj.weight", GroupMLP, d, ff)
@@ -76,8 +98,30 @@ func NumParams(c Config) int {
 	return ts[len(ts)-1].Offset + ts[len(ts)-1].Size
 }
 
-// layerSlots is the number of tensors per layer in Layout.
-const layerSlots = 11
+// layerSlots is the number of tensors of a dense layer in Layout; a sparse layer has
+// sparseSlots (the attention's, the norms and the router) and then 3 per expert.
+const (
+	layerSlots  = 11
+	attnSlots   = 8 // input norm, q, k, v, o, q norm, k norm, post-attention norm
+	sparseSlots = attnSlots + 1
+)
+
+// layerStart is the index in Layout of layer l's first tensor; layerStart(c, c.NumLayers) is the
+// final norm's.
+func layerStart(c *Config, l int) int {
+	if !c.MoE() {
+		return 1 + l*layerSlots
+	}
+	i := 1
+	for k := 0; k < l; k++ {
+		if c.Sparse(k) {
+			i += sparseSlots + 3*c.NumExperts
+		} else {
+			i += layerSlots
+		}
+	}
+	return i
+}
 
 // Params holds every parameter in one flat vector, so the optimizer, the gradient norm and the
 // checkpoint treat the model as one array; the views in layers alias it.

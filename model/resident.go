@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"fmt"
 
 	"cbs/compute"
 )
@@ -46,7 +47,11 @@ type Resident[T compute.Float] struct {
 }
 
 // NewResident copies host's parameters into mem and returns a model running on be.
+// A Qwen3-MoE model is refused: its routing runs in Go on host memory (moe.go).
 func NewResident[T compute.Float](host *Params[T], be compute.Backend[T], mem Memory[T]) (*Resident[T], error) {
+	if host.Config.MoE() {
+		return nil, fmt.Errorf("resident model: %s (sparse MoE layers) runs on the CPU only for now; the device path has no routing", Qwen3MoE)
+	}
 	r := &Resident[T]{Host: host, mem: mem}
 	data, err := mem.Alloc(len(host.Data))
 	if err != nil {

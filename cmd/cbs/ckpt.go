@@ -27,7 +27,8 @@ func newCkptCmd() *cobra.Command {
 		Short: "Print a checkpoint's config, parameter table and trainer state",
 		Long: `Print what a checkpoint holds: the architecture, every parameter tensor with its shape,
 group and stored dtype, the optimizer state and the trainer state. The sha256 of every file that
-trainer.json lists is checked.`,
+trainer.json lists is checked. For a Qwen3-MoE model it also shows the experts, which layers are
+sparse, and the parameters one token's forward pass reads (active) beside the total.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rep, err := inspectCheckpoint(args[0])
@@ -64,6 +65,11 @@ type ckptReport struct {
 	Optimizer    map[string]string   `json:"optimizer,omitempty"`
 	Trainer      *model.TrainerState `json:"trainer,omitempty"`
 	FilesChecked bool                `json:"files_checked"`
+	// ActiveParams and SparseLayers are set for a Qwen3-MoE model only: the parameters one
+	// token's forward pass reads (the router and the top-k experts of a sparse layer), and the
+	// layers with a sparse block.
+	ActiveParams int   `json:"active_params,omitempty"`
+	SparseLayers []int `json:"sparse_layers,omitempty"`
 }
 
 func inspectCheckpoint(dir string) (*ckptReport, error) {
@@ -76,6 +82,14 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 		return nil, err
 	}
 	rep := &ckptReport{Dir: dir, Config: c, Params: model.NumParams(c)}
+	if c.MoE() {
+		rep.ActiveParams = int(c.ActiveParamCount())
+		for l := range c.NumLayers {
+			if c.Sparse(l) {
+				rep.SparseLayers = append(rep.SparseLayers, l)
+			}
+		}
+	}
 	layout := model.Layout(c)
 	var bad []string
 	for _, t := range layout {
@@ -120,11 +134,25 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 func (r *ckptReport) print(w io.Writer) {
 	c := r.Config
 	fmt.Fprintf(w, "checkpoint %s\n", r.Dir)
-	fmt.Fprintf(w, "  qwen3: hidden %d, layers %d, heads %d (kv %d, head_dim %d), ff %d, vocab %d, tied %v\n",
-		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.HeadDim, c.IntermediateSize, c.VocabSize, c.TieWordEmbeddings)
+	fmt.Fprintf(w, "  %s: hidden %d, layers %d, heads %d (kv %d, head_dim %d), ff %d, vocab %d, tied %v\n",
+		c.ModelType, c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.HeadDim, c.IntermediateSize, c.VocabSize, c.TieWordEmbeddings)
 	fmt.Fprintf(w, "  attention %s, mask token %d, rope_theta %g, rms_norm_eps %g, tokenizer %q\n",
 		c.Attention, c.MaskTokenID, c.RopeTheta, c.RMSNormEps, c.Tokenizer)
-	fmt.Fprintf(w, "  %d parameters\n\n", r.Params)
+	if !c.MoE() {
+		fmt.Fprintf(w, "  %d parameters\n\n", r.Params)
+	} else {
+		aux := "off (output_router_logits false)"
+		if c.AuxLossOn() {
+			aux = "in the training loss"
+		}
+		fmt.Fprintf(w, "  experts: %d per sparse layer, top %d (norm_topk_prob %v), moe_intermediate_size %d\n",
+			c.NumExperts, c.NumExpertsPerTok, c.NormTopKProb, c.MoEIntermediateSize)
+		fmt.Fprintf(w, "  sparse layers %v (%d of %d; decoder_sparse_step %d, mlp_only_layers %v)\n",
+			r.SparseLayers, len(r.SparseLayers), c.NumLayers, c.DecoderSparseStep, c.MLPOnlyLayers)
+		fmt.Fprintf(w, "  router load-balancing loss: coef %g, %s\n", c.RouterAuxLossCoef, aux)
+		fmt.Fprintf(w, "  %d parameters, %d active per token (%.1f%%)\n\n", r.Params, r.ActiveParams,
+			100*float64(r.ActiveParams)/float64(r.Params))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\tshape\tgroup\tparams\tdtype")
 	for _, t := range r.Tensors {
