@@ -184,7 +184,7 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	}
 	given := c.Data
 	if c.Data.Source == "" {
-		return nil, ConfigErrorf("%s: data.source is required (synthetic, files, goroot or npy)", path)
+		return nil, ConfigErrorf("%s: data.source is required (synthetic, files, goroot, npy or tokens)", path)
 	}
 	c.Data.Glob, c.Data.Path, c.Data.CacheDir = rel(c.Data.Glob), rel(c.Data.Path), rel(c.Data.CacheDir)
 	if data.IsTokenizerFile(c.Data.Tokenizer) {
@@ -199,7 +199,7 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	}
 	// A missing corpus is found here, where the config is checked, not when a branch starts.
 	switch d.Source {
-	case data.SourceNPY:
+	case data.SourceNPY, data.SourceTokens:
 		if _, err := os.Stat(d.Path); err != nil {
 			return nil, ConfigErrorf("%s: data.path = %q: %v (resolved against the config's folder to %s)", path, given.Path, errors.Unwrap(err), d.Path)
 		}

@@ -29,6 +29,11 @@
 //   - goroot: the non-test .go files of the Go toolchain's src tree (testdata excluded), sorted
 //     by path: a real corpus of about 70M bytes wherever cbs can be built.
 //   - npy: an exact token array, a 1-D stream or [N, L] sequences.
+//   - tokens: a token set, the shards and index that Tokenize (`cbs data tokenize`) writes from
+//     text files under the rules of the text sources below. Its tokens are read from the files
+//     window by window and never held in memory, so a corpus larger than memory trains with
+//     memory that does not grow with it; the split, the order, replicas, the fingerprint and
+//     the unigram entropy are those of the same tokens held in memory.
 //
 // Text sources join their documents as doc1 EOS doc2 EOS ... docN EOS, without BOS. A file whose
 // bytes repeat an earlier one's in that order (a copy, a symlink, a vendored package, a table

@@ -13,9 +13,10 @@ const (
 	SourceFiles     = "files"
 	SourceGoroot    = "goroot"
 	SourceNPY       = "npy"
+	SourceTokens    = "tokens"
 )
 
-var sourceNames = []string{SourceSynthetic, SourceFiles, SourceGoroot, SourceNPY}
+var sourceNames = []string{SourceSynthetic, SourceFiles, SourceGoroot, SourceNPY, SourceTokens}
 
 // Defaults filled in by SourceConfig.Resolve.
 const (
@@ -28,15 +29,17 @@ const (
 // SourceConfig says where a corpus comes from and how it is cut into sequences: the [data]
 // table of a sweep config. Error messages name the keys as data.<toml key>.
 type SourceConfig struct {
-	// Source is synthetic, files, goroot or npy.
-	Source string `toml:"source" json:"source" default:"required" doc:"Where the corpus comes from: \"files\" (text files matched by glob), \"goroot\" (the Go source tree every toolchain carries), \"npy\" (a token array) or \"synthetic\" (a Markov chain of known entropy)."`
-	// Tokenizer is a name NewTokenizer accepts; default byte.
-	Tokenizer string `toml:"tokenizer" json:"tokenizer" default:"\"byte\"" doc:"\"byte\" (256 ids), \"gpt2\" (GPT-2's byte-level BPE, built in), or the path of a Hugging Face tokenizer.json (a byte-level BPE such as Qwen3's; a value ending in .json), relative to the config file's folder."`
+	// Source is synthetic, files, goroot, npy or tokens.
+	Source string `toml:"source" json:"source" default:"required" doc:"Where the corpus comes from: \"files\" (text files matched by glob), \"goroot\" (the Go source tree every toolchain carries), \"npy\" (a token array), \"tokens\" (token shards written by cbs data tokenize, read in place, for corpora larger than memory) or \"synthetic\" (a Markov chain of known entropy)."`
+	// Tokenizer is a name NewTokenizer accepts; default byte, or for the tokens source the
+	// tokenizer its shards were written with.
+	Tokenizer string `toml:"tokenizer" json:"tokenizer" default:"\"byte\"" doc:"\"byte\" (256 ids), \"gpt2\" (GPT-2's byte-level BPE, built in), or the path of a Hugging Face tokenizer.json (a byte-level BPE such as Qwen3's; a value ending in .json), relative to the config file's folder. tokens: default the tokenizer the shards were written with, which a value must match."`
 	// Glob selects the text files of the files source (filepath.Glob syntax).
 	Glob string `toml:"glob" json:"glob,omitempty" doc:"files: the text files, a pattern such as \"corpus/*.txt\" relative to the config file's folder; files with the same content count once."`
-	// Path is the .npy token file of the npy source, or the Go root of the goroot source
-	// (default: $GOROOT, else `go env GOROOT`, else the toolchain cbs was built with).
-	Path string `toml:"path" json:"path,omitempty" doc:"npy: the token file; goroot: the Go root (default: $GOROOT, else go env GOROOT, else the toolchain cbs was built with). Relative to the config file's folder."`
+	// Path is the .npy token file of the npy source, the folder of the tokens source (what
+	// `cbs data tokenize --out` wrote), or the Go root of the goroot source (default: $GOROOT,
+	// else `go env GOROOT`, else the toolchain cbs was built with).
+	Path string `toml:"path" json:"path,omitempty" doc:"npy: the token file; tokens: the folder cbs data tokenize wrote; goroot: the Go root (default: $GOROOT, else go env GOROOT, else the toolchain cbs was built with). Relative to the config file's folder."`
 	// SeqLen is the tokens per sequence; required. An AR model with context C that predicts C
 	// tokens per sequence wants SeqLen = C + 1.
 	SeqLen int `toml:"seq_len" json:"seq_len" default:"required" doc:"Tokens per sequence; an AR model with context C that predicts C tokens wants C + 1."`
@@ -63,9 +66,10 @@ type SourceConfig struct {
 }
 
 // Resolve fills in defaults and checks every field, returning errors that name the key, the
-// value and what is allowed.
+// value and what is allowed. For the tokens source it reads the index in Path, whose tokenizer
+// is the default of Tokenizer.
 func (c SourceConfig) Resolve() (SourceConfig, error) {
-	if c.Tokenizer == "" {
+	if c.Tokenizer == "" && c.Source != SourceTokens {
 		c.Tokenizer = DefaultTokenizer
 	}
 	if c.Source == SourceSynthetic {
@@ -98,6 +102,10 @@ func (c SourceConfig) Resolve() (SourceConfig, error) {
 		if c.Path == "" {
 			return c, fmt.Errorf("data.path is required for data.source = %q (a .npy token file)", c.Source)
 		}
+	case SourceTokens:
+		if c.Path == "" {
+			return c, fmt.Errorf("data.path is required for data.source = %q (the folder cbs data tokenize wrote)", c.Source)
+		}
 	case SourceGoroot:
 	case "":
 		return c, fmt.Errorf("data.source is required (allowed: %s)", strings.Join(sourceNames, ", "))
@@ -110,8 +118,8 @@ func (c SourceConfig) Resolve() (SourceConfig, error) {
 	if c.Glob != "" && c.Source != SourceFiles {
 		return c, fmt.Errorf("data.glob applies only to data.source = %q, not %q", SourceFiles, c.Source)
 	}
-	if c.Path != "" && c.Source != SourceNPY && c.Source != SourceGoroot {
-		return c, fmt.Errorf("data.path applies only to data.source = %q or %q, not %q", SourceNPY, SourceGoroot, c.Source)
+	if c.Path != "" && c.Source != SourceNPY && c.Source != SourceTokens && c.Source != SourceGoroot {
+		return c, fmt.Errorf("data.path applies only to data.source = %q, %q or %q, not %q", SourceNPY, SourceTokens, SourceGoroot, c.Source)
 	}
 	// An npy file of [N, L] sequences supplies its own length.
 	if c.SeqLen <= 0 && !(c.SeqLen == 0 && c.Source == SourceNPY) {
@@ -119,6 +127,12 @@ func (c SourceConfig) Resolve() (SourceConfig, error) {
 	}
 	if c.EvalTokens < 0 {
 		return c, fmt.Errorf("eval.tokens = %d: must be zero or positive", c.EvalTokens)
+	}
+	if c.Source == SourceTokens {
+		var err error
+		if c.Tokenizer, err = tokenizerOfSet(c); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }
@@ -144,6 +158,8 @@ func Open(cfg SourceConfig) (*Corpus, error) {
 		src, err = loadGoroot(cfg, tok)
 	case SourceNPY:
 		src, err = loadNPY(&cfg, tok)
+	case SourceTokens:
+		src, err = loadTokens(cfg, tok)
 	}
 	if err != nil {
 		return nil, err
@@ -183,9 +199,11 @@ type loaded struct {
 	// duplicates is the documents a text source dropped for repeating an earlier one's bytes.
 	duplicates int
 	bytes      int64 // of source text, for text sources
-	root       string
-	cachePath  string
-	markov     *Markov
+	// unigram counts each token id in the whole stream, when the source knows it (a token set).
+	unigram   []int64
+	root      string
+	cachePath string
+	markov    *Markov
 }
 
 // fingerprint identifies a corpus by its tokenizer and exact token stream: two corpora with the

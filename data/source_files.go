@@ -153,6 +153,24 @@ type textInput struct {
 // it sits at one position of the stream, and eval and training windows share no position.
 // Keeping the first in name order makes the choice the same on every machine.
 func readDocuments(docs []document) (*textInput, error) {
+	var kept []document
+	in, err := scanDocuments(docs, func(d document, duplicate bool) error {
+		if !duplicate {
+			kept = append(kept, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	in.docs = kept
+	return in, nil
+}
+
+// scanDocuments is readDocuments one document at a time, for inputs larger than memory: it
+// sorts docs, reads them in order and calls fn with each, its bytes in d.data, and whether an
+// earlier document has the same bytes. The textInput it returns has no docs.
+func scanDocuments(docs []document, fn func(d document, duplicate bool) error) (*textInput, error) {
 	sortDocuments(docs)
 	in := &textInput{}
 	seen := make(map[[sha256.Size]byte]bool, len(docs))
@@ -164,21 +182,26 @@ func readDocuments(docs []document) (*textInput, error) {
 		if err != nil {
 			return nil, err
 		}
+		d := docs[i]
+		d.data = b
 		sum := sha256.Sum256(b)
 		if seen[sum] {
 			in.duplicates++
+			if err := fn(d, true); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		seen[sum] = true
-		d := docs[i]
-		d.data = b
-		in.docs = append(in.docs, d)
 		in.bytes += int64(len(b))
 		var n [8]byte
 		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write([]byte(d.name + "\x00"))
 		h.Write(n[:])
 		h.Write(b)
+		if err := fn(d, false); err != nil {
+			return nil, err
+		}
 	}
 	in.digest = h.Sum(nil)
 	return in, nil
@@ -228,52 +251,97 @@ func loadText(cfg SourceConfig, tok Tokenizer, docs []document, root string) (*l
 	return out, nil
 }
 
-// encodeDocuments tokenizes docs on all CPUs, in batches so that only a batch's int32 encodings
-// are alive at once, and joins them in order with an EOS after each. It drops each document's
-// text once encoded.
+// encodeDocuments tokenizes docs on all CPUs and joins them in order with an EOS after each
+// (see docEncoder). It drops each document's text once encoded.
 func encodeDocuments(tok Tokenizer, docs []document) (*tokenArray, error) {
 	var total int
 	for _, d := range docs {
 		total += len(d.data)
 	}
-	vocab := tok.VocabSize()
-	eos := tok.EOS()
-	a := newTokenArray(vocab, total+len(docs)) // exact for bytes, a guess for subwords
-	workers := runtime.GOMAXPROCS(0)
-	batch := 4 * workers
-	enc := make([][]int32, batch)
-	for start := 0; start < len(docs); start += batch {
-		end := min(start+batch, len(docs))
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					enc[i-start] = tok.Encode(docs[i].data)
-				}
-			}()
+	a := newTokenArray(tok.VocabSize(), total+len(docs)) // exact for bytes, a guess for subwords
+	enc := newDocEncoder(tok, func(ids []int32) error {
+		a.append(ids)
+		return nil
+	})
+	for i := range docs {
+		if err := enc.add(docs[i]); err != nil {
+			return nil, err
 		}
-		for i := start; i < end; i++ {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		for i := start; i < end; i++ {
-			ids := enc[i-start]
-			for k, id := range ids {
-				if id < 0 || int(id) >= vocab {
-					return nil, fmt.Errorf("%s: tokenizer %s gave id %d at token %d, outside its vocabulary [0, %d)", docs[i].path, tok.Name(), id, k, vocab)
-				}
-			}
-			a.append(ids)
-			a.append([]int32{eos})
-			enc[i-start] = nil
-			docs[i].data = nil
-		}
+		docs[i].data = nil
+	}
+	if err := enc.flush(); err != nil {
+		return nil, err
 	}
 	return a, nil
+}
+
+// docEncoder tokenizes documents on all CPUs, in batches so that only a batch's text and int32
+// encodings are alive at once, and hands out each document's ids, checked against the
+// vocabulary, followed by the EOS token, in the order the documents were added.
+type docEncoder struct {
+	tok     Tokenizer
+	out     func(ids []int32) error
+	workers int
+	batch   []document
+	bytes   int
+}
+
+// docBatchBytes caps the text of one batch, so a few huge documents do not all sit in memory.
+const docBatchBytes = 64 << 20
+
+func newDocEncoder(tok Tokenizer, out func(ids []int32) error) *docEncoder {
+	w := runtime.GOMAXPROCS(0)
+	return &docEncoder{tok: tok, out: out, workers: w, batch: make([]document, 0, 4*w)}
+}
+
+// add queues d, encoding the batch once it is full.
+func (e *docEncoder) add(d document) error {
+	e.batch = append(e.batch, d)
+	e.bytes += len(d.data)
+	if len(e.batch) == cap(e.batch) || e.bytes >= docBatchBytes {
+		return e.flush()
+	}
+	return nil
+}
+
+// flush encodes the queued documents and hands out their ids.
+func (e *docEncoder) flush() error {
+	docs := e.batch
+	enc := make([][]int32, len(docs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range e.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				enc[i] = e.tok.Encode(docs[i].data)
+			}
+		}()
+	}
+	for i := range docs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	vocab, eos := e.tok.VocabSize(), []int32{e.tok.EOS()}
+	for i, ids := range enc {
+		for k, id := range ids {
+			if id < 0 || int(id) >= vocab {
+				return fmt.Errorf("%s: tokenizer %s gave id %d at token %d, outside its vocabulary [0, %d)", docs[i].path, e.tok.Name(), id, k, vocab)
+			}
+		}
+		if err := e.out(ids); err != nil {
+			return err
+		}
+		if err := e.out(eos); err != nil {
+			return err
+		}
+		enc[i] = nil
+	}
+	clear(e.batch)
+	e.batch, e.bytes = e.batch[:0], 0
+	return nil
 }
 
 func writeShardFileArray(path string, a *tokenArray, vocab int) error {

@@ -132,8 +132,8 @@ func TestResolveErrors(t *testing.T) {
 		cfg  SourceConfig
 		want string
 	}{
-		{SourceConfig{SeqLen: 8}, "data.source is required (allowed: synthetic, files, goroot, npy)"},
-		{SourceConfig{Source: "web", SeqLen: 8}, `data.source = "web" not supported (allowed: synthetic, files, goroot, npy)`},
+		{SourceConfig{SeqLen: 8}, "data.source is required (allowed: synthetic, files, goroot, npy, tokens)"},
+		{SourceConfig{Source: "web", SeqLen: 8}, `data.source = "web" not supported (allowed: synthetic, files, goroot, npy, tokens)`},
 		{SourceConfig{Source: "files", SeqLen: 8}, "data.glob is required"},
 		{SourceConfig{Source: "npy", SeqLen: 8}, "data.path is required"},
 		{SourceConfig{Source: "goroot"}, "data.seq_len = 0: must be positive"},

@@ -8,10 +8,12 @@ import (
 
 // tokenArray holds a token stream in 2 bytes a token when the vocabulary fits in uint16 (the
 // byte and GPT-2 vocabularies do), else 4: the Go source tree is 70M tokens, and halving it
-// matters on a laptop.
+// matters on a laptop. A stream larger than memory stays on disk instead: disk reads the token
+// shards of the tokens source in place, and u16 and i32 are nil.
 type tokenArray struct {
-	u16 []uint16
-	i32 []int32
+	u16  []uint16
+	i32  []int32
+	disk *diskTokens
 }
 
 func newTokenArray(vocab, capacity int) *tokenArray {
@@ -34,6 +36,9 @@ func tokenArrayOf(ids []int32, vocab int) (*tokenArray, error) {
 }
 
 func (a *tokenArray) len() int64 {
+	if a.disk != nil {
+		return a.disk.n
+	}
 	if a.i32 != nil {
 		return int64(len(a.i32))
 	}
@@ -42,13 +47,16 @@ func (a *tokenArray) len() int64 {
 
 // elemSize is the bytes a token takes in memory and in a shard.
 func (a *tokenArray) elemSize() int {
+	if a.disk != nil {
+		return a.disk.width
+	}
 	if a.i32 != nil {
 		return 4
 	}
 	return 2
 }
 
-// append adds ids, which the caller has checked against the vocabulary.
+// append adds ids, which the caller has checked against the vocabulary, to an in-memory array.
 func (a *tokenArray) append(ids []int32) {
 	if a.i32 != nil {
 		a.i32 = append(a.i32, ids...)
@@ -61,6 +69,10 @@ func (a *tokenArray) append(ids []int32) {
 
 // read copies the len(dst) tokens starting at off into dst.
 func (a *tokenArray) read(off int64, dst []int32) {
+	if a.disk != nil {
+		a.disk.read(off, dst)
+		return
+	}
 	if a.i32 != nil {
 		copy(dst, a.i32[off:off+int64(len(dst))])
 		return
