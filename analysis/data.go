@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"cbs/runfmt"
 )
 
 // Metric names for the loss the estimators compare.
@@ -123,17 +125,17 @@ func evalCurve(b *Branch) (Replicate, error) {
 	rep := Replicate{ID: b.Spec.ID, Key: strconv.Itoa(b.Spec.Replicate)}
 	shards := true
 	for _, r := range b.Records {
-		if !r.HasEvalLoss() {
+		if r.EvalLoss == nil {
 			continue
 		}
 		t := float64(r.Tokens)
 		if n := len(rep.Tokens); n > 0 && rep.Tokens[n-1] == t {
 			// A repeated mark (an eval re-run after a resume): the later line wins.
-			rep.Loss[n-1], rep.Shards[n-1] = r.EvalLoss, r.EvalShards
+			rep.Loss[n-1], rep.Shards[n-1] = *r.EvalLoss, r.EvalShards
 			continue
 		}
 		rep.Tokens = append(rep.Tokens, t)
-		rep.Loss = append(rep.Loss, r.EvalLoss)
+		rep.Loss = append(rep.Loss, *r.EvalLoss)
 		rep.Shards = append(rep.Shards, r.EvalShards)
 		shards = shards && len(r.EvalShards) > 0
 	}
@@ -154,10 +156,10 @@ func trainEMACurve(b *Branch, tau float64) (Replicate, error) {
 	decay := math.Exp(-float64(b.Spec.BatchTokens) / tau)
 	var m, norm float64
 	for _, r := range b.Records {
-		if !r.HasTrainLoss() {
+		if r.TrainLoss == nil {
 			continue
 		}
-		m = decay*m + (1-decay)*r.TrainLoss
+		m = decay*m + (1-decay)*(*r.TrainLoss)
 		norm = decay*norm + (1 - decay)
 		t := float64(r.Tokens)
 		if n := len(rep.Tokens); n > 0 && rep.Tokens[n-1] == t {
@@ -303,7 +305,7 @@ func commonMark(groups []Group) (float64, error) {
 	for i := range groups {
 		t, _ := groups[i].Mean(nil, nil)
 		if len(t) == 0 {
-			return 0, fmt.Errorf("replicates of batch %s share no token mark", FormatTokens(groups[i].Batch))
+			return 0, fmt.Errorf("replicates of batch %s share no token mark", runfmt.FormatTokens(groups[i].Batch))
 		}
 		for _, x := range t {
 			count[x]++

@@ -253,27 +253,3 @@ func TestCrossingTokens(t *testing.T) {
 		t.Errorf("target above the start: ok %v, %q", ok, why)
 	}
 }
-
-func TestTokens(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want float64
-	}{{"65536", 65536}, {"64Ki", 65536}, {"64K", 64000}, {"4Mi", 4 << 20}, {"5B", 5e9}, {"1.5M", 1.5e6}} {
-		if got, err := ParseTokens(tc.in); err != nil || got != tc.want {
-			t.Errorf("ParseTokens(%q) = %v, %v", tc.in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "abc", "-5", "NaN", "1Q"} {
-		if _, err := ParseTokens(bad); err == nil {
-			t.Errorf("ParseTokens(%q) accepted", bad)
-		}
-	}
-	for _, tc := range []struct {
-		in   float64
-		want string
-	}{{65536, "64Ki"}, {8 << 20, "8Mi"}, {64000, "64K"}, {5e9, "5B"}, {370727.6, "362Ki"}, {2314.24, "2.26Ki"}, {23142, "22.6Ki"}, {512, "512"}} {
-		if got := FormatTokens(tc.in); got != tc.want {
-			t.Errorf("FormatTokens(%v) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/stat"
 
 	"cbs/internal/rng"
+	"cbs/runfmt"
 )
 
 // curve is one batch size's mean loss curve.
@@ -237,7 +238,7 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 		if len(g.Replicates) > 1 {
 			multiRep = true
 		} else {
-			single = append(single, FormatTokens(g.Batch))
+			single = append(single, runfmt.FormatTokens(g.Batch))
 		}
 	}
 	res.Bootstrap = BootstrapInfo{Method: "none", Level: opts.Level, Seed: opts.Seed, Shards: nshards}
@@ -573,14 +574,14 @@ func kneeFit(batches []float64, pt estimates, boots []estimates, opts Options) *
 	switch {
 	case knee > bmax:
 		kf.Censored = CensoredAbove
-		kf.Statement = fmt.Sprintf("CBS >= %s tokens: the fitted knee (%s) lies beyond the largest batch tried", FormatTokens(bmax), FormatTokens(knee))
+		kf.Statement = fmt.Sprintf("CBS >= %s tokens: the fitted knee (%s) lies beyond the largest batch tried", runfmt.FormatTokens(bmax), runfmt.FormatTokens(knee))
 	case knee < bmin:
 		kf.Censored = CensoredBelow
-		kf.Statement = fmt.Sprintf("CBS <= %s tokens: the fitted knee (%s) lies below the smallest batch tried", FormatTokens(bmin), FormatTokens(knee))
+		kf.Statement = fmt.Sprintf("CBS <= %s tokens: the fitted knee (%s) lies below the smallest batch tried", runfmt.FormatTokens(bmin), runfmt.FormatTokens(knee))
 	default:
 		kf.Censored = NotCensored
 		kf.Knee = Num(knee)
-		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %.3g)", FormatTokens(knee), pt.eps)
+		kf.Statement = fmt.Sprintf("knee at %s tokens (a doubling past it gains < %.3g)", runfmt.FormatTokens(knee), pt.eps)
 	}
 	kf.Statement += fmt.Sprintf("; %d points, 3 parameters, %d degree(s) of freedom", p.N, p.DOF)
 	if p.DOF <= 2 {
@@ -631,7 +632,7 @@ func fmtBound(n Num) string {
 	if !n.Valid() {
 		return "?"
 	}
-	return FormatTokens(float64(n))
+	return runfmt.FormatTokens(float64(n))
 }
 
 func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 float64, opts Options) TargetFit {
@@ -655,14 +656,14 @@ func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 flo
 	switch {
 	case bc > 2*bmax:
 		tf.Censored = CensoredAbove
-		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", FormatTokens(2*bmax), target)
+		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", runfmt.FormatTokens(2*bmax), target)
 	case bc < bmin/2:
 		tf.Censored = CensoredBelow
-		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", FormatTokens(bmin/2), target)
+		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", runfmt.FormatTokens(bmin/2), target)
 	default:
 		tf.Censored = NotCensored
 		tf.Bcrit, tf.Overhead = Num(bc), Num(over)
-		tf.Statement = fmt.Sprintf("B_crit = %s tokens; S exceeds linear scaling from %s by %g at %s tokens", FormatTokens(bc), FormatTokens(b0), opts.Tau, FormatTokens(over))
+		tf.Statement = fmt.Sprintf("B_crit = %s tokens; S exceeds linear scaling from %s by %g at %s tokens", runfmt.FormatTokens(bc), runfmt.FormatTokens(b0), opts.Tau, runfmt.FormatTokens(over))
 	}
 	tf.Statement += fmt.Sprintf(" (%d points, %d dof)", h.N, h.DOF)
 	if len(boots) > 0 {

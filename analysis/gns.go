@@ -48,12 +48,12 @@ func NoiseScale(b *Branch, emaTokens float64) (s NoiseSeries, ok bool) {
 		t := float64(r.Tokens)
 		var v float64
 		switch {
-		case !math.IsNaN(r.GNSBSimple):
-			v, s.Source = r.GNSBSimple, "gns_b_simple"
-		case !math.IsNaN(r.GNSTraceEMA) && !math.IsNaN(r.GNSGradSqEMA):
-			v, s.Source = r.GNSTraceEMA/r.GNSGradSqEMA, "gns_trace_ema / gns_grad_sq_ema"
-		case !math.IsNaN(r.GNSSmallSq) && !math.IsNaN(r.GNSBigSq) && r.GNSBSmall > 0 && r.GNSBBig > r.GNSBSmall:
-			g, tr := NoiseEstimates(float64(r.GNSBSmall), float64(r.GNSBBig), r.GNSSmallSq, r.GNSBigSq)
+		case r.GNSBSimple != nil:
+			v, s.Source = *r.GNSBSimple, "gns_b_simple"
+		case r.GNSTraceEMA != nil && r.GNSGradSqEMA != nil:
+			v, s.Source = *r.GNSTraceEMA / *r.GNSGradSqEMA, "gns_trace_ema / gns_grad_sq_ema"
+		case r.GNSSmallSq != nil && r.GNSBigSq != nil && r.GNSBSmall > 0 && r.GNSBBig > r.GNSBSmall:
+			g, tr := NoiseEstimates(float64(r.GNSBSmall), float64(r.GNSBBig), *r.GNSSmallSq, *r.GNSBigSq)
 			decay := math.Exp(-float64(r.GNSBBig) / emaTokens)
 			trEMA = decay*trEMA + (1-decay)*tr
 			gEMA = decay*gEMA + (1-decay)*g
@@ -102,7 +102,7 @@ func NoiseGaps(run *Run, emaTokens float64) []NoiseGap {
 		}
 		logged, single := false, b.Spec.Accum == 1
 		for _, r := range b.Records {
-			if !math.IsNaN(r.GNSSmallSq) || !math.IsNaN(r.GNSBigSq) || !math.IsNaN(r.GNSTraceEMA) || !math.IsNaN(r.GNSBSimple) {
+			if r.GNSSmallSq != nil || r.GNSBigSq != nil || r.GNSTraceEMA != nil || r.GNSBSimple != nil {
 				logged = true
 			}
 			if r.GNSBSmall > 0 && r.GNSBBig <= r.GNSBSmall {
@@ -145,10 +145,10 @@ func EndNoiseScale(b *Branch, windowTokens float64, resamples int, seed uint64, 
 	var g2, tr, tokens []float64
 	nonPos, total := 0, 0
 	for _, r := range b.Records {
-		if math.IsNaN(r.GNSSmallSq) || math.IsNaN(r.GNSBigSq) || !(r.GNSBSmall > 0) || r.GNSBBig <= r.GNSBSmall {
+		if r.GNSSmallSq == nil || r.GNSBigSq == nil || !(r.GNSBSmall > 0) || r.GNSBBig <= r.GNSBSmall {
 			continue
 		}
-		g, t := NoiseEstimates(float64(r.GNSBSmall), float64(r.GNSBBig), r.GNSSmallSq, r.GNSBigSq)
+		g, t := NoiseEstimates(float64(r.GNSBSmall), float64(r.GNSBBig), *r.GNSSmallSq, *r.GNSBigSq)
 		total++
 		if g <= 0 {
 			nonPos++

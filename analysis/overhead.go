@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"cbs/runfmt"
 )
 
 // TokenOverhead is the primary estimand read off one ladder of loss curves (docs/science.md, section 3).
@@ -59,7 +61,7 @@ func OverheadCBS(batches []float64, tokens, losses [][]float64, ref int, tau flo
 			return TokenOverhead{}, fmt.Errorf("token overhead: batch sizes must be positive and strictly increasing")
 		}
 		if len(losses[i]) == 0 || len(tokens[i]) != len(losses[i]) {
-			return TokenOverhead{}, fmt.Errorf("token overhead: batch %s has no loss curve", FormatTokens(batches[i]))
+			return TokenOverhead{}, fmt.Errorf("token overhead: batch %s has no loss curve", runfmt.FormatTokens(batches[i]))
 		}
 	}
 	// A rung whose curve never gets below the reference's loss at the reference's first mark
@@ -70,7 +72,7 @@ func OverheadCBS(batches []float64, tokens, losses [][]float64, ref int, tau flo
 		catchable[i] = slices.Min(losses[i]) < losses[ref][0]
 	}
 	if !catchable[ref] {
-		return TokenOverhead{}, fmt.Errorf("token overhead: the reference batch %s never gets below its loss at its first eval mark, %.4g, so no level is measured on it", FormatTokens(batches[ref]), losses[ref][0])
+		return TokenOverhead{}, fmt.Errorf("token overhead: the reference batch %s never gets below its loss at its first eval mark, %.4g, so no level is measured on it", runfmt.FormatTokens(batches[ref]), losses[ref][0])
 	}
 	upTo := n - 1
 	var o TokenOverhead
@@ -120,7 +122,7 @@ func overheadAt(batches []float64, tokens, losses [][]float64, ref int, tau, lev
 	}
 	tr := o.Tokens[ref]
 	if math.IsNaN(tr) {
-		return o, fmt.Errorf("token overhead: the reference batch %s reaches loss %.4g before its first eval mark, so T_ref is not measured; log an earlier mark", FormatTokens(batches[ref]), level)
+		return o, fmt.Errorf("token overhead: the reference batch %s reaches loss %.4g before its first eval mark, so T_ref is not measured; log an earlier mark", runfmt.FormatTokens(batches[ref]), level)
 	}
 	for i := range batches {
 		o.Overhead[i] = o.Tokens[i] / tr
@@ -173,10 +175,10 @@ func tokensToLevel(tokens, loss []float64, level float64) float64 {
 func (o TokenOverhead) Statement(batches []float64) string {
 	switch o.Censored {
 	case CensoredAbove:
-		return fmt.Sprintf("CBS >= %s tokens: every batch up to the largest tried needs at most %.0f%% more tokens than %s to reach loss %.4g", FormatTokens(o.Bound), 100*o.Tau, FormatTokens(batches[o.Ref]), o.Level)
+		return fmt.Sprintf("CBS >= %s tokens: every batch up to the largest tried needs at most %.0f%% more tokens than %s to reach loss %.4g", runfmt.FormatTokens(o.Bound), 100*o.Tau, runfmt.FormatTokens(batches[o.Ref]), o.Level)
 	case CensoredBelow:
-		return fmt.Sprintf("CBS < %s tokens: the smallest batch tried already needs more than %.0f%% more tokens than %s to reach loss %.4g", FormatTokens(o.Bound), 100*o.Tau, FormatTokens(batches[o.Ref]), o.Level)
+		return fmt.Sprintf("CBS < %s tokens: the smallest batch tried already needs more than %.0f%% more tokens than %s to reach loss %.4g", runfmt.FormatTokens(o.Bound), 100*o.Tau, runfmt.FormatTokens(batches[o.Ref]), o.Level)
 	}
 	return fmt.Sprintf("CBS = %s tokens: the largest batch needing at most %.0f%% more tokens than %s to reach loss %.4g (interpolated between %s and %s, linearly in B)",
-		FormatTokens(o.CBS), 100*o.Tau, FormatTokens(batches[o.Ref]), o.Level, FormatTokens(batches[o.FailedAt-1]), FormatTokens(batches[o.FailedAt]))
+		runfmt.FormatTokens(o.CBS), 100*o.Tau, runfmt.FormatTokens(batches[o.Ref]), o.Level, runfmt.FormatTokens(batches[o.FailedAt-1]), runfmt.FormatTokens(batches[o.FailedAt]))
 }

@@ -7,6 +7,8 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"cbs/runfmt"
 )
 
 // primaryFit turns the token overhead of the data and of every resample into the primary estimate.
@@ -18,7 +20,7 @@ func primaryFit(d *Data, b0 float64, ref int, pt estimates, boots []estimates, d
 	for _, g := range d.Groups {
 		p.Replicates = min(p.Replicates, len(g.Replicates))
 		if len(g.Replicates) == 1 {
-			single = append(single, FormatTokens(g.Batch))
+			single = append(single, runfmt.FormatTokens(g.Batch))
 		}
 	}
 	if len(single) > 0 {
@@ -30,7 +32,7 @@ func primaryFit(d *Data, b0 float64, ref int, pt estimates, boots []estimates, d
 		}
 	}
 	if ref < 0 {
-		p.Error = fmt.Sprintf("the reference batch %s is not on the ladder (%s); set the reference batch to one of them", FormatTokens(b0), formatBatches(d.Batches()))
+		p.Error = fmt.Sprintf("the reference batch %s is not on the ladder (%s); set the reference batch to one of them", runfmt.FormatTokens(b0), formatBatches(d.Batches()))
 		p.Statement = "not estimated: " + p.Error
 		return p
 	}
@@ -103,7 +105,7 @@ func fmtLow(n Num) string {
 func formatBatches(b []float64) string {
 	var s []string
 	for _, x := range b {
-		s = append(s, FormatTokens(x))
+		s = append(s, runfmt.FormatTokens(x))
 	}
 	return strings.Join(s, ", ")
 }

@@ -8,39 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"cbs/runfmt"
 )
-
-// BranchSpec is branch.json: the resolved spec of one branch.
-type BranchSpec struct {
-	ID              string             `json:"id"`
-	BatchTokens     int64              `json:"batch_tokens"`
-	BatchSeqs       int64              `json:"batch_seqs"`
-	SeqLen          int64              `json:"seq_len"`
-	MicroBatch      int64              `json:"micro_batch"`
-	Accum           int64              `json:"accum"`
-	BudgetTokens    int64              `json:"budget_tokens"`
-	Steps           int64              `json:"steps"`
-	Replicate       int                `json:"replicate"`
-	Seed            int64              `json:"seed"`
-	Objective       string             `json:"objective"`
-	LRScale         float64            `json:"lr_scale"`
-	LRPeak          map[string]float64 `json:"lr_peak"`
-	EvalEveryTokens int64              `json:"eval_every_tokens"`
-}
-
-// BranchState is state.json.
-type BranchState struct {
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
-	Step   int64  `json:"step"`
-}
 
 // Branch is one loaded branch directory.
 type Branch struct {
 	Dir     string
-	Spec    BranchSpec
-	State   BranchState // State.State is "" when the directory has no state.json
-	Records []Record    // nil for failed and diverged branches, which are not analysed
+	Spec    runfmt.Branch
+	State   runfmt.State     // State.State is "" when the directory has no state.json
+	Records []runfmt.Metrics // nil for failed and diverged branches, which are not analysed
 }
 
 // Run is a loaded run directory.
@@ -82,7 +59,7 @@ type Unfinished struct {
 // stop short of its budget_tokens. A run with no branch to analyse and none unfinished, or a
 // finished branch without metrics, is an error.
 func LoadRun(dir string) (*Run, error) {
-	bdir := filepath.Join(dir, "branches")
+	bdir := filepath.Join(dir, runfmt.BranchesDir)
 	entries, err := os.ReadDir(bdir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no branches directory: not a run directory (expected %s/<id>/branch.json)", dir, bdir)
@@ -103,7 +80,7 @@ func LoadRun(dir string) (*Run, error) {
 		}
 		run.Total++
 		switch b.State.State {
-		case "failed", "diverged":
+		case runfmt.StateFailed, runfmt.StateDiverged:
 			reason := b.State.Reason
 			if reason == "" {
 				reason = "no reason given"
@@ -111,9 +88,9 @@ func LoadRun(dir string) (*Run, error) {
 			run.Excluded = append(run.Excluded, fmt.Sprintf("%s: %s (%s)", b.Spec.ID, b.State.State, reason))
 			continue
 		}
-		unfinished := b.State.State == "pending" || b.State.State == "running"
+		unfinished := b.State.State == runfmt.StatePending || b.State.State == runfmt.StateRunning
 		var rewinds []string
-		b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, "metrics.jsonl"))
+		b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, runfmt.MetricsFile))
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && (unfinished || b.State.State == ""):
 			// Not started: a sweep writes every branch.json before it trains the first branch.
@@ -129,7 +106,7 @@ func LoadRun(dir string) (*Run, error) {
 				run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
 				continue
 			}
-			return nil, fmt.Errorf("branch %s: %s has no metrics lines", b.Spec.ID, filepath.Join(b.Dir, "metrics.jsonl"))
+			return nil, fmt.Errorf("branch %s: %s has no metrics lines", b.Spec.ID, filepath.Join(b.Dir, runfmt.MetricsFile))
 		}
 		if b.State.State == "" && b.Spec.BudgetTokens > 0 && b.Records[len(b.Records)-1].Tokens < b.Spec.BudgetTokens {
 			unfinished = true
@@ -143,7 +120,7 @@ func LoadRun(dir string) (*Run, error) {
 	for _, id := range manifestBranches(dir) {
 		if !seen[id] {
 			run.Total++
-			run.Unfinished = append(run.Unfinished, Unfinished{ID: id, State: "pending", Reason: "no branch directory yet"})
+			run.Unfinished = append(run.Unfinished, Unfinished{ID: id, State: runfmt.StatePending, Reason: "no branch directory yet"})
 		}
 	}
 	sort.SliceStable(run.Unfinished, func(i, j int) bool {
@@ -184,9 +161,9 @@ func unfinishedBranch(b *Branch, analysed bool) Unfinished {
 	}
 	switch {
 	case u.State == "" && n > 0:
-		u.State, u.Reason = "pending", "no state.json, and its metrics stop short of its budget"
+		u.State, u.Reason = runfmt.StatePending, "no state.json, and its metrics stop short of its budget"
 	case u.State == "":
-		u.State, u.Reason = "pending", "not started"
+		u.State, u.Reason = runfmt.StatePending, "not started"
 	case u.Reason == "" && n == 0:
 		u.Reason = "not started"
 	}
@@ -206,9 +183,9 @@ func (u Unfinished) Line() string {
 // is unknown.
 func (u Unfinished) Progress() string {
 	if u.Budget > 0 {
-		return FormatTokens(u.Tokens) + " of " + FormatTokens(u.Budget) + " tokens"
+		return runfmt.FormatTokens(u.Tokens) + " of " + runfmt.FormatTokens(u.Budget) + " tokens"
 	}
-	return FormatTokens(u.Tokens) + " tokens"
+	return runfmt.FormatTokens(u.Tokens) + " tokens"
 }
 
 // UnfinishedLines is Line of each branch.
@@ -222,7 +199,7 @@ func UnfinishedLines(us []Unfinished) []string {
 
 // manifestBranches are the branch ids a sweep's manifest.json lists; nil when there is none.
 func manifestBranches(dir string) []string {
-	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	raw, err := os.ReadFile(filepath.Join(dir, runfmt.ManifestFile))
 	if err != nil {
 		return nil
 	}
@@ -236,39 +213,18 @@ func manifestBranches(dir string) []string {
 }
 
 func loadBranch(dir string) (*Branch, error) {
-	b := &Branch{Dir: dir}
-	path := filepath.Join(dir, "branch.json")
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: missing branch.json", dir)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(data, &b.Spec); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	if b.Spec.ID == "" {
-		b.Spec.ID = filepath.Base(dir)
-	}
-	if b.Spec.BatchTokens <= 0 {
-		return nil, fmt.Errorf("%s: batch_tokens = %d: must be a positive number of tokens", path, b.Spec.BatchTokens)
-	}
-	spath := filepath.Join(dir, "state.json")
-	data, err = os.ReadFile(spath)
+	spec, err := runfmt.ReadBranch(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%s: missing %s", dir, runfmt.SpecFile)
 	case err != nil:
 		return nil, err
-	default:
-		if err := json.Unmarshal(data, &b.State); err != nil {
-			return nil, fmt.Errorf("%s: %v", spath, err)
-		}
-		switch b.State.State {
-		case "pending", "running", "done", "failed", "diverged":
-		default:
-			return nil, fmt.Errorf("%s: state = %q: allowed pending, running, done, failed, diverged", spath, b.State.State)
-		}
+	case spec.BatchTokens <= 0:
+		return nil, fmt.Errorf("%s: batch_tokens = %d: must be a positive number of tokens", filepath.Join(dir, runfmt.SpecFile), spec.BatchTokens)
+	}
+	b := &Branch{Dir: dir, Spec: spec}
+	if b.State, err = runfmt.ReadState(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	return b, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"cbs/analysis"
 	"cbs/analysis/synth"
+	"cbs/runfmt"
 )
 
 // cbsSpec is a small sweep with a true B_crit of 64Ki tokens inside an 8-rung ladder.
@@ -233,7 +234,7 @@ func TestResumedMetricsKeepTheFinishedHistory(t *testing.T) {
 	}
 	var got []float64
 	for _, r := range recs {
-		got = append(got, r.TrainLoss)
+		got = append(got, *r.TrainLoss)
 	}
 	if len(got) != 3 || got[0] != 5 || got[1] != 4.5 || got[2] != 3 {
 		t.Errorf("losses after a resume: %v, want [5 4.5 3]", got)
@@ -470,7 +471,7 @@ func TestNoiseScaleBreaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, ok := analysis.NoiseScale(&analysis.Branch{Spec: analysis.BranchSpec{ID: "x", BatchTokens: 1024}, Records: recs}, 1)
+	s, ok := analysis.NoiseScale(&analysis.Branch{Spec: runfmt.Branch{ID: "x", BatchTokens: 1024}, Records: recs}, 1)
 	if !ok {
 		t.Fatal("no series")
 	}

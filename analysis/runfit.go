@@ -3,6 +3,8 @@ package analysis
 import (
 	"fmt"
 	"math"
+
+	"cbs/runfmt"
 )
 
 // FitRun analyses a loaded run: the loss-based estimators on the chosen metric, plus the gradient
@@ -26,7 +28,7 @@ func FitRun(run *Run, opts Options, codeVersion string) (*Data, *Result, error) 
 	series := NoiseScales(run, opts.EMATokens)
 	if len(series) > 0 {
 		window := noiseWindow(run, opts.EMATokens)
-		ns := &NoiseScaleFit{Note: fmt.Sprintf("B_simple = EMA(tr Sigma) / EMA(|G|^2) is a cheap predictor of the critical batch, known to underestimate it for Adam-trained language models; it is not the CBS. The window value is the ratio of means over the last %s tokens with a %.0f%% block-bootstrap interval; \"too noisy\" where that interval spans more than %dx", FormatTokens(window), 100*opts.Level, noisyFactor)}
+		ns := &NoiseScaleFit{Note: fmt.Sprintf("B_simple = EMA(tr Sigma) / EMA(|G|^2) is a cheap predictor of the critical batch, known to underestimate it for Adam-trained language models; it is not the CBS. The window value is the ratio of means over the last %s tokens with a %.0f%% block-bootstrap interval; \"too noisy\" where that interval spans more than %dx", runfmt.FormatTokens(window), 100*opts.Level, noisyFactor)}
 		byID := map[string]*Branch{}
 		for _, b := range run.Branches {
 			byID[b.Spec.ID] = b

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"cbs/runfmt"
 )
 
 // The header layouts ReadTable accepts.
@@ -171,7 +173,7 @@ func groupRows(rows []tableRow, replicates bool) ([]Group, error) {
 		}
 		g := &groups[n-1]
 		if len(g.Replicates) == 0 || rows[i-1].rep != r.rep {
-			id, key := "b"+FormatTokens(r.batch), ""
+			id, key := "b"+runfmt.FormatTokens(r.batch), ""
 			if replicates {
 				id += "-r" + r.rep
 				key = r.rep
@@ -226,14 +228,14 @@ func sameMarks(rows []tableRow, at [][]int) error {
 func tableValue(col, field string) (float64, error) {
 	switch col {
 	case "batch_size", "tokens":
-		v, err := ParseTokens(field)
-		if err != nil || math.IsInf(v, 0) {
+		v, err := runfmt.ParseTokens(field)
+		if err != nil {
 			return 0, errors.New("not a token count (allowed: 65536, 64Ki, 4M)")
 		}
 		if col == "batch_size" && v <= 0 {
 			return 0, errors.New("must be > 0")
 		}
-		return v, nil
+		return float64(v), nil
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(field), 64)
 	if err != nil {

@@ -276,23 +276,3 @@ func FuzzReadTable(f *testing.F) {
 		}
 	})
 }
-
-func FuzzParseRecord(f *testing.F) {
-	f.Add(`{"tokens":1024,"step":1,"train_loss":3.2}`)
-	f.Add(`{"tokens":2048,"eval_loss":3.0,"eval_shards":[2.9,3.1]}`)
-	f.Add(`{"tokens":1,"train_loss":NaN}`)
-	f.Add(`{"tokens":-1}`)
-	f.Add(`{"tokens":1,"gns_small_sq":1e300,"gns_b_small":64}`)
-	f.Fuzz(func(t *testing.T, line string) {
-		r, err := analysis.ParseRecord([]byte(line))
-		if err != nil {
-			return
-		}
-		if r.Tokens < 0 || r.Step < 0 {
-			t.Fatalf("accepted negative counts: %+v", r)
-		}
-		if len(r.EvalShards) > 0 && !r.HasEvalLoss() {
-			t.Fatalf("shards without eval_loss: %+v", r)
-		}
-	})
-}

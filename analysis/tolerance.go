@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"cbs/runfmt"
 )
 
 // Censoring says whether the ladder of batch sizes brackets an estimate.
@@ -54,7 +56,7 @@ func ToleranceRule(batches, losses []float64, eps float64) (Tolerance, error) {
 			return Tolerance{}, errors.New("tolerance rule: batch sizes must be positive and strictly increasing")
 		}
 		if math.IsNaN(losses[i]) || math.IsInf(losses[i], 0) {
-			return Tolerance{}, fmt.Errorf("tolerance rule: loss at batch %s is %v", FormatTokens(batches[i]), losses[i])
+			return Tolerance{}, fmt.Errorf("tolerance rule: loss at batch %s is %v", runfmt.FormatTokens(batches[i]), losses[i])
 		}
 	}
 	t := Tolerance{Eps: eps, FailedAt: -1}
@@ -85,9 +87,9 @@ func ToleranceRule(batches, losses []float64, eps float64) (Tolerance, error) {
 func (t Tolerance) Statement() string {
 	switch t.Censored {
 	case CensoredAbove:
-		return fmt.Sprintf("CBS >= %s tokens (no batch lost more than eps = %.3g; no knee inside the ladder)", FormatTokens(t.Lower), t.Eps)
+		return fmt.Sprintf("CBS >= %s tokens (no batch lost more than eps = %.3g; no knee inside the ladder)", runfmt.FormatTokens(t.Lower), t.Eps)
 	case CensoredBelow:
-		return fmt.Sprintf("CBS < %s tokens, possibly at or below the smallest batch tried (the first doubling lost more than eps = %.3g)", FormatTokens(t.Upper), t.Eps)
+		return fmt.Sprintf("CBS < %s tokens, possibly at or below the smallest batch tried (the first doubling lost more than eps = %.3g)", runfmt.FormatTokens(t.Upper), t.Eps)
 	}
-	return fmt.Sprintf("CBS in [%s, %s) tokens, geometric mean %s", FormatTokens(t.Lower), FormatTokens(t.Upper), FormatTokens(t.GeoMean))
+	return fmt.Sprintf("CBS in [%s, %s) tokens, geometric mean %s", runfmt.FormatTokens(t.Lower), runfmt.FormatTokens(t.Upper), runfmt.FormatTokens(t.GeoMean))
 }

@@ -11,20 +11,21 @@ import (
 
 	"cbs/internal/atomicio"
 	"cbs/model"
+	"cbs/runfmt"
 )
 
-func readStateFile(t *testing.T, dir string) (State, bool) {
+func readStateFile(t *testing.T, dir string) (runfmt.State, bool) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	b, err := os.ReadFile(filepath.Join(dir, runfmt.StateFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return State{}, false
+		return runfmt.State{}, false
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st State
+	var st runfmt.State
 	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatalf("%s: %v", StateFile, err)
+		t.Fatalf("%s: %v", runfmt.StateFile, err)
 	}
 	return st, true
 }
@@ -41,8 +42,8 @@ func TestRunRobust(t *testing.T) {
 		wantLog   []string
 	}{
 		{name: "locked", locked: true, wantErr: "in use by another cbs process"},
-		{name: "panic", panicAt: 3, wantErr: "panic: boom", wantState: StateFailed, wantLog: []string{"panic: boom", "goroutine", "runtime/debug.Stack"}},
-		{name: "done", wantState: StateDone},
+		{name: "panic", panicAt: 3, wantErr: "panic: boom", wantState: runfmt.StateFailed, wantLog: []string{"panic: boom", "goroutine", "runtime/debug.Stack"}},
+		{name: "done", wantState: runfmt.StateDone},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,7 +59,7 @@ func TestRunRobust(t *testing.T) {
 			s.CheckpointEvery = 1024 // every second step
 			var stateSteps []int
 			opts := Options{Dir: dir, Progress: func(p Progress) {
-				if st, ok := readStateFile(t, dir); ok && st.State == StateRunning {
+				if st, ok := readStateFile(t, dir); ok && st.State == runfmt.StateRunning {
 					stateSteps = append(stateSteps, st.Step)
 				}
 				if p.Step == tc.panicAt {
@@ -128,8 +129,8 @@ func TestRunPanicThenRerun(t *testing.T) {
 	if err := Run(context.Background(), tinySpec(model.MDM), Options{Dir: ref}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
-	b, _ := os.ReadFile(filepath.Join(ref, MetricsFile))
+	a, _ := os.ReadFile(filepath.Join(dir, runfmt.MetricsFile))
+	b, _ := os.ReadFile(filepath.Join(ref, runfmt.MetricsFile))
 	if string(a) != string(b) {
 		t.Errorf("metrics.jsonl after a panic and a rerun differs from an uninterrupted run")
 	}

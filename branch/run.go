@@ -20,25 +20,11 @@ import (
 	"cbs/data"
 	"cbs/internal/atomicio"
 	"cbs/model"
+	"cbs/runfmt"
 )
 
-// Files of a run directory.
-const (
-	SpecFile    = "branch.json"
-	StateFile   = "state.json"
-	MetricsFile = "metrics.jsonl"
-	PerfFile    = "perf.jsonl" // throughput and wall time: kept apart so metrics.jsonl is reproducible to the byte
-	CkptDir     = "ckpt"
-)
-
-// Run states.
-const (
-	StatePending  = "pending"
-	StateRunning  = "running"
-	StateDone     = "done"
-	StateFailed   = "failed"
-	StateDiverged = "diverged"
-)
+// CkptDir is the directory of a run's latest complete checkpoint, in its run directory.
+const CkptDir = "ckpt"
 
 // ErrInterrupted is returned when the context was cancelled: the run finished its step, wrote
 // a checkpoint and stopped; running it again continues.
@@ -55,42 +41,6 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
-
-// State is state.json.
-type State struct {
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
-	Step   int    `json:"step"`
-	Tokens int64  `json:"tokens"`
-	// StreamHash identifies the training tokens consumed so far (see model.TrainerState).
-	StreamHash string `json:"stream_hash,omitempty"`
-}
-
-// Metrics is one line of metrics.jsonl. Only values that the config and seed determine go here.
-type Metrics struct {
-	Tokens       int64     `json:"tokens"`
-	Step         int       `json:"step"`
-	LR           float64   `json:"lr"`
-	TrainLoss    *float64  `json:"train_loss,omitempty"`
-	EvalLoss     *float64  `json:"eval_loss,omitempty"`
-	EvalShards   []float64 `json:"eval_shards,omitempty"`
-	GradNorm     *float64  `json:"grad_norm,omitempty"`
-	GNSSmallSq   *float64  `json:"gns_small_sq,omitempty"`
-	GNSBigSq     *float64  `json:"gns_big_sq,omitempty"`
-	GNSBSmall    int64     `json:"gns_b_small,omitempty"`
-	GNSBBig      int64     `json:"gns_b_big,omitempty"`
-	GNSTraceEMA  *float64  `json:"gns_trace_ema,omitempty"`
-	GNSGradSqEMA *float64  `json:"gns_grad_sq_ema,omitempty"`
-	GNSBSimple   *float64  `json:"gns_b_simple,omitempty"`
-}
-
-// Perf is one line of perf.jsonl.
-type Perf struct {
-	Step       int     `json:"step"`
-	Tokens     int64   `json:"tokens"`
-	TokensPerS float64 `json:"tokens_per_s"`
-	WallS      float64 `json:"wall_s"`
-}
 
 // Progress is reported after every step.
 type Progress struct {
@@ -146,7 +96,7 @@ func Run(ctx context.Context, spec *Spec, opts Options) (err error) {
 	}
 	defer lk.Close()
 	r := &runner{spec: spec, opts: opts}
-	logFile, err := os.OpenFile(filepath.Join(opts.Dir, "log.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(opts.Dir, runfmt.LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -159,18 +109,18 @@ func Run(ctx context.Context, spec *Spec, opts Options) (err error) {
 			err = &PanicError{Value: p, Stack: debug.Stack()}
 			fmt.Fprintf(r.log, "%s panic: %v\n%s\n", time.Now().UTC().Format(time.RFC3339), p, err.(*PanicError).Stack)
 			if r.opts.Log != nil {
-				fmt.Fprintf(r.opts.Log, "%s: panic: %v (stack in %s)\n", r.spec.ID, p, filepath.Join(r.opts.Dir, "log.txt"))
+				fmt.Fprintf(r.opts.Log, "%s: panic: %v (stack in %s)\n", r.spec.ID, p, filepath.Join(r.opts.Dir, runfmt.LogFile))
 			}
 		}
 		switch {
 		case err == nil:
-			r.writeState(StateDone, "")
+			r.writeState(runfmt.StateDone, "")
 		case errors.Is(err, ErrInterrupted):
-			r.writeState(StatePending, "interrupted; run again to continue")
+			r.writeState(runfmt.StatePending, "interrupted; run again to continue")
 		case errors.Is(err, ErrDiverged):
 			// writeState was called where divergence was detected.
 		default:
-			r.writeState(StateFailed, err.Error())
+			r.writeState(runfmt.StateFailed, err.Error())
 		}
 	}()
 	err = r.setup()
@@ -227,10 +177,16 @@ func (r *runner) logf(format string, args ...any) {
 }
 
 func (r *runner) writeState(state, reason string) {
-	b, _ := json.MarshalIndent(State{State: state, Reason: reason, Step: r.state.Step, Tokens: r.state.TokensSeen, StreamHash: r.state.StreamHash}, "", "  ")
-	if err := atomicio.WriteFile(filepath.Join(r.opts.Dir, StateFile), append(b, '\n'), 0o644); err != nil {
+	st := runfmt.State{State: state, Reason: reason, Step: r.state.Step, Tokens: r.state.TokensSeen, StreamHash: r.state.StreamHash}
+	if err := WriteState(r.opts.Dir, st); err != nil {
 		r.logf("writing state: %v", err)
 	}
+}
+
+// WriteState replaces dir/state.json with st. The file belongs to whoever holds the directory's
+// lock.
+func WriteState(dir string, st runfmt.State) error {
+	return atomicio.WriteFile(filepath.Join(dir, runfmt.StateFile), st.Marshal(), 0o644)
 }
 
 // setup readies the run in steps, each with one job: the spec and the corpus, the starting
@@ -279,7 +235,7 @@ func (r *runner) begin() error {
 	if err := WriteSpec(r.opts.Dir, s); err != nil {
 		return err
 	}
-	r.writeState(StateRunning, "")
+	r.writeState(runfmt.StateRunning, "")
 	r.peakLR = s.Optim.LR * s.LRScale
 	r.corpus = r.opts.Corpus
 	if r.corpus == nil {
@@ -490,7 +446,7 @@ func (r *runner) restoreStats(resumed *model.TrainerState) {
 // openRecords opens metrics.jsonl and perf.jsonl for appending, first dropping the lines past
 // the checkpoint: they belong to steps that will be redone.
 func (r *runner) openRecords() (err error) {
-	metrics, perf := filepath.Join(r.opts.Dir, MetricsFile), filepath.Join(r.opts.Dir, PerfFile)
+	metrics, perf := filepath.Join(r.opts.Dir, runfmt.MetricsFile), filepath.Join(r.opts.Dir, runfmt.PerfFile)
 	for _, path := range []string{metrics, perf} {
 		if err := truncateJSONL(path, r.state.Step); err != nil {
 			return err
@@ -514,37 +470,24 @@ func (r *runner) prepareBatches() {
 	r.batch = model.NewBatch(s.MicroBatch, L)
 }
 
-// SegmentsFile records, one line per start or resume of a run, the step it started from and the
-// backend that trained from there: a run resumed under another BLAS library or device computes
-// the same steps in other rounding, and its records say where.
-const SegmentsFile = "segments.jsonl"
-
-// Segment is one line of segments.jsonl.
-type Segment struct {
-	FromStep int    `json:"from_step"`
-	Backend  string `json:"backend"`
-}
-
 var threadCount = regexp.MustCompile(`\d+ threads?`)
 
 // recordSegment appends this start to segments.jsonl, and warns when the backend differs from
 // the one the run last trained under (thread counts aside: they never change the numbers).
 func (r *runner) recordSegment(backend string) error {
-	path := filepath.Join(r.opts.Dir, SegmentsFile)
-	var last Segment
-	if b, err := os.ReadFile(path); err == nil {
-		lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-		json.Unmarshal(lines[len(lines)-1], &last)
+	var last runfmt.Segment
+	if segs, _ := runfmt.ReadSegments(r.opts.Dir); len(segs) > 0 {
+		last = segs[len(segs)-1]
 	}
 	if last.Backend != "" && r.state.Step > 0 && threadCount.ReplaceAllString(last.Backend, "") != threadCount.ReplaceAllString(backend, "") {
 		r.logf("warning: resuming at step %d under %s; the steps before it ran under %s, so from here the numbers can differ in rounding from a run never interrupted", r.state.Step, backend, last.Backend)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(r.opts.Dir, runfmt.SegmentsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return r.appendLine(f, Segment{FromStep: r.state.Step, Backend: backend})
+	return r.appendLine(f, runfmt.Segment{FromStep: r.state.Step, Backend: backend})
 }
 
 // truncateJSONL keeps the lines of path whose "step" is at most step.
@@ -619,7 +562,7 @@ func (r *runner) loop(ctx context.Context) error {
 		r.state.BatchTokens, r.state.LR = int64(s.BatchTokens), lr
 		r.state.DataCursor = r.cursor.Next
 		exploded := r.trackLoss(loss)
-		met := Metrics{Tokens: r.state.TokensSeen, Step: r.state.Step, LR: lr, TrainLoss: ptr(loss), GradNorm: ptr(st.GradNorm)}
+		met := runfmt.Metrics{Tokens: r.state.TokensSeen, Step: r.state.Step, LR: lr, TrainLoss: ptr(loss), GradNorm: ptr(st.GradNorm)}
 		if accum > 1 {
 			r.gns(&met, smallSq, sq(st.GradNorm), microTokens, int64(s.BatchTokens))
 		}
@@ -630,7 +573,7 @@ func (r *runner) loop(ctx context.Context) error {
 			met.TrainLoss = nil
 			r.appendLine(r.metrics, met)
 			reason := fmt.Sprintf("training loss %v at step %d (smoothed %.4g, lowest smoothed %.4g)", loss, r.state.Step, r.lossEMA/r.lossWeight, r.lossMin)
-			r.writeState(StateDiverged, reason)
+			r.writeState(runfmt.StateDiverged, reason)
 			r.logf("diverged: %s", reason)
 			return fmt.Errorf("%w: %s", ErrDiverged, reason)
 		}
@@ -646,7 +589,7 @@ func (r *runner) loop(ctx context.Context) error {
 		dt := time.Since(t0).Seconds()
 		wall := r.wallOffset + time.Since(start).Seconds()
 		tps := float64(s.BatchTokens) / dt
-		if err := r.appendLine(r.perf, Perf{Step: r.state.Step, Tokens: r.state.TokensSeen, TokensPerS: tps, WallS: wall}); err != nil {
+		if err := r.appendLine(r.perf, runfmt.Perf{Step: r.state.Step, Tokens: r.state.TokensSeen, TokensPerS: tps, WallS: wall}); err != nil {
 			return err
 		}
 		if r.opts.Progress != nil {
@@ -759,7 +702,7 @@ func (r *runner) microGradSq(a, accum int) float64 {
 // tr(Sigma) from the micro-batches (bSmall tokens each; smallSq is the mean of their squared
 // norms) and the whole batch (bBig tokens), smoothed as bias-corrected EMAs with a time constant
 // in tokens; B_simple is the ratio of the EMAs.
-func (r *runner) gns(met *Metrics, smallSq, bigSq float64, bSmall, bBig int64) {
+func (r *runner) gns(met *runfmt.Metrics, smallSq, bigSq float64, bSmall, bBig int64) {
 	bs, bb := float64(bSmall), float64(bBig)
 	g2 := (bb*bigSq - bs*smallSq) / (bb - bs)
 	tr := (smallSq - bigSq) / (1/bs - 1/bb)
@@ -810,7 +753,7 @@ const evalShards = 8
 // eval computes the loss on the frozen eval set: every eval sequence with, for mdm, its frozen
 // mask and t. The loss is the mean over sequences of each sequence's loss, overall and per
 // contiguous shard.
-func (r *runner) eval(met *Metrics) error {
+func (r *runner) eval(met *runfmt.Metrics) error {
 	s := r.spec
 	n := r.corpus.NumEvalSeqs()
 	if n == 0 {
@@ -871,7 +814,7 @@ func (r *runner) checkpoint(start time.Time) error {
 	err := model.Save(filepath.Join(r.opts.Dir, CkptDir), params, opt, &st, "")
 	if err == nil {
 		// state.json follows the checkpoint, so status shows how far a running branch has got.
-		r.writeState(StateRunning, "")
+		r.writeState(runfmt.StateRunning, "")
 	}
 	return err
 }

@@ -13,6 +13,7 @@ import (
 
 	"cbs/data"
 	"cbs/model"
+	"cbs/runfmt"
 )
 
 func tinySpec(objective string) *Spec {
@@ -84,8 +85,8 @@ func TestWeightAverage(t *testing.T) {
 	if err := Run(context.Background(), spec(), Options{Dir: cut}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := os.ReadFile(filepath.Join(ref, MetricsFile))
-	b, _ := os.ReadFile(filepath.Join(cut, MetricsFile))
+	a, _ := os.ReadFile(filepath.Join(ref, runfmt.MetricsFile))
+	b, _ := os.ReadFile(filepath.Join(cut, runfmt.MetricsFile))
 	if string(a) != string(b) {
 		t.Fatal("metrics.jsonl of an interrupted and resumed run differs from an uninterrupted one")
 	}
@@ -96,7 +97,7 @@ func TestWeightAverage(t *testing.T) {
 	if err := Run(context.Background(), s, Options{Dir: plain}); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := os.ReadFile(filepath.Join(plain, MetricsFile))
+	c, _ := os.ReadFile(filepath.Join(plain, runfmt.MetricsFile))
 	if string(a) == string(c) {
 		t.Error("eval with a weight average gave the same metrics as without")
 	}
@@ -148,7 +149,7 @@ func TestSegmentsRecordBackend(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	path := filepath.Join(dir, SegmentsFile)
+	path := filepath.Join(dir, runfmt.SegmentsFile)
 	first, _ := os.ReadFile(path)
 	// Pretend the first segment trained under another library.
 	other := strings.Replace(string(first), `"backend":"`, `"backend":"elsewhere `, 1)
@@ -183,7 +184,7 @@ func TestResumeReadsRunningStats(t *testing.T) {
 	if err := Run(context.Background(), spec(), Options{Dir: ref}); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := os.ReadFile(filepath.Join(ref, MetricsFile))
+	want, _ := os.ReadFile(filepath.Join(ref, runfmt.MetricsFile))
 	resumed := func(edit func(trainer map[string]any)) string {
 		dir := t.TempDir()
 		ctx, cancel := context.WithCancel(context.Background())
@@ -209,7 +210,7 @@ func TestResumeReadsRunningStats(t *testing.T) {
 		if err := Run(context.Background(), spec(), Options{Dir: dir}); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
+		got, _ := os.ReadFile(filepath.Join(dir, runfmt.MetricsFile))
 		return string(got)
 	}
 	names := []string{"gns_ema_weight", "gns_grad_sq_ema", "gns_trace_ema", "loss_ema", "loss_ema_min", "loss_ema_weight", "wall_s"}

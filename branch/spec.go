@@ -16,6 +16,7 @@ import (
 
 	"cbs/data"
 	"cbs/model"
+	"cbs/runfmt"
 )
 
 // ModelInit describes a freshly initialised model (when a run has no parent checkpoint). The
@@ -171,7 +172,7 @@ func (s *Spec) Fingerprint() string {
 
 // LoadSpec reads dir/branch.json, the resolved spec a sweep wrote for one branch.
 func LoadSpec(dir string) (*Spec, error) {
-	path := filepath.Join(dir, SpecFile)
+	path := filepath.Join(dir, runfmt.SpecFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -186,28 +187,27 @@ func LoadSpec(dir string) (*Spec, error) {
 	return &s, nil
 }
 
-// WriteSpec writes dir/branch.json: the spec with its derived arithmetic.
+// WriteSpec writes dir/branch.json: the spec, with the branch record its readers take
+// (Record) merged in.
 func WriteSpec(dir string, s *Spec) error {
-	b, err := json.MarshalIndent(s.record(), "", "  ")
+	b, err := runfmt.EncodeBranch(s.Record(), s)
 	if err != nil {
 		return err
 	}
-	return atomicio.WriteFile(filepath.Join(dir, SpecFile), append(b, '\n'), 0o644)
+	return atomicio.WriteFile(filepath.Join(dir, runfmt.SpecFile), b, 0o644)
 }
 
-// specRecord is branch.json: the spec plus the arithmetic derived from it, so that a reader (the
-// analysis, a report, a person) needs no copy of this package to know a branch's shape.
-type specRecord struct {
-	*Spec
-	SeqLen    int                `json:"seq_len"`
-	BatchSeqs int                `json:"batch_seqs"`
-	Accum     int                `json:"accum"`
-	Steps     int                `json:"steps"`
-	LRPeak    map[string]float64 `json:"lr_peak"`
-}
-
-func (s *Spec) record() specRecord {
-	r := specRecord{Spec: s, SeqLen: s.SeqLen(), BatchSeqs: s.BatchSeqs(), Accum: s.Accum(), Steps: s.Steps(), LRPeak: map[string]float64{}}
+// Record is what branch.json says of the branch to its readers: its shape and the arithmetic
+// derived from the spec, so that a reader (the analysis, a report, a person) needs no copy of
+// this package.
+func (s *Spec) Record() runfmt.Branch {
+	r := runfmt.Branch{
+		ID: s.ID, Seed: int64(s.Seed), Objective: s.Objective, BudgetTokens: int64(s.Budget),
+		BatchTokens: int64(s.BatchTokens), MicroBatch: int64(s.MicroBatch), LRScale: s.LRScale,
+		EvalEveryTokens: int64(s.EvalEvery), Replicate: s.Replicate,
+		SeqLen: int64(s.SeqLen()), BatchSeqs: int64(s.BatchSeqs()), Accum: int64(s.Accum()), Steps: int64(s.Steps()),
+		LRPeak: map[string]float64{},
+	}
 	oc := s.Optim.ModelOptim()
 	for _, g := range model.Groups {
 		r.LRPeak[g] = s.Optim.LR * s.LRScale * oc.Mult(g)

@@ -6,60 +6,6 @@ import (
 	"testing"
 )
 
-func TestParseTokens(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Tokens
-	}{
-		{"0", 0}, {"12345", 12345}, {"64K", 64000}, {"64Ki", 65536}, {"4Mi", 4 << 20}, {"5B", 5e9},
-		{"1.5M", 1500000}, {" 2T ", 2e12}, {"3Gi", 3 << 30}, {"0.5K", 500},
-	} {
-		got, err := ParseTokens(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("ParseTokens(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
-	}
-	for _, bad := range []string{"", "K", "1.5", "0.3Ki", "abc", "12X", "NaN", "9999999999999T"} {
-		if _, err := ParseTokens(bad); err == nil {
-			t.Errorf("ParseTokens(%q) accepted", bad)
-		}
-	}
-}
-
-func TestTokensString(t *testing.T) {
-	for _, tc := range []struct {
-		t    Tokens
-		want string
-	}{{65536, "64Ki"}, {64000, "64K"}, {5e9, "5B"}, {12345, "12345"}, {0, "0"}, {3 << 20, "3Mi"}} {
-		if got := tc.t.String(); got != tc.want {
-			t.Errorf("%d.String() = %q, want %q", int64(tc.t), got, tc.want)
-		}
-		back, err := ParseTokens(tc.want)
-		if err != nil || back != tc.t {
-			t.Errorf("round trip of %q gave %d, %v", tc.want, back, err)
-		}
-	}
-}
-
-func FuzzParseTokens(f *testing.F) {
-	for _, s := range []string{"64K", "4Mi", "1.5M", "0", "-3", "1e3", "5B"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		v, err := ParseTokens(s)
-		if err != nil {
-			return
-		}
-		if strings.ContainsAny(s, "eE") {
-			return // exponent forms parse but do not round-trip through String
-		}
-		back, err := ParseTokens(v.String())
-		if err != nil || back != v {
-			t.Fatalf("%q -> %d -> %q -> %d, %v", s, int64(v), v.String(), int64(back), err)
-		}
-	})
-}
-
 func TestScheduleFactor(t *testing.T) {
 	const tol = 1e-12
 	for _, tc := range []struct {

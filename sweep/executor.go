@@ -1,14 +1,18 @@
 package sweep
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"cbs/branch"
+	"cbs/runfmt"
 )
 
 // Executors: who trains the branches and where.
@@ -236,3 +240,215 @@ func validate(s *branch.Spec, executor string) error {
 
 // ConfigType says what a config accepts for a command.
 func (Command) ConfigType() string { return "string or list of strings" }
+
+// Options say how to execute a plan.
+type Options struct {
+	// RetryFailed reruns failed and diverged branches (from their last checkpoint).
+	RetryFailed bool
+	// Log receives progress and log lines (stderr).
+	Log io.Writer
+	// Terminal redraws one progress line per running branch instead of printing log lines.
+	Terminal bool
+	// CodeVersion is recorded in the manifest.
+	CodeVersion string
+	// DryRun writes to Stdout what would run (for Slurm: the job scripts and the sbatch command
+	// lines) and changes nothing.
+	DryRun bool
+	Stdout io.Writer
+	// Binary is the cbs executable that Slurm job scripts call, by absolute path so the nodes
+	// need no installed cbs; default: this process's executable.
+	Binary string
+}
+
+// Outcome is what became of each branch.
+type Outcome struct {
+	States map[string]string // branch id -> final state
+	// Failed lists failed or diverged branches with their reasons: those left alone, then those
+	// that failed in this run, each in plan order.
+	Failed []string
+	// Submitted is the Slurm submission made, nil when nothing was submitted; the branches then
+	// finish after Execute returns.
+	Submitted *Submission
+}
+
+// AnyFailed reports whether a branch failed or diverged.
+func (o *Outcome) AnyFailed() bool { return len(o.Failed) > 0 }
+
+// ErrInterrupted: the context was cancelled; running branches checkpointed.
+var ErrInterrupted = branch.ErrInterrupted
+
+// An executor has the branches of a plan trained: by cbs in this process (local), by an external
+// trainer that this process runs (external), or by Slurm array tasks, which run cbs or the
+// external trainer (slurm). What they share, Execute does.
+type executor interface {
+	// backend says, for the manifest, what trains the branches before any has run. named is
+	// true when that is the trainer itself, which records no backend of its own (an external
+	// trainer); otherwise the branches' segments.jsonl say later what they ran on.
+	backend() (desc string, named bool)
+	// dryRun writes to Options.Stdout what run would do with todo, and changes nothing.
+	dryRun(ctx context.Context, todo []*branch.Spec) error
+	// run has the branches of todo trained, or submitted, and records in out what became of
+	// them. It returns ErrInterrupted when ctx was cancelled before every branch ended.
+	run(ctx context.Context, todo []*branch.Spec, out *Outcome) error
+}
+
+// executor is the executor of run.executor (and external.via).
+func (p *Plan) executor(opts Options, corpora *corpusCache) (executor, error) {
+	switch {
+	case p.Config.usesSlurm():
+		return newSlurm(p, opts)
+	case p.Config.Run.Executor == ExecutorExternal:
+		return &external{p: p, opts: opts}, nil
+	}
+	return newLocal(p, opts, corpora), nil
+}
+
+// Execute runs the plan's branches with run.executor. Done branches are skipped, interrupted
+// ones continue from their checkpoints, failed and diverged ones are left alone unless
+// RetryFailed. The local executor trains them in this process, run.parallel at a time, sharing
+// run.threads cores; the external one runs the [external] command per branch; Slurm submits
+// them and returns (the branches finish after Execute).
+//
+// Whatever the executor, Execute takes the run directory's lock, prepares the directory
+// (refusing a changed config), writes the manifest and reads the branches' states under the
+// lock before the executor sees them; once the branches ran, the manifest records the backends
+// their segments.jsonl name. A dry run takes no lock and writes nothing.
+func Execute(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = io.Discard
+	}
+	var corpora *corpusCache
+	if p.Config.Run.Executor != ExecutorExternal {
+		corpora = newCorpusCache() // an external trainer's data is its own business
+	}
+	ex, err := p.executor(opts, corpora)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		out, todo := p.todo(opts)
+		return out, ex.dryRun(ctx, todo)
+	}
+	lk, err := p.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
+	m, err := newManifest(p, opts.CodeVersion, corpora)
+	if err != nil {
+		return nil, err
+	}
+	out, todo := p.todo(opts)
+	if len(todo) == 0 {
+		// Nothing trains: the manifest keeps the backend of the invocation that last did, so a
+		// rerun of a finished sweep leaves it as it was.
+		if m.Backend == "" {
+			m.Backend, _ = ex.backend()
+		}
+		if err := m.write(p); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
+		return out, nil
+	}
+	m.trains(ex.backend())
+	if err := m.write(p); err != nil {
+		return nil, err
+	}
+	err = ex.run(ctx, todo, out)
+	if ran := m.ran(p, todo); len(ran) > 0 {
+		m.Backend = strings.Join(ran, "; ")
+	}
+	if merr := m.write(p); err == nil {
+		err = merr
+	}
+	if err != nil && !errors.Is(err, ErrInterrupted) {
+		return nil, err
+	}
+	return out, err
+}
+
+// todo reads the branches' states: done ones, and failed or diverged ones unless RetryFailed,
+// go into the outcome; the rest are returned, in plan order. A branch whose state.json is
+// missing or unreadable is to run.
+func (p *Plan) todo(opts Options) (*Outcome, []*branch.Spec) {
+	out := &Outcome{States: map[string]string{}}
+	var todo []*branch.Spec
+	for _, s := range p.Branches {
+		st := readState(BranchDir(p.Out, s.ID))
+		switch {
+		case st.State == runfmt.StateDone:
+			out.States[s.ID] = st.State
+		case (st.State == runfmt.StateFailed || st.State == runfmt.StateDiverged) && !opts.RetryFailed:
+			out.States[s.ID] = st.State
+			out.Failed = append(out.Failed, fmt.Sprintf("%s: %s (%s; rerun with --retry-failed)", s.ID, st.State, st.Reason))
+		default:
+			todo = append(todo, s)
+		}
+	}
+	return out, todo
+}
+
+// readState is the branch's state.json, pending when it has none or it cannot be read.
+func readState(dir string) runfmt.State {
+	st, err := runfmt.ReadState(dir)
+	if err != nil {
+		return runfmt.State{State: runfmt.StatePending}
+	}
+	return st
+}
+
+// pool trains the branches of todo with train, parallel at a time, starting them in order, and
+// records in out what became of each: done; pending when it was interrupted, or ctx was
+// cancelled before it started; diverged or failed, with the error, in out.Failed (in the order
+// of todo). It returns ErrInterrupted when any branch was interrupted.
+func pool(ctx context.Context, parallel int, todo []*branch.Spec, out *Outcome, train func(*branch.Spec) error) error {
+	errs := make([]error, len(todo))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, s := range todo {
+		sem <- struct{}{}
+		if ctx.Err() != nil {
+			<-sem // interrupted before this branch started: it stays pending
+			errs[i] = ErrInterrupted
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = train(s)
+		}()
+	}
+	wg.Wait()
+	interrupted := false
+	for i, err := range errs {
+		id := todo[i].ID
+		switch {
+		case err == nil:
+			out.States[id] = runfmt.StateDone
+		case errors.Is(err, ErrInterrupted):
+			interrupted = true
+			out.States[id] = runfmt.StatePending
+		case errors.Is(err, branch.ErrDiverged):
+			out.States[id] = runfmt.StateDiverged
+			out.Failed = append(out.Failed, fmt.Sprintf("%s: %v", id, err))
+		default:
+			out.States[id] = runfmt.StateFailed
+			out.Failed = append(out.Failed, fmt.Sprintf("%s: %v", id, err))
+		}
+	}
+	if interrupted {
+		return ErrInterrupted
+	}
+	return nil
+}
+
+// failed reports whether err, returned for a branch, means that it failed: neither finished,
+// interrupted nor diverged.
+func failed(err error) bool {
+	return err != nil && !errors.Is(err, ErrInterrupted) && !errors.Is(err, branch.ErrDiverged)
+}

@@ -10,16 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"cbs/analysis"
 	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/runfmt"
 )
 
 // ExternalFile is what a branch of an external sweep runs: the rendered command, its working
@@ -49,8 +47,8 @@ func ftoa(v float64) string            { return strconv.FormatFloat(v, 'g', -1, 
 var Placeholders = []Placeholder{
 	{"id", "branch id, e.g. b64Ki-r0", func(s *branch.Spec, _ string) string { return s.ID }},
 	{"out", "branch directory (absolute); the trainer writes metrics.jsonl here", func(_ *branch.Spec, d string) string { return d }},
-	{"metrics", "{out}/metrics.jsonl", func(_ *branch.Spec, d string) string { return filepath.Join(d, branch.MetricsFile) }},
-	{"spec", "{out}/branch.json, the resolved branch spec", func(_ *branch.Spec, d string) string { return filepath.Join(d, branch.SpecFile) }},
+	{"metrics", "{out}/metrics.jsonl", func(_ *branch.Spec, d string) string { return filepath.Join(d, runfmt.MetricsFile) }},
+	{"spec", "{out}/branch.json, the resolved branch spec", func(_ *branch.Spec, d string) string { return filepath.Join(d, runfmt.SpecFile) }},
 	{"batch_tokens", "global batch in tokens", func(s *branch.Spec, _ string) string { return itoa(s.BatchTokens) }},
 	{"batch_seqs", "global batch in sequences", func(s *branch.Spec, _ string) string { return itoa(s.BatchSeqs()) }},
 	{"seq_len", "tokens per sequence (data.seq_len)", func(s *branch.Spec, _ string) string { return itoa(s.SeqLen()) }},
@@ -221,13 +219,13 @@ var ErrTrainerFailed = errors.New("trainer failed")
 // exit status or the first bad metrics line; diverged when a loss is not finite; pending when
 // ctx was cancelled (the trainer got SIGTERM). Output goes to dir/log.txt and to log.
 func RunExternalBranch(ctx context.Context, dir string, log io.Writer) error {
-	spec, run, err := loadExternalBranch(dir)
+	rec, run, err := loadExternalBranch(dir)
 	if err != nil {
 		return err
 	}
-	st := branch.State{State: branch.StateRunning}
-	writeState(dir, st)
-	logFile, err := os.OpenFile(filepath.Join(dir, "log.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	st := runfmt.State{State: runfmt.StateRunning}
+	branch.WriteState(dir, st)
+	logFile, err := os.OpenFile(filepath.Join(dir, runfmt.LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -242,8 +240,8 @@ func RunExternalBranch(ctx context.Context, dir string, log io.Writer) error {
 	// The trainer and its children form a process group, so an interrupt reaches all of them.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		st = branch.State{State: branch.StateFailed, Reason: fmt.Sprintf("starting the trainer: %v", err)}
-		writeState(dir, st)
+		st = runfmt.State{State: runfmt.StateFailed, Reason: fmt.Sprintf("starting the trainer: %v", err)}
+		branch.WriteState(dir, st)
 		return fmt.Errorf("%w: %s", ErrTrainerFailed, st.Reason)
 	}
 	waited := make(chan error, 1)
@@ -262,59 +260,59 @@ func RunExternalBranch(ctx context.Context, dir string, log io.Writer) error {
 	}
 	fmt.Fprintf(logFile, "%s cbs: trainer exited: %v\n", time.Now().UTC().Format(time.RFC3339), exitText(werr))
 	if ctx.Err() != nil {
-		st = branch.State{State: branch.StatePending, Reason: "interrupted; run again to continue"}
-		writeState(dir, st)
+		st = runfmt.State{State: runfmt.StatePending, Reason: "interrupted; run again to continue"}
+		branch.WriteState(dir, st)
 		return ErrInterrupted
 	}
-	last, verr := ValidateMetrics(filepath.Join(dir, branch.MetricsFile), spec)
+	last, verr := ValidateMetrics(filepath.Join(dir, runfmt.MetricsFile), rec)
 	st.Step, st.Tokens = last.Step, last.Tokens
 	switch {
 	case werr != nil:
-		st.State, st.Reason = branch.StateFailed, "trainer "+exitText(werr)
+		st.State, st.Reason = runfmt.StateFailed, "trainer "+exitText(werr)
 		if l := tail.lastLine(); l != "" {
 			st.Reason += ": " + l
 		}
-	case errors.Is(verr, analysis.ErrNonFinite):
-		st.State, st.Reason = branch.StateDiverged, verr.Error()
+	case errors.Is(verr, runfmt.ErrNonFinite):
+		st.State, st.Reason = runfmt.StateDiverged, verr.Error()
 	case verr != nil:
-		st.State, st.Reason = branch.StateFailed, verr.Error()
+		st.State, st.Reason = runfmt.StateFailed, verr.Error()
 	default:
-		st.State = branch.StateDone
+		st.State = runfmt.StateDone
 	}
-	writeState(dir, st)
+	branch.WriteState(dir, st)
 	if st.Reason != "" {
-		fmt.Fprintf(log, "%s: %s: %s\n", spec.ID, st.State, st.Reason)
+		fmt.Fprintf(log, "%s: %s: %s\n", rec.ID, st.State, st.Reason)
 	} else {
-		fmt.Fprintf(log, "%s: %s\n", spec.ID, st.State)
+		fmt.Fprintf(log, "%s: %s\n", rec.ID, st.State)
 	}
 	switch st.State {
-	case branch.StateDone:
+	case runfmt.StateDone:
 		return nil
-	case branch.StateDiverged:
+	case runfmt.StateDiverged:
 		return fmt.Errorf("%w: %s", branch.ErrDiverged, st.Reason)
 	}
 	return fmt.Errorf("%w: %s", ErrTrainerFailed, st.Reason)
 }
 
-func loadExternalBranch(dir string) (*branch.Spec, *ExternalRun, error) {
-	var spec branch.Spec
+// loadExternalBranch reads the branch record and external.json of the branch in dir.
+func loadExternalBranch(dir string) (runfmt.Branch, *ExternalRun, error) {
+	rec, err := runfmt.ReadBranch(dir)
+	if err != nil {
+		return rec, nil, err
+	}
+	path := filepath.Join(dir, ExternalFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return rec, nil, err
+	}
 	var run ExternalRun
-	for _, f := range []struct {
-		name string
-		v    any
-	}{{branch.SpecFile, &spec}, {ExternalFile, &run}} {
-		b, err := os.ReadFile(filepath.Join(dir, f.name))
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := json.Unmarshal(b, f.v); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", filepath.Join(dir, f.name), err)
-		}
+	if err := json.Unmarshal(b, &run); err != nil {
+		return rec, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(run.Argv) == 0 {
-		return nil, nil, fmt.Errorf("%s: argv is empty, want the trainer's command line", filepath.Join(dir, ExternalFile))
+		return rec, nil, fmt.Errorf("%s: argv is empty, want the trainer's command line", path)
 	}
-	return &spec, &run, nil
+	return rec, &run, nil
 }
 
 func exitText(err error) string {
@@ -328,11 +326,6 @@ func exitText(err error) string {
 		return "killed by " + ee.ProcessState.String()
 	}
 	return err.Error()
-}
-
-func writeState(dir string, st branch.State) {
-	b, _ := json.MarshalIndent(st, "", "  ")
-	atomicio.WriteFile(filepath.Join(dir, branch.StateFile), append(b, '\n'), 0o644)
 }
 
 // tailBuffer keeps the last bytes written to it, for the reason of a failed trainer.
@@ -358,26 +351,14 @@ func (t *tailBuffer) lastLine() string {
 	return l
 }
 
-// metricKinds are the keys of metrics.jsonl that cbs reads, with the JSON type each must have.
-var metricKinds = map[string]string{
-	"tokens": "int", "step": "int", "lr": "number", "train_loss": "number", "eval_loss": "number",
-	"eval_shards": "numbers", "grad_norm": "number", "gns_small_sq": "number", "gns_big_sq": "number",
-	"gns_b_small": "int", "gns_b_big": "int", "gns_trace_ema": "number", "gns_grad_sq_ema": "number",
-	"gns_b_simple": "number",
-}
-
-// requiredMetrics are the keys every line of an external trainer's metrics.jsonl must carry.
-var requiredMetrics = []string{"tokens", "step", "train_loss"}
-
-// ValidateMetrics checks a trainer's metrics.jsonl against the results format and the branch:
-// every line a whole JSON object ending in a newline, with tokens, step and train_loss, every
-// known key of its type, tokens = step x batch_tokens, and the last line at the budget. A line
-// whose tokens do not exceed the previous line's is a resume from an earlier checkpoint and
-// supersedes the lines at or past it, as the analysis reads it. Errors name the file and line;
-// a NaN or infinite loss gives an error wrapping analysis.ErrNonFinite. The last line that
-// held is returned.
-func ValidateMetrics(path string, s *branch.Spec) (branch.Metrics, error) {
-	var last branch.Metrics
+// ValidateMetrics checks a trainer's metrics.jsonl against the results format (each line as
+// runfmt.CheckMetrics does) and the branch: every line a whole JSON object ending in a newline,
+// tokens = step x batch_tokens, and the last line at the budget. A line whose tokens do not
+// exceed the previous line's is a resume from an earlier checkpoint and supersedes the lines at
+// or past it, as the analysis reads it. Errors name the file and line; a NaN or infinite loss
+// gives an error wrapping runfmt.ErrNonFinite. The last line that held is returned.
+func ValidateMetrics(path string, b runfmt.Branch) (runfmt.Metrics, error) {
+	var last runfmt.Metrics
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return last, fmt.Errorf("%s: missing: the trainer must append one JSON line per optimizer step", path)
@@ -400,13 +381,13 @@ func ValidateMetrics(path string, s *branch.Spec) (branch.Metrics, error) {
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
-		m, err := checkMetricLine(raw)
+		m, err := runfmt.CheckMetrics(raw)
 		if err != nil {
 			return last, fmt.Errorf("%s line %d: %w", path, n, err)
 		}
-		if want := int64(m.Step) * int64(s.BatchTokens); m.Tokens != want {
+		if want := int64(m.Step) * b.BatchTokens; m.Tokens != want {
 			return last, fmt.Errorf("%s line %d: tokens = %d at step %d, want step x batch_tokens = %d x %d = %d",
-				path, n, m.Tokens, m.Step, m.Step, s.BatchTokens, want)
+				path, n, m.Tokens, m.Step, m.Step, b.BatchTokens, want)
 		}
 		for len(hist) > 0 && hist[len(hist)-1].tokens >= m.Tokens {
 			hist = hist[:len(hist)-1]
@@ -417,73 +398,11 @@ func ValidateMetrics(path string, s *branch.Spec) (branch.Metrics, error) {
 	if len(hist) == 0 {
 		return last, fmt.Errorf("%s: no metrics lines: the trainer must append one JSON line per optimizer step", path)
 	}
-	if last.Tokens != int64(s.Budget) {
+	if last.Tokens != b.BudgetTokens {
 		return last, fmt.Errorf("%s line %d: the metrics end at %d tokens (step %d), want the budget, %d tokens (%d steps)",
-			path, hist[len(hist)-1].line, last.Tokens, last.Step, int64(s.Budget), s.Steps())
+			path, hist[len(hist)-1].line, last.Tokens, last.Step, b.BudgetTokens, b.Steps)
 	}
 	return last, nil
-}
-
-// checkMetricLine parses one line, naming the first key that is missing or of the wrong type.
-func checkMetricLine(raw []byte) (branch.Metrics, error) {
-	var m branch.Metrics
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		if _, perr := analysis.ParseRecord(raw); errors.Is(perr, analysis.ErrNonFinite) {
-			return m, perr
-		}
-		return m, fmt.Errorf("not a JSON object: %v: %s", err, snippet(raw))
-	}
-	for _, k := range requiredMetrics {
-		if _, ok := obj[k]; !ok {
-			return m, fmt.Errorf("missing key %s (every line needs %s)", k, strings.Join(requiredMetrics, ", "))
-		}
-	}
-	for k, v := range obj {
-		kind, known := metricKinds[k]
-		if !known {
-			continue // a trainer may log more than cbs reads
-		}
-		if err := checkKind(k, kind, v); err != nil {
-			return m, err
-		}
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return m, fmt.Errorf("%v: %s", err, snippet(raw))
-	}
-	switch {
-	case m.Tokens < 0:
-		return m, fmt.Errorf("tokens = %d, want >= 0", m.Tokens)
-	case m.Step < 1:
-		return m, fmt.Errorf("step = %d, want >= 1 (steps done after this line's update)", m.Step)
-	}
-	return m, nil
-}
-
-func checkKind(key, kind string, v json.RawMessage) error {
-	bad := func(want string) error { return fmt.Errorf("%s = %s, want %s", key, snippet(v), want) }
-	if string(bytes.TrimSpace(v)) == "null" {
-		// json.Unmarshal leaves a number untouched for null; the key is there but says nothing.
-		return bad(map[string]string{"int": "an integer", "number": "a number", "numbers": "a list of numbers"}[kind])
-	}
-	switch kind {
-	case "int":
-		var n int64
-		if json.Unmarshal(v, &n) != nil {
-			return bad("an integer")
-		}
-	case "number":
-		var f float64
-		if json.Unmarshal(v, &f) != nil {
-			return bad("a number")
-		}
-	case "numbers":
-		var fs []float64
-		if json.Unmarshal(v, &fs) != nil {
-			return bad("a list of numbers")
-		}
-	}
-	return nil
 }
 
 func snippet(b []byte) string {
@@ -494,85 +413,46 @@ func snippet(b []byte) string {
 	return s
 }
 
-// executeExternal runs the [external] command for every branch not done, run.parallel at a
-// time, on this machine.
-func executeExternal(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
-	out, todo := p.todo(opts)
-	if opts.DryRun {
-		fmt.Fprintf(opts.Stdout, "# run.executor = \"external\": %d of %d branches to run in %s, %d at a time\n", len(todo), len(p.Branches), p.Config.External.Workdir, p.Config.Run.Parallel)
-		for _, s := range todo {
-			dir, _ := filepath.Abs(BranchDir(p.Out, s.ID))
-			run, err := renderExternal(p.Config.External, s, dir)
-			if err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(opts.Stdout, "%s: %s\n", s.ID, commandLine(run.Argv))
-		}
-		return out, nil
-	}
-	lk, err := p.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Close()
-	if err := writeManifest(p, opts.CodeVersion, nil, "external: "+p.Config.External.Command.String()); err != nil {
-		return nil, err
-	}
-	if len(todo) == 0 {
-		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
-		return out, nil
-	}
-	parallel := min(p.Config.Run.Parallel, len(todo))
-	fmt.Fprintf(opts.Log, "%s: %d of %d branches to run with the external trainer, %d at a time\n", p.Out, len(todo), len(p.Branches), parallel)
-	var mu sync.Mutex
-	interrupted := false
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
+// external runs the [external] command of every branch not done, run.parallel at a time, on
+// this machine.
+type external struct {
+	p    *Plan
+	opts Options
+}
+
+func (e *external) backend() (string, bool) {
+	return "external: " + e.p.Config.External.Command.String(), true
+}
+
+func (e *external) dryRun(_ context.Context, todo []*branch.Spec) error {
+	p := e.p
+	fmt.Fprintf(e.opts.Stdout, "# run.executor = \"external\": %d of %d branches to run in %s, %d at a time\n", len(todo), len(p.Branches), p.Config.External.Workdir, p.Config.Run.Parallel)
 	for _, s := range todo {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			<-sem
-			mu.Lock()
-			interrupted = true
-			out.States[s.ID] = branch.StatePending
-			mu.Unlock()
-			continue
+		dir, _ := filepath.Abs(BranchDir(p.Out, s.ID))
+		run, err := renderExternal(p.Config.External, s, dir)
+		if err != nil {
+			return err
 		}
+		fmt.Fprintf(e.opts.Stdout, "%s: %s\n", s.ID, commandLine(run.Argv))
+	}
+	return nil
+}
+
+func (e *external) run(ctx context.Context, todo []*branch.Spec, out *Outcome) error {
+	p := e.p
+	// Every branch to run holds its spec and its command line before the first starts.
+	for _, s := range todo {
 		spec := *s
 		spec.Threads = p.Config.Run.Threads // cbs sweep --threads may have changed it
 		if err := writeBranchFiles(p, &spec); err != nil {
-			<-sem
-			wg.Wait()
-			return nil, err
+			return err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := RunExternalBranch(ctx, BranchDir(p.Out, s.ID), opts.Log)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				out.States[s.ID] = branch.StateDone
-			case errors.Is(err, ErrInterrupted):
-				interrupted = true
-				out.States[s.ID] = branch.StatePending
-			case errors.Is(err, branch.ErrDiverged):
-				out.States[s.ID] = branch.StateDiverged
-				out.Failed = append(out.Failed, fmt.Sprintf("%s: %v", s.ID, err))
-			default:
-				out.States[s.ID] = branch.StateFailed
-				out.Failed = append(out.Failed, fmt.Sprintf("%s: %v", s.ID, err))
-			}
-		}()
 	}
-	wg.Wait()
-	sort.Strings(out.Failed)
-	if interrupted {
-		return out, ErrInterrupted
-	}
-	return out, nil
+	parallel := min(p.Config.Run.Parallel, len(todo))
+	fmt.Fprintf(e.opts.Log, "%s: %d of %d branches to run with the external trainer, %d at a time\n", p.Out, len(todo), len(p.Branches), parallel)
+	return pool(ctx, parallel, todo, out, func(s *branch.Spec) error {
+		return RunExternalBranch(ctx, BranchDir(p.Out, s.ID), e.opts.Log)
+	})
 }
 
 func (c Command) String() string {

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"cbs/analysis"
 	"cbs/branch"
-	"cbs/data"
+	"cbs/runfmt"
 )
 
 // extConfig is a sweep for an external trainer: no model, no parent, no data source.
@@ -116,7 +115,7 @@ func TestExecutorConfigErrors(t *testing.T) {
 
 // TestValidateMetrics: what an external trainer writes is checked line by line.
 func TestValidateMetrics(t *testing.T) {
-	s := &branch.Spec{BatchTokens: 1024, Budget: 3072, MicroBatch: 8, Data: branchData(32)}
+	s := runfmt.Branch{BatchTokens: 1024, BudgetTokens: 3072, MicroBatch: 8, SeqLen: 32, Steps: 3}
 	line := func(step int, rest string) string {
 		return `{"tokens": ` + itoa(step*1024) + `, "step": ` + itoa(step) + rest + "}\n"
 	}
@@ -153,7 +152,7 @@ func TestValidateMetrics(t *testing.T) {
 			t.Errorf("%s: %v; want an error containing %q", tc.name, err, tc.want)
 		case tc.want != "" && !strings.Contains(err.Error(), path):
 			t.Errorf("%s: %v does not name the file", tc.name, err)
-		case errors.Is(err, analysis.ErrNonFinite) != tc.nonFinite:
+		case errors.Is(err, runfmt.ErrNonFinite) != tc.nonFinite:
 			t.Errorf("%s: %v: non-finite = %v, want %v", tc.name, err, !tc.nonFinite, tc.nonFinite)
 		}
 	}
@@ -161,8 +160,6 @@ func TestValidateMetrics(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
-
-func branchData(seqLen int) data.SourceConfig { return data.SourceConfig{SeqLen: seqLen} }
 
 // TestPlaceholdersDocumented: docs/executors.md lists every placeholder as the code has it.
 func TestPlaceholdersDocumented(t *testing.T) {
@@ -195,7 +192,7 @@ func TestExternalInterrupt(t *testing.T) {
 		t.Fatalf("interrupted sweep: %v after %v", err, time.Since(start))
 	}
 	bdir := BranchDir(p.Out, "b1Ki-r0")
-	if st := readState(bdir); st.State != branch.StatePending || o.States["b1Ki-r0"] != branch.StatePending {
+	if st := readState(bdir); st.State != runfmt.StatePending || o.States["b1Ki-r0"] != runfmt.StatePending {
 		t.Errorf("state after an interrupt: %+v, outcome %v", st, o.States)
 	}
 	if log := readFile(t, filepath.Join(bdir, "log.txt")); !strings.Contains(log, "got TERM") {

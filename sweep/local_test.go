@@ -1,14 +1,19 @@
 package sweep
 
 import (
+	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"cbs/branch"
 	"cbs/model"
+	"cbs/runfmt"
 )
 
 func TestBranchCounts(t *testing.T) {
@@ -39,13 +44,13 @@ func TestTodoSummary(t *testing.T) {
 		ckpt      bool
 	}{
 		{"b1Ki", "", false},                         // never started
-		{"b2Ki", branch.StatePending, false},        // interrupted before its first checkpoint
-		{"b4Ki", branch.StatePending, true},         // interrupted: resumes
-		{"b8Ki", branch.StateRunning, true},         // killed: resumes
-		{"b16Ki", branch.StateDone, true},           // done
-		{"b32Ki", branch.StateDiverged, true},       // left alone without --retry-failed
-		{"b64Ki", branch.StateFailed, false},        // left alone without --retry-failed
-		{"b128Ki", branch.StateRunning + "?", true}, // unreadable: runs again, from its checkpoint
+		{"b2Ki", runfmt.StatePending, false},        // interrupted before its first checkpoint
+		{"b4Ki", runfmt.StatePending, true},         // interrupted: resumes
+		{"b8Ki", runfmt.StateRunning, true},         // killed: resumes
+		{"b16Ki", runfmt.StateDone, true},           // done
+		{"b32Ki", runfmt.StateDiverged, true},       // left alone without --retry-failed
+		{"b64Ki", runfmt.StateFailed, false},        // left alone without --retry-failed
+		{"b128Ki", runfmt.StateRunning + "?", true}, // unreadable: runs again, from its checkpoint
 	} {
 		p.Branches = append(p.Branches, &branch.Spec{ID: b.id})
 		dir := BranchDir(out, b.id)
@@ -53,7 +58,7 @@ func TestTodoSummary(t *testing.T) {
 			t.Fatal(err)
 		}
 		if b.state != "" {
-			os.WriteFile(filepath.Join(dir, branch.StateFile), []byte(`{"state": "`+b.state+`"}`), 0o644)
+			os.WriteFile(filepath.Join(dir, runfmt.StateFile), []byte(`{"state": "`+b.state+`"}`), 0o644)
 		}
 		if b.ckpt {
 			os.WriteFile(filepath.Join(dir, branch.CkptDir, model.TrainerFile), []byte("{}"), 0o644)
@@ -87,6 +92,81 @@ func TestProgressLineETA(t *testing.T) {
 		got := line(branch.Progress{ID: "b1Ki-r0", Step: 1, Steps: 64, Tokens: tc.tokens, Budget: 65536, TrainLoss: 3, EvalLoss: nan, TokensPerS: tc.speed})
 		if !strings.HasSuffix(got, tc.want) {
 			t.Errorf("%d of 65536 tokens at %g tokens/s: %q, want it to end with %q", tc.tokens, tc.speed, got, tc.want)
+		}
+	}
+}
+
+// TestManifestRecordsBackends: once a local sweep's branches ran, the manifest names the backend
+// each branch's segments.jsonl recorded, not what was asked for before they ran; a rerun with
+// nothing to train leaves the manifest as it was.
+func TestManifestRecordsBackends(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Load(writeFile(t, dir, "s.toml", `
+[experiment]
+name = "backends"
+seed = 1
+out = "run"
+[model]
+hidden_size = 16
+layers = 1
+heads = 2
+kv_heads = 1
+intermediate_size = 32
+[objective]
+name = "ar"
+[data]
+source = "synthetic"
+seq_len = 16
+synthetic_tokens = 16384
+[optimizer]
+lr = 1e-3
+[branches]
+budget = "1Ki"
+batch_sizes = ["256", "512"]
+micro_batch = 4
+[eval]
+tokens = "256"
+[run]
+parallel = 2
+threads = 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() Manifest {
+		var m Manifest
+		if err := json.Unmarshal([]byte(readFile(t, filepath.Join(p.Out, runfmt.ManifestFile))), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	var first string
+	for run := 0; run < 2; run++ {
+		o, err := Execute(context.Background(), p, Options{})
+		if err != nil || o.AnyFailed() {
+			t.Fatalf("run %d: %v, %v", run, err, o.Failed)
+		}
+		m := read()
+		var ran []string
+		for _, s := range p.Branches {
+			segs, err := runfmt.ReadSegments(BranchDir(p.Out, s.ID))
+			if err != nil || len(segs) != 1 {
+				t.Fatalf("%s: segments %v, %v", s.ID, segs, err)
+			}
+			if got := m.BranchBackends[s.ID]; len(got) != 1 || got[0] != segs[0].Backend {
+				t.Errorf("run %d: %s: manifest says %q, segments.jsonl %q", run, s.ID, got, segs[0].Backend)
+			}
+			if !slices.Contains(ran, segs[0].Backend) {
+				ran = append(ran, segs[0].Backend)
+			}
+		}
+		if m.Backend != strings.Join(ran, "; ") || !reflect.DeepEqual(m.Backends, ran) {
+			t.Errorf("run %d: backend %q, backends %q; want %q", run, m.Backend, m.Backends, ran)
+		}
+		if run == 0 {
+			first = readFile(t, filepath.Join(p.Out, runfmt.ManifestFile))
+		} else if again := readFile(t, filepath.Join(p.Out, runfmt.ManifestFile)); again != first {
+			t.Errorf("a rerun with nothing to train rewrote the manifest:\n%s\nwas:\n%s", again, first)
 		}
 	}
 }

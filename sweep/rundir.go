@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,19 +17,17 @@ import (
 
 	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/runfmt"
 )
 
-// Files of a sweep's run directory.
+// Files of a sweep's run directory, besides those of runfmt (the manifest and the branches).
 const (
 	SweepFile    = "sweep.toml"
 	ResolvedFile = "resolved.toml"
-	ManifestFile = "manifest.json"
-	BranchesDir  = "branches"
-	lockFile     = ".lock"
 )
 
 // BranchDir is the directory of branch id.
-func BranchDir(out, id string) string { return filepath.Join(out, BranchesDir, id) }
+func BranchDir(out, id string) string { return filepath.Join(out, runfmt.BranchesDir, id) }
 
 // Resolved renders the config with every default filled in.
 func (p *Plan) Resolved() ([]byte, error) {
@@ -185,7 +182,7 @@ func (p *Plan) acquire() (io.Closer, error) {
 // prepare creates or checks the run directory: the same config (up to [run] and [analysis])
 // resumes; a changed one is refused with the differing keys.
 func (p *Plan) prepare() error {
-	if err := os.MkdirAll(filepath.Join(p.Out, BranchesDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(p.Out, runfmt.BranchesDir), 0o755); err != nil {
 		return err
 	}
 	res, err := p.Resolved()
@@ -205,10 +202,10 @@ func (p *Plan) prepare() error {
 		if len(diff) > 0 && !p.anyBranchStarted() {
 			// Nothing was trained under the old config (every branch failed before its first
 			// step, say): there is nothing to compare with, and the corrected config starts over.
-			if err := os.RemoveAll(filepath.Join(p.Out, BranchesDir)); err != nil {
+			if err := os.RemoveAll(filepath.Join(p.Out, runfmt.BranchesDir)); err != nil {
 				return err
 			}
-			if err := os.MkdirAll(filepath.Join(p.Out, BranchesDir), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(p.Out, runfmt.BranchesDir), 0o755); err != nil {
 				return err
 			}
 			diff = nil
@@ -229,21 +226,20 @@ func (p *Plan) prepare() error {
 // anyBranchStarted reports whether some branch of the run directory completed a step: a state
 // past step 0, a checkpoint or a metrics line.
 func (p *Plan) anyBranchStarted() bool {
-	dir := filepath.Join(p.Out, BranchesDir)
+	dir := filepath.Join(p.Out, runfmt.BranchesDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return !errors.Is(err, os.ErrNotExist)
 	}
 	for _, e := range entries {
 		b := filepath.Join(dir, e.Name())
-		var st branch.State
-		if raw, err := os.ReadFile(filepath.Join(b, branch.StateFile)); err == nil && json.Unmarshal(raw, &st) == nil && st.Step > 0 {
+		if st, _ := runfmt.ReadState(b); st.Step > 0 {
 			return true
 		}
 		if _, err := os.Stat(filepath.Join(b, branch.CkptDir)); err == nil {
 			return true
 		}
-		if fi, err := os.Stat(filepath.Join(b, branch.MetricsFile)); err == nil && fi.Size() > 0 {
+		if fi, err := os.Stat(filepath.Join(b, runfmt.MetricsFile)); err == nil && fi.Size() > 0 {
 			return true
 		}
 	}

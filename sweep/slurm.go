@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"cbs/branch"
-	"cbs/data"
+	"cbs/runfmt"
 )
 
 // Files of the run directory's slurm/ folder.
@@ -46,13 +46,20 @@ type Submission struct {
 // retries for about a minute before failing.
 const slurmTimeout = 90 * time.Second
 
-// SubmitSlurm writes the job scripts into RUN_DIR/slurm and submits one sbatch array job, one
-// task per branch not done and not already queued or running (task i trains the plan's branch
-// i with cbs train --branch, or the external trainer), then a job that runs cbs fit and cbs
-// plot after every task succeeded. It returns once submitted; state.json files record what the
-// tasks did, and running cbs sweep again submits what is left. With opts.DryRun it prints the
-// scripts and the sbatch command lines instead.
-func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
+// slurm writes the job scripts into RUN_DIR/slurm and submits one sbatch array job, one task
+// per branch not done and not already queued or running (task i trains the plan's branch i with
+// cbs train --branch, or the external trainer), then a job that runs cbs fit and cbs plot after
+// every task succeeded. It returns once submitted; state.json files record what the tasks did,
+// and running cbs sweep again submits what is left. A dry run prints the scripts and the sbatch
+// command lines instead.
+type slurm struct {
+	p    *Plan
+	opts Options
+	bin  string // the cbs binary the scripts call, absolute
+	out  string // the run directory, absolute
+}
+
+func newSlurm(p *Plan, opts Options) (*slurm, error) {
 	bin := opts.Binary
 	if bin == "" {
 		var err error
@@ -68,79 +75,71 @@ func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	outcome, todo := p.todo(opts)
-	if opts.DryRun {
-		submit, waitFor, err := splitActive(ctx, out, todo, opts)
-		if err != nil {
-			fmt.Fprintf(opts.Stdout, "# could not ask Slurm which branches are queued or running (%v)\n", err)
-		}
-		if len(submit) == 0 {
-			fmt.Fprintf(opts.Stdout, "# nothing to submit: of %d branches, %d are done or failed and %d queued or running\n", len(p.Branches), len(p.Branches)-len(todo), len(todo))
-			return outcome, nil
-		}
-		fmt.Fprintf(opts.Stdout, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), TrainScript, trainScript(p, out, bin, indices(p, submit)))
-		fmt.Fprintf(opts.Stdout, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), FitScript, fitScript(p, out, bin))
-		fmt.Fprintf(opts.Stdout, "# submitted with:\nsbatch --parsable %s\n", shellQuote(filepath.Join(out, SlurmDir, TrainScript)))
-		if *p.Config.Slurm.Fit {
-			deps := strings.Join(append([]string{"<array job id>"}, waitFor...), ":")
-			fmt.Fprintf(opts.Stdout, "sbatch --parsable --dependency=afterok:%s --kill-on-invalid-dep=yes %s\n", deps, shellQuote(filepath.Join(out, SlurmDir, FitScript)))
-		}
-		return outcome, nil
+	return &slurm{p: p, opts: opts, bin: bin, out: out}, nil
+}
+
+func (sl *slurm) backend() (string, bool) {
+	if sl.p.Config.Run.Executor == ExecutorExternal {
+		return "external via slurm: " + sl.p.Config.External.Command.String(), true
 	}
-	if err := os.MkdirAll(filepath.Join(out, SlurmDir, LogsDir), 0o755); err != nil {
-		return nil, err
-	}
-	lk, err := lock(out)
+	return fmt.Sprintf("slurm, %d cpus per task", sl.p.Config.Slurm.CPUsPerTask), false
+}
+
+func (sl *slurm) dryRun(ctx context.Context, todo []*branch.Spec) error {
+	p, out, w := sl.p, sl.out, sl.opts.Stdout
+	submit, waitFor, err := splitActive(ctx, out, todo, sl.opts)
 	if err != nil {
-		return nil, err
+		fmt.Fprintf(w, "# could not ask Slurm which branches are queued or running (%v)\n", err)
 	}
-	defer lk.Close()
-	if err := p.prepare(); err != nil {
-		return nil, err
+	if len(submit) == 0 {
+		fmt.Fprintf(w, "# nothing to submit: of %d branches, %d are done or failed and %d queued or running\n", len(p.Branches), len(p.Branches)-len(todo), len(todo))
+		return nil
 	}
-	if p.Config.Run.Executor == ExecutorExternal {
-		err = writeManifest(p, opts.CodeVersion, nil, "external via slurm: "+p.Config.External.Command.String())
-	} else {
-		err = writeManifest(p, opts.CodeVersion, &corpusCache{m: map[uint64]*data.Corpus{}},
-			fmt.Sprintf("slurm, %d cpus per task", p.Config.Slurm.CPUsPerTask))
+	fmt.Fprintf(w, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), TrainScript, trainScript(p, out, sl.bin, indices(p, submit)))
+	fmt.Fprintf(w, "# %s/%s\n%s\n", filepath.Join(out, SlurmDir), FitScript, fitScript(p, out, sl.bin))
+	fmt.Fprintf(w, "# submitted with:\nsbatch --parsable %s\n", shellQuote(filepath.Join(out, SlurmDir, TrainScript)))
+	if *p.Config.Slurm.Fit {
+		deps := strings.Join(append([]string{"<array job id>"}, waitFor...), ":")
+		fmt.Fprintf(w, "sbatch --parsable --dependency=afterok:%s --kill-on-invalid-dep=yes %s\n", deps, shellQuote(filepath.Join(out, SlurmDir, FitScript)))
 	}
-	if err != nil {
-		return nil, err
-	}
-	if len(todo) == 0 {
-		fmt.Fprintf(opts.Log, "%s: all %d branches already finished\n", p.Out, len(p.Branches))
-		return outcome, nil
+	return nil
+}
+
+func (sl *slurm) run(ctx context.Context, todo []*branch.Spec, outcome *Outcome) error {
+	p, out, opts := sl.p, sl.out, sl.opts
+	dir := filepath.Join(out, SlurmDir)
+	if err := os.MkdirAll(filepath.Join(dir, LogsDir), 0o755); err != nil {
+		return err
 	}
 	submit, waitFor, err := splitActive(ctx, out, todo, opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(submit) == 0 {
 		fmt.Fprintf(opts.Log, "%s: every branch not finished is already queued or running; nothing to submit\n", p.Out)
-		return outcome, nil
+		return nil
 	}
 	for _, s := range submit {
 		spec := *s
 		spec.Threads = p.Config.Slurm.CPUsPerTask
 		if err := writeBranchFiles(p, &spec); err != nil {
-			return nil, err
+			return err
 		}
-		outcome.States[s.ID] = branch.StatePending
+		outcome.States[s.ID] = runfmt.StatePending
 	}
 	tasks := indices(p, submit)
-	dir := filepath.Join(out, SlurmDir)
-	if err := os.WriteFile(filepath.Join(dir, TrainScript), []byte(trainScript(p, out, bin, tasks)), 0o755); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(dir, TrainScript), []byte(trainScript(p, out, sl.bin, tasks)), 0o755); err != nil {
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, FitScript), []byte(fitScript(p, out, bin)), 0o755); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(dir, FitScript), []byte(fitScript(p, out, sl.bin)), 0o755); err != nil {
+		return err
 	}
 	sub := &Submission{Tasks: tasks, Array: arraySpec(tasks, p.Config.Slurm.MaxConcurrent), Time: time.Now().UTC().Format(time.RFC3339)}
 	for _, s := range p.Branches {
 		sub.Branches = append(sub.Branches, s.ID)
 	}
 	if sub.ArrayJob, err = sbatch(ctx, dir, filepath.Join(dir, TrainScript)); err != nil {
-		return nil, err
+		return err
 	}
 	if *p.Config.Slurm.Fit {
 		deps := "afterok:" + strings.Join(append([]string{sub.ArrayJob}, waitFor...), ":")
@@ -153,14 +152,14 @@ func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 	line, _ := json.Marshal(sub)
 	f, err := os.OpenFile(filepath.Join(dir, JobsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	_, werr := f.Write(append(line, '\n'))
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		return nil, werr
+		return werr
 	}
 	ids := make([]string, len(submit))
 	for i, s := range submit {
@@ -172,7 +171,7 @@ func SubmitSlurm(ctx context.Context, p *Plan, opts Options) (*Outcome, error) {
 		fmt.Fprintf(opts.Log, "%s: fit and plot job %s runs after every task succeeded; follow with cbs status %s\n", p.Out, sub.FitJob, p.Out)
 	}
 	outcome.Submitted = sub
-	return outcome, nil
+	return nil
 }
 
 // splitActive leaves out the branches whose task is still queued or running: submitting them
@@ -284,7 +283,7 @@ func trainScript(p *Plan, out, bin string, tasks []int) string {
 		b.WriteString(shellQuote(s.ID))
 	}
 	b.WriteString(")\n")
-	fmt.Fprintf(&b, "dir=%s/${branches[$SLURM_ARRAY_TASK_ID]}\n", shellQuote(filepath.Join(out, BranchesDir)))
+	fmt.Fprintf(&b, "dir=%s/${branches[$SLURM_ARRAY_TASK_ID]}\n", shellQuote(filepath.Join(out, runfmt.BranchesDir)))
 	b.WriteString("echo \"cbs: task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname): $dir\" >&2\n")
 	if p.Config.Run.Executor == ExecutorExternal {
 		fmt.Fprintf(&b, "exec %s sweep --external-branch \"$dir\"\n", shellQuote(bin))

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"cbs/branch"
+	"cbs/runfmt"
 )
 
 // slurmConfig is a three-branch sweep from a fresh tiny model, submitted to Slurm.
@@ -127,7 +128,7 @@ func TestSubmitSlurm(t *testing.T) {
 	if err != nil || spec.Threads != 2 || spec.BatchTokens != 512 {
 		t.Errorf("branch.json: %+v, %v", spec, err)
 	}
-	for _, f := range []string{ResolvedFile, ManifestFile, "slurm/train.sbatch", "slurm/fit.sbatch", "slurm/jobs.jsonl"} {
+	for _, f := range []string{ResolvedFile, runfmt.ManifestFile, "slurm/train.sbatch", "slurm/fit.sbatch", "slurm/jobs.jsonl"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("run directory lacks %s", f)
 		}
@@ -135,7 +136,7 @@ func TestSubmitSlurm(t *testing.T) {
 
 	// Resubmitting: b256 is done, b512's task still runs; only b1Ki (task 2) goes, and the fit
 	// waits for both arrays.
-	writeState(BranchDir(out, "b256-r0"), branch.State{State: branch.StateDone})
+	branch.WriteState(BranchDir(out, "b256-r0"), runfmt.State{State: runfmt.StateDone})
 	os.WriteFile(filepath.Join(fake, "squeue.txt"), []byte("100|1|100_1|RUNNING|localhost\n101|N/A|101|PENDING|(Dependency)\n99|0|99_0|RUNNING|other\n"), 0o644)
 	log.Reset()
 	o, err = Execute(ctx, p, Options{Binary: bin, Log: &log})
@@ -178,7 +179,7 @@ func TestSubmitSlurm(t *testing.T) {
 
 	// Nothing left: no sbatch call.
 	for _, id := range []string{"b512-r0", "b1Ki-r0"} {
-		writeState(BranchDir(out, id), branch.State{State: branch.StateDone})
+		branch.WriteState(BranchDir(out, id), runfmt.State{State: runfmt.StateDone})
 	}
 	before := readFile(t, filepath.Join(fake, "sbatch.args"))
 	log.Reset()
@@ -194,7 +195,7 @@ func TestSubmitSlurm(t *testing.T) {
 	}
 
 	// A refused submission is an error carrying sbatch's words.
-	writeState(BranchDir(out, "b1Ki-r0"), branch.State{State: branch.StatePending})
+	branch.WriteState(BranchDir(out, "b1Ki-r0"), runfmt.State{State: runfmt.StatePending})
 	os.Remove(filepath.Join(fake, "squeue.txt"))
 	os.WriteFile(filepath.Join(fake, "sbatch.fail"), nil, 0o644)
 	if _, err = Execute(ctx, p, Options{Binary: bin, Log: &log}); err == nil || !strings.Contains(err.Error(), "Invalid account") {

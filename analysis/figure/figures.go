@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"cbs/analysis"
+	"cbs/runfmt"
 )
 
 // Figure is a drawn plot with its name (the file stem) and what it was drawn from.
@@ -76,7 +77,7 @@ func LossCurves(d *analysis.Data, width vg.Length) (*Figure, error) {
 			l.Color, l.Width = col, vg.Points(1)
 			p.Add(l)
 			if ri == 0 {
-				p.Legend.Add(analysis.FormatTokens(g.Batch), l)
+				p.Legend.Add(runfmt.FormatTokens(g.Batch), l)
 			}
 		}
 	}
@@ -107,7 +108,7 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	if len(res.Ladder) == 0 || !res.Ladder[0].Loss.Valid() {
 		return nil, errors.New("final loss: the result has no losses at equal tokens")
 	}
-	p := newPlot(width, "batch size (tokens, Ki = 1024)", fmt.Sprintf("loss at %s tokens", analysis.FormatTokens(float64(res.CompareTokens))))
+	p := newPlot(width, "batch size (tokens, Ki = 1024)", fmt.Sprintf("loss at %s tokens", runfmt.FormatTokens(float64(res.CompareTokens))))
 	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	leg := newOuterLegend(p)
 	bmin, bmax := res.Ladder[0].Batch, res.Ladder[len(res.Ladder)-1].Batch
@@ -230,9 +231,9 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	}
 	if boundCens != "" && boundText == "" {
 		if boundCens == analysis.CensoredAbove {
-			boundText = "CBS >= " + analysis.FormatTokens(bound)
+			boundText = "CBS >= " + runfmt.FormatTokens(bound)
 		} else {
-			boundText = "CBS < " + analysis.FormatTokens(bound)
+			boundText = "CBS < " + runfmt.FormatTokens(bound)
 		}
 	}
 	switch boundCens {
@@ -254,7 +255,7 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 		}
 		v.Color, v.Dashes, v.Width = red, dash, vg.Points(1)
 		p.Add(v)
-		leg.Add("knee at "+analysis.FormatTokens(float64(knee.Knee)), v)
+		leg.Add("knee at "+runfmt.FormatTokens(float64(knee.Knee)), v)
 	}
 	f := &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, legend: leg,
 		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}
@@ -423,7 +424,7 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 			p.Add(l)
 		}
 		at = append(at, end)
-		names = append(names, analysis.FormatTokens(b))
+		names = append(names, runfmt.FormatTokens(b))
 	}
 	p.Add(marks...)
 	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: at, Labels: names})
@@ -641,7 +642,7 @@ func NoiseScale(series []analysis.NoiseSeries, gaps []analysis.NoiseGap, width v
 		}
 		if thumb != nil && !legend[s.Batch] {
 			legend[s.Batch] = true
-			leg.Add(analysis.FormatTokens(s.Batch), thumb)
+			leg.Add(runfmt.FormatTokens(s.Batch), thumb)
 		}
 	}
 	if tmax == 0 {
@@ -694,7 +695,7 @@ func gapNotes(gaps []analysis.NoiseGap) []string {
 	var notes []string
 	seen := map[string]bool{}
 	for _, g := range gaps {
-		n := fmt.Sprintf("%s: no B_simple (%s)", analysis.FormatTokens(g.Batch), g.Reason)
+		n := fmt.Sprintf("%s: no B_simple (%s)", runfmt.FormatTokens(g.Batch), g.Reason)
 		if !seen[n] {
 			seen[n] = true
 			notes = append(notes, n)

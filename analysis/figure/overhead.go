@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"cbs/analysis"
+	"cbs/runfmt"
 )
 
 // Overhead draws the primary estimate: each rung's token overhead T_B(L) / T_ref(L) against batch
@@ -31,7 +32,7 @@ func Overhead(res *analysis.Result, width vg.Length) (*Figure, error) {
 		return nil, errors.New("token overhead: no batch size has a finite overhead")
 	}
 	p := newPlot(width, "batch size (tokens, Ki = 1024)",
-		fmt.Sprintf("token overhead vs %s at loss %.4g", analysis.FormatTokens(pf.ReferenceBatch), float64(pf.LossLevel)))
+		fmt.Sprintf("token overhead vs %s at loss %.4g", runfmt.FormatTokens(pf.ReferenceBatch), float64(pf.LossLevel)))
 	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	leg := newOuterLegend(p)
 	limit := 1 + pf.Tau
@@ -311,11 +312,11 @@ func claim(pf *analysis.PrimaryFit) string {
 	}
 	switch pf.Censored {
 	case analysis.CensoredAbove:
-		return "CBS >= " + analysis.FormatTokens(float64(pf.Bound))
+		return "CBS >= " + runfmt.FormatTokens(float64(pf.Bound))
 	case analysis.CensoredBelow:
-		return "CBS < " + analysis.FormatTokens(float64(pf.Bound))
+		return "CBS < " + runfmt.FormatTokens(float64(pf.Bound))
 	}
-	return "CBS = " + analysis.FormatSI(float64(pf.CBS))
+	return "CBS = " + runfmt.FormatSI(float64(pf.CBS))
 }
 
 // statementHead is a statement up to " tokens" when it opens with an estimate ("CBS ...",

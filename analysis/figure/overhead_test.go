@@ -11,6 +11,7 @@ import (
 
 	"cbs/analysis"
 	"cbs/analysis/figure"
+	"cbs/runfmt"
 )
 
 // overheadResult is a ladder whose loss is a function of T/(1 + B/bnoise) alone, so that the
@@ -40,7 +41,7 @@ func overheadResult(t *testing.T, batches []float64, bnoise, tau, spread float64
 		case math.IsInf(v, -1):
 			return "below the ladder"
 		}
-		return analysis.FormatTokens(v)
+		return runfmt.FormatTokens(v)
 	}
 	pf := &analysis.PrimaryFit{Estimator: "token_overhead", Tau: tau, ReferenceBatch: batches[0], CBS: analysis.Num(o.CBS),
 		Interval: [2]analysis.Num{analysis.Num(iv[0]), analysis.Num(iv[1])}, Level: 0.9, Censored: o.Censored,
@@ -116,7 +117,7 @@ func TestGoldenOverhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	svg := checkGolden(t, f)
-	for _, want := range []string{"1 + tau = 1.2", "CBS = " + analysis.FormatTokens(float64(res.Primary.CBS)), "90% interval [2.15Ki, 2.83Ki]", "did not reach the loss"} {
+	for _, want := range []string{"1 + tau = 1.2", "CBS = " + runfmt.FormatTokens(float64(res.Primary.CBS)), "90% interval [2.15Ki, 2.83Ki]", "did not reach the loss"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q", want)
 		}

@@ -10,7 +10,7 @@ import (
 	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/vg"
 
-	"cbs/analysis"
+	"cbs/runfmt"
 )
 
 // Widths of a figure in a two-column paper.
@@ -98,7 +98,7 @@ func (tokenTicks) Ticks(min, max float64) []plot.Tick {
 				if v < min*(1-1e-9) || v > max*(1+1e-9) {
 					continue
 				}
-				ticks = append(ticks, plot.Tick{Value: v, Label: analysis.FormatTokens(v)})
+				ticks = append(ticks, plot.Tick{Value: v, Label: runfmt.FormatTokens(v)})
 			}
 		}
 		if len(ticks) >= 4 {

@@ -12,6 +12,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"cbs/analysis"
+	"cbs/runfmt"
 )
 
 // TrajectoryPoint is one sweep of an arm: where it branched and what it measured.
@@ -131,7 +132,7 @@ func Trajectory(inputs []TrajectoryInput, width vg.Length) (*Figure, error) {
 	for _, in := range inputs {
 		for _, pt := range in.Points {
 			if pt.Result != nil && pt.Result.Partial {
-				f.AddNote(fmt.Sprintf("%s at %s tokens: %s", in.Label, analysis.FormatTokens(pt.Tokens), pt.Result.PartialNote()))
+				f.AddNote(fmt.Sprintf("%s at %s tokens: %s", in.Label, runfmt.FormatTokens(pt.Tokens), pt.Result.PartialNote()))
 			}
 		}
 	}
@@ -147,7 +148,7 @@ func (pt pointTicks) Ticks(min, max float64) []plot.Tick {
 	for _, v := range pt {
 		if v >= min && v <= max && !seen[v] {
 			seen[v] = true
-			out = append(out, plot.Tick{Value: v, Label: analysis.FormatTokens(v)})
+			out = append(out, plot.Tick{Value: v, Label: runfmt.FormatTokens(v)})
 		}
 	}
 	return out

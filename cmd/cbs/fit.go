@@ -19,6 +19,7 @@ import (
 	"cbs/analysis"
 	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/runfmt"
 	"cbs/sweep"
 )
 
@@ -136,18 +137,18 @@ func (f *analysisFlags) resolve() (analysis.Options, error) {
 		}
 	}
 	if f.refBatch != "" {
-		v, err := analysis.ParseTokens(f.refBatch)
+		v, err := runfmt.ParseTokens(f.refBatch)
 		if err != nil {
 			return o, usageErrorf("--ref-batch: %v", err)
 		}
-		o.ReferenceBatch = v
+		o.ReferenceBatch = float64(v)
 	}
 	if f.emaTokens != "" {
-		v, err := analysis.ParseTokens(f.emaTokens)
+		v, err := runfmt.ParseTokens(f.emaTokens)
 		if err != nil {
 			return o, usageErrorf("--ema-tokens: %v", err)
 		}
-		o.EMATokens = v
+		o.EMATokens = float64(v)
 	}
 	if err := o.Validate(); err != nil {
 		return o, usageErrorf("%v", err)
@@ -362,7 +363,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 		tw.Flush()
 	}
 	if res.Metric != "" {
-		fmt.Fprintf(w, "metric: %s, compared at %s tokens\n", res.Metric, fmtNum(res.CompareTokens, analysis.FormatTokens))
+		fmt.Fprintf(w, "metric: %s, compared at %s tokens\n", res.Metric, fmtNum(res.CompareTokens, runfmt.FormatTokens))
 	}
 	b := res.Bootstrap
 	if b.Method == "none" {
@@ -372,14 +373,14 @@ func printFit(w io.Writer, res *analysis.Result) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if p := res.Primary; p != nil {
-		fmt.Fprintf(w, "\nprimary estimate: token overhead T_B(L)/T_ref(L), tau %g, reference batch %s\n", p.Tau, analysis.FormatTokens(p.ReferenceBatch))
+		fmt.Fprintf(w, "\nprimary estimate: token overhead T_B(L)/T_ref(L), tau %g, reference batch %s\n", p.Tau, runfmt.FormatTokens(p.ReferenceBatch))
 		fmt.Fprintf(w, "  %s\n", p.Statement)
 		if p.Error == "" {
 			fmt.Fprintf(w, "  %s; %s interval %s%s\n", primaryValue(p), fmtLevel(p.Level), primaryInterval(p), primaryResamples(p))
 			fmt.Fprintf(w, "  overheads read at loss L = %s; fewest replicates per batch %d\n", fmtLoss(p.LossLevel), p.Replicates)
 			fmt.Fprintln(tw, "batch\treplicates\ttokens to level\toverhead\tinterval")
 			for _, r := range p.Rungs {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", analysis.FormatTokens(r.Batch), r.Replicates, fmtLevelTokens(r.Tokens), fmtRatio(r.Overhead), fmtRatioInterval(r.Lo, r.Hi))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", runfmt.FormatTokens(r.Batch), r.Replicates, fmtLevelTokens(r.Tokens), fmtRatio(r.Overhead), fmtRatioInterval(r.Lo, r.Hi))
 			}
 			tw.Flush()
 		}
@@ -398,7 +399,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 				fmt.Fprintf(tw, "%s\t%s %g\t%s\n", r.Estimator, r.Param, r.Value, r.Statement)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s %g\t%s\t%s\t%s\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatTokens),
+			fmt.Fprintf(tw, "%s\t%s %g\t%s\t%s\t%s\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, runfmt.FormatTokens),
 				fmtSensitivityRange(r), r.Censored)
 		}
 		tw.Flush()
@@ -410,7 +411,7 @@ func printFit(w io.Writer, res *analysis.Result) {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "batch\treplicates\tloss\tsd")
 		for _, r := range res.Ladder {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", analysis.FormatTokens(r.Batch), r.Replicates, fmtLoss(r.Loss), fmtNum(r.LossSD, func(v float64) string { return strconv.FormatFloat(v, 'g', 2, 64) }))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", runfmt.FormatTokens(r.Batch), r.Replicates, fmtLoss(r.Loss), fmtNum(r.LossSD, func(v float64) string { return strconv.FormatFloat(v, 'g', 2, 64) }))
 		}
 		tw.Flush()
 	}
@@ -418,22 +419,22 @@ func printFit(w io.Writer, res *analysis.Result) {
 		fmt.Fprintf(w, "\ntolerance rule (%s): %s\n", fmtEps(res.Options, t.EpsLoss), t.Statement)
 	}
 	if h := res.Hyperbola; h != nil && len(h.Targets) > 0 {
-		fmt.Fprintf(w, "\nsteps to target, S(B) = S_min (1 + B_crit/B) on log S (tau %g, B0 %s):\n", h.Tau, analysis.FormatTokens(h.ReferenceBatch))
+		fmt.Fprintf(w, "\nsteps to target, S(B) = S_min (1 + B_crit/B) on log S (tau %g, B0 %s):\n", h.Tau, runfmt.FormatTokens(h.ReferenceBatch))
 		fmt.Fprintln(tw, "target\tpoints\tdof\tB_crit\tinterval\toverhead batch\tinterval\tS_min\tE_min")
 		for _, t := range h.Targets {
 			if t.Error != "" {
 				fmt.Fprintf(tw, "%s\t%d\t-\t%s\n", fmtLoss(t.Target), len(t.Points), t.Error)
 				continue
 			}
-			bc, over := fmtNum(t.Bcrit, analysis.FormatTokens), fmtNum(t.Overhead, analysis.FormatTokens)
+			bc, over := fmtNum(t.Bcrit, runfmt.FormatTokens), fmtNum(t.Overhead, runfmt.FormatTokens)
 			switch t.Censored {
 			case analysis.CensoredAbove:
-				bc, over = ">= "+analysis.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
+				bc, over = ">= "+runfmt.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
 			case analysis.CensoredBelow:
-				bc, over = "<= "+analysis.FormatTokens(t.Points[0].Batch/2), "-"
+				bc, over = "<= "+runfmt.FormatTokens(t.Points[0].Batch/2), "-"
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI),
-				over, fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatTokens))
+				over, fmtInterval(t.OverCI), fmtNum(t.SMin, runfmt.FormatSI), fmtNum(t.EMin, runfmt.FormatTokens))
 		}
 		tw.Flush()
 		if tr := h.Trend; tr != nil {
@@ -450,15 +451,15 @@ func printFit(w io.Writer, res *analysis.Result) {
 		fmt.Fprintf(w, "\ngradient noise scale B_simple at the end of each branch (%s):\n", n.Note)
 		fmt.Fprintln(tw, "branch\tbatch\tB_simple (EMA)\tB_simple (window)\tinterval\t|G|^2 <= 0")
 		for _, r := range n.Branches {
-			window := fmtNum(r.End, analysis.FormatTokens)
+			window := fmtNum(r.End, runfmt.FormatTokens)
 			if r.TooNoisy {
 				window = "too noisy"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\n", r.ID, analysis.FormatTokens(r.Batch), fmtNum(r.Final, analysis.FormatTokens), window,
-				fmtNum(r.EndLo, analysis.FormatTokens), fmtNum(r.EndHi, analysis.FormatTokens), fmtNum(r.NonPositive, func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t[%s, %s]\t%s\n", r.ID, runfmt.FormatTokens(r.Batch), fmtNum(r.Final, runfmt.FormatTokens), window,
+				fmtNum(r.EndLo, runfmt.FormatTokens), fmtNum(r.EndHi, runfmt.FormatTokens), fmtNum(r.NonPositive, func(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }))
 		}
 		for _, g := range n.Missing {
-			fmt.Fprintf(tw, "%s\t%s\tnone: %s\n", g.ID, analysis.FormatTokens(g.Batch), g.Reason)
+			fmt.Fprintf(tw, "%s\t%s\tnone: %s\n", g.ID, runfmt.FormatTokens(g.Batch), g.Reason)
 		}
 		tw.Flush()
 	}
@@ -488,11 +489,11 @@ func fmtLevel(level float64) string { return strconv.FormatFloat(100*level, 'f',
 func primaryValue(p *analysis.PrimaryFit) string {
 	switch p.Censored {
 	case analysis.CensoredAbove:
-		return "CBS >= " + fmtNum(p.Bound, analysis.FormatTokens) + " tokens (censored above)"
+		return "CBS >= " + fmtNum(p.Bound, runfmt.FormatTokens) + " tokens (censored above)"
 	case analysis.CensoredBelow:
-		return "CBS < " + fmtNum(p.Bound, analysis.FormatTokens) + " tokens (censored below)"
+		return "CBS < " + fmtNum(p.Bound, runfmt.FormatTokens) + " tokens (censored below)"
 	}
-	return "CBS " + fmtNum(p.CBS, analysis.FormatTokens) + " tokens"
+	return "CBS " + fmtNum(p.CBS, runfmt.FormatTokens) + " tokens"
 }
 
 // primaryInterval writes the CBS interval; an end past the ladder (resamples censored on that
@@ -524,7 +525,7 @@ func fmtCBSEnd(n analysis.Num) string {
 	case math.IsInf(float64(n), 1):
 		return "above the ladder"
 	}
-	return fmtNum(n, analysis.FormatTokens)
+	return fmtNum(n, runfmt.FormatTokens)
 }
 
 // fmtLevelTokens writes a rung's tokens to the loss level: NaN is a curve that starts below the
@@ -536,7 +537,7 @@ func fmtLevelTokens(n analysis.Num) string {
 	case math.IsInf(float64(n), 1):
 		return "not reached"
 	}
-	return analysis.FormatTokens(float64(n))
+	return runfmt.FormatTokens(float64(n))
 }
 
 func fmtRatio(n analysis.Num) string {
@@ -558,11 +559,11 @@ func fmtSensitivityRange(r analysis.SensitivityRow) string {
 	if r.Estimator == "tolerance" {
 		switch r.Censored {
 		case analysis.CensoredAbove:
-			return ">= " + fmtNum(r.Lower, analysis.FormatTokens)
+			return ">= " + fmtNum(r.Lower, runfmt.FormatTokens)
 		case analysis.CensoredBelow:
-			return "< " + fmtNum(r.Upper, analysis.FormatTokens)
+			return "< " + fmtNum(r.Upper, runfmt.FormatTokens)
 		}
-		return "[" + fmtNum(r.Lower, analysis.FormatTokens) + ", " + fmtNum(r.Upper, analysis.FormatTokens) + ")"
+		return "[" + fmtNum(r.Lower, runfmt.FormatTokens) + ", " + fmtNum(r.Upper, runfmt.FormatTokens) + ")"
 	}
 	return "[" + fmtCBSEnd(r.Lower) + ", " + fmtCBSEnd(r.Upper) + "]"
 }
@@ -588,7 +589,7 @@ func fmtInterval(iv analysis.Interval) string {
 	if !iv.Lo.Valid() && !iv.Hi.Valid() {
 		return fmt.Sprintf("(%d of %d resamples failed)", iv.Failed, iv.Used+iv.Failed)
 	}
-	return "[" + fmtNum(iv.Lo, analysis.FormatTokens) + ", " + fmtNum(iv.Hi, analysis.FormatTokens) + "]"
+	return "[" + fmtNum(iv.Lo, runfmt.FormatTokens) + ", " + fmtNum(iv.Hi, runfmt.FormatTokens) + "]"
 }
 
 func fmtIntervalPlain(iv analysis.Interval) string {

@@ -16,6 +16,7 @@ import (
 	"cbs/analysis/figure"
 	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/runfmt"
 	"cbs/sweep"
 )
 
@@ -127,7 +128,7 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 		title += " (partial)"
 	}
 	fmt.Fprintf(w, "# Critical batch size: %s\n\n", title)
-	fmt.Fprintf(w, "Code version `%s`. Losses compared: `%s` at %s tokens. ", res.CodeVersion, res.Metric, analysis.FormatTokens(float64(res.CompareTokens)))
+	fmt.Fprintf(w, "Code version `%s`. Losses compared: `%s` at %s tokens. ", res.CodeVersion, res.Metric, runfmt.FormatTokens(float64(res.CompareTokens)))
 	if res.Bootstrap.Method == "none" {
 		fmt.Fprintf(w, "No bootstrap intervals.\n\n")
 	} else {
@@ -161,8 +162,8 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 		if state == "" {
 			state = "unknown"
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d x %d | %d | %s | %s | %d | %s |\n", mdEscape(s.ID), analysis.FormatTokens(float64(s.BatchTokens)), s.BatchSeqs,
-			s.MicroBatch, s.Accum, s.Steps, analysis.FormatTokens(float64(s.BudgetTokens)), mdEscape(strings.Join(lrs, ", ")), s.Replicate, state)
+		fmt.Fprintf(w, "| %s | %s | %d | %d x %d | %d | %s | %s | %d | %s |\n", mdEscape(s.ID), runfmt.FormatTokens(float64(s.BatchTokens)), s.BatchSeqs,
+			s.MicroBatch, s.Accum, s.Steps, runfmt.FormatTokens(float64(s.BudgetTokens)), mdEscape(strings.Join(lrs, ", ")), s.Replicate, state)
 	}
 	for _, e := range run.Excluded {
 		fmt.Fprintf(w, "\nExcluded: %s\n", mdEscape(e))
@@ -196,22 +197,22 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 				sum += v
 			}
 			if len(byBatch[b]) > 0 {
-				parts = append(parts, fmt.Sprintf("%s: %s", analysis.FormatTokens(b), analysis.FormatTokens(sum/float64(len(byBatch[b])))))
+				parts = append(parts, fmt.Sprintf("%s: %s", runfmt.FormatTokens(b), runfmt.FormatTokens(sum/float64(len(byBatch[b])))))
 			} else {
-				parts = append(parts, fmt.Sprintf("%s: too noisy", analysis.FormatTokens(b)))
+				parts = append(parts, fmt.Sprintf("%s: too noisy", runfmt.FormatTokens(b)))
 			}
 		}
 		seen := map[float64]bool{}
 		for _, g := range n.Missing {
 			if _, ok := byBatch[g.Batch]; !ok && !seen[g.Batch] {
 				seen[g.Batch] = true
-				parts = append(parts, fmt.Sprintf("%s: none (%s)", analysis.FormatTokens(g.Batch), g.Reason))
+				parts = append(parts, fmt.Sprintf("%s: none (%s)", runfmt.FormatTokens(g.Batch), g.Reason))
 			}
 		}
 		fmt.Fprintf(w, "| gradient noise scale B_simple over the last window (by batch; \"too noisy\" where its interval spans more than 10x) | %s. A predictor, not the CBS. |\n", mdEscape(strings.Join(parts, "; ")))
 	}
 	if h := res.Hyperbola; h != nil && len(h.Targets) > 0 {
-		fmt.Fprintf(w, "\nSteps to target, S(B) = S_min (1 + B_crit/B) fitted on log S; overhead batch: where S exceeds linear scaling from B0 = %s by tau = %g.\n\n", analysis.FormatTokens(h.ReferenceBatch), h.Tau)
+		fmt.Fprintf(w, "\nSteps to target, S(B) = S_min (1 + B_crit/B) fitted on log S; overhead batch: where S exceeds linear scaling from B0 = %s by tau = %g.\n\n", runfmt.FormatTokens(h.ReferenceBatch), h.Tau)
 		fmt.Fprintln(w, "| target loss | batches | dof | B_crit (tokens) | interval | overhead batch | interval | S_min | E_min (tokens) |")
 		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |")
 		for _, t := range h.Targets {
@@ -219,15 +220,15 @@ func writeReport(w io.Writer, run *analysis.Run, res *analysis.Result, figures [
 				fmt.Fprintf(w, "| %s | %d | - | %s | | | | | |\n", fmtLoss(t.Target), len(t.Points), mdEscape(t.Error))
 				continue
 			}
-			bc, over := fmtNum(t.Bcrit, analysis.FormatTokens), fmtNum(t.Overhead, analysis.FormatTokens)
+			bc, over := fmtNum(t.Bcrit, runfmt.FormatTokens), fmtNum(t.Overhead, runfmt.FormatTokens)
 			switch t.Censored {
 			case analysis.CensoredAbove:
-				bc, over = "&ge; "+analysis.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
+				bc, over = "&ge; "+runfmt.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
 			case analysis.CensoredBelow:
-				bc, over = "&le; "+analysis.FormatTokens(t.Points[0].Batch/2), "-"
+				bc, over = "&le; "+runfmt.FormatTokens(t.Points[0].Batch/2), "-"
 			}
 			fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI), over,
-				fmtInterval(t.OverCI), fmtNum(t.SMin, analysis.FormatSI), fmtNum(t.EMin, analysis.FormatTokens))
+				fmtInterval(t.OverCI), fmtNum(t.SMin, runfmt.FormatSI), fmtNum(t.EMin, runfmt.FormatTokens))
 		}
 		if tr := h.Trend; tr != nil {
 			fmt.Fprintf(w, "\nTrend over targets: B_crit ~ L^(-1/alpha_B) with alpha_B = %.3g (%d targets, %d dof).\n", tr.AlphaB, tr.Targets, tr.DOF)
@@ -263,7 +264,7 @@ func writePrimary(w io.Writer, res *analysis.Result) {
 	}
 	fmt.Fprintf(w, "## Primary estimate\n\n")
 	fmt.Fprintf(w, "Token overhead: for each batch B, overhead(B) = T_B(L)/T_ref(L), the tokens B needed to reach loss L over the tokens the reference batch %s needed; "+
-		"the CBS is the largest batch whose overhead is at most 1 + tau = %g.\n\n", analysis.FormatTokens(p.ReferenceBatch), 1+p.Tau)
+		"the CBS is the largest batch whose overhead is at most 1 + tau = %g.\n\n", runfmt.FormatTokens(p.ReferenceBatch), 1+p.Tau)
 	fmt.Fprintf(w, "**%s**\n\n", mdEscape(p.Statement))
 	if p.Error == "" {
 		fmt.Fprintf(w, "%s; %s interval %s%s. Overheads read at loss L = %s; fewest replicates per batch: %d.\n\n",
@@ -271,7 +272,7 @@ func writePrimary(w io.Writer, res *analysis.Result) {
 		fmt.Fprintln(w, "| batch (tokens) | replicates | tokens to L | overhead | interval |")
 		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | --- |")
 		for _, r := range p.Rungs {
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", analysis.FormatTokens(r.Batch), r.Replicates, fmtLevelTokens(r.Tokens), fmtRatio(r.Overhead), fmtRatioInterval(r.Lo, r.Hi))
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", runfmt.FormatTokens(r.Batch), r.Replicates, fmtLevelTokens(r.Tokens), fmtRatio(r.Overhead), fmtRatioInterval(r.Lo, r.Hi))
 		}
 		fmt.Fprintln(w)
 	}
@@ -285,7 +286,7 @@ func writePrimary(w io.Writer, res *analysis.Result) {
 		fmt.Fprintln(w, "| estimator | parameter | CBS (tokens) | bracket or interval | censored | statement |")
 		fmt.Fprintln(w, "| --- | --- | ---: | --- | --- | --- |")
 		for _, r := range res.Sensitivity {
-			fmt.Fprintf(w, "| %s | %s %g | %s | %s | %s | %s |\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, analysis.FormatTokens),
+			fmt.Fprintf(w, "| %s | %s %g | %s | %s | %s | %s |\n", r.Estimator, r.Param, r.Value, fmtNum(r.CBS, runfmt.FormatTokens),
 				mdEscape(fmtSensitivityRange(r)), r.Censored, mdEscape(r.Statement))
 		}
 		fmt.Fprintln(w)

@@ -22,6 +22,7 @@ import (
 	"cbs/compute/blas"
 	"cbs/internal/atomicio"
 	"cbs/model"
+	"cbs/runfmt"
 	"cbs/sweep"
 )
 
@@ -283,8 +284,8 @@ func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, thread
 	if err != nil {
 		return &codedError{code: exitUsage, err: err}
 	}
-	var st branch.State
-	if b, err := os.ReadFile(filepath.Join(out, branch.StateFile)); err == nil && json.Unmarshal(b, &st) == nil && st.State == branch.StateDone {
+	var st runfmt.State
+	if b, err := os.ReadFile(filepath.Join(out, runfmt.StateFile)); err == nil && json.Unmarshal(b, &st) == nil && st.State == runfmt.StateDone {
 		if prev, err := branch.LoadSpec(out); err == nil && prev.Fingerprint() == spec.Fingerprint() {
 			fmt.Fprintf(stderr, "%s: done already, skipped\n", out)
 			return nil
@@ -314,12 +315,12 @@ func reproduceTrain(ctx context.Context, cfg string, ov branch.Overrides, thread
 func recordedWall(dir string) float64 {
 	var total float64
 	filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
-		if err != nil || e.IsDir() || e.Name() != branch.PerfFile {
+		if err != nil || e.IsDir() || e.Name() != runfmt.PerfFile {
 			return nil
 		}
 		var last float64
 		eachLine(path, func(b []byte) {
-			var p branch.Perf
+			var p runfmt.Perf
 			if json.Unmarshal(b, &p) == nil {
 				last = p.WallS
 			}
@@ -356,18 +357,18 @@ func keepRunRecords(runDir, dst string) error {
 		}
 		return atomicio.WriteFile(filepath.Join(dst, rel), b, 0o644)
 	}
-	for _, f := range []string{sweep.SweepFile, sweep.ResolvedFile, sweep.ManifestFile} {
+	for _, f := range []string{sweep.SweepFile, sweep.ResolvedFile, runfmt.ManifestFile} {
 		if err := copyFile(f); err != nil {
 			return err
 		}
 	}
-	entries, err := os.ReadDir(filepath.Join(runDir, sweep.BranchesDir))
+	entries, err := os.ReadDir(filepath.Join(runDir, runfmt.BranchesDir))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		for _, f := range []string{branch.SpecFile, branch.StateFile, branch.MetricsFile, branch.PerfFile, branch.SegmentsFile} {
-			if err := copyFile(filepath.Join(sweep.BranchesDir, e.Name(), f)); err != nil {
+		for _, f := range []string{runfmt.SpecFile, runfmt.StateFile, runfmt.MetricsFile, runfmt.PerfFile, runfmt.SegmentsFile} {
+			if err := copyFile(filepath.Join(runfmt.BranchesDir, e.Name(), f)); err != nil {
 				return err
 			}
 		}
@@ -493,7 +494,7 @@ func trajectoryTable(in []figure.TrajectoryInput) string {
 			if p := pt.Result.Primary; p != nil {
 				st = p.Statement
 			}
-			fmt.Fprintf(&b, "%-12s at %s tokens: %s\n", arm.Label, analysis.FormatTokens(pt.Tokens), st)
+			fmt.Fprintf(&b, "%-12s at %s tokens: %s\n", arm.Label, runfmt.FormatTokens(pt.Tokens), st)
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")

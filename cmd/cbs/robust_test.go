@@ -14,6 +14,7 @@ import (
 	"cbs/data"
 	"cbs/internal/atomicio"
 	"cbs/model"
+	"cbs/runfmt"
 )
 
 // robustFixture trains the tiny config into a directory of t's: a finished run with branch.json
@@ -118,11 +119,11 @@ func TestRobustTrain(t *testing.T) {
 		{"locked branch", func(t *testing.T) []string {
 			dir := filepath.Join(t.TempDir(), "b")
 			os.Mkdir(dir, 0o755)
-			b, err := os.ReadFile(filepath.Join(robustFixture(t), branch.SpecFile))
+			b, err := os.ReadFile(filepath.Join(robustFixture(t), runfmt.SpecFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			os.WriteFile(filepath.Join(dir, branch.SpecFile), b, 0o644)
+			os.WriteFile(filepath.Join(dir, runfmt.SpecFile), b, 0o644)
 			locked(t, dir)
 			return []string{"train", "--branch", dir, "--quiet"}
 		}, exitError, "is in use by another cbs process"},
@@ -252,7 +253,7 @@ func TestRobustStatus(t *testing.T) {
 			b := filepath.Join(dir, "branches", "b1")
 			os.MkdirAll(b, 0o755)
 			if state != "" {
-				os.WriteFile(filepath.Join(b, branch.StateFile), []byte(state), 0o644)
+				os.WriteFile(filepath.Join(b, runfmt.StateFile), []byte(state), 0o644)
 			}
 			return []string{"status", dir}
 		}
@@ -270,9 +271,9 @@ func TestRobustStatus(t *testing.T) {
 	// A branch that says running with no process holding it was killed: stopped, with no ETA.
 	args := sweepDir(`{"state": "running", "step": 2, "tokens": 4096}`)(t)
 	b := filepath.Join(args[1], "branches", "b1")
-	os.WriteFile(filepath.Join(b, branch.SpecFile), []byte(`{"id": "b1", "budget_tokens": 65536, "batch_tokens": 2048}`), 0o644)
-	os.WriteFile(filepath.Join(b, branch.MetricsFile), []byte(`{"tokens": 4096, "step": 2, "train_loss": 3}`+"\n"), 0o644)
-	os.WriteFile(filepath.Join(b, branch.PerfFile), []byte(`{"step": 2, "tokens": 4096, "tokens_per_s": 2048}`+"\n"), 0o644)
+	os.WriteFile(filepath.Join(b, runfmt.SpecFile), []byte(`{"id": "b1", "budget_tokens": 65536, "batch_tokens": 2048}`), 0o644)
+	os.WriteFile(filepath.Join(b, runfmt.MetricsFile), []byte(`{"tokens": 4096, "step": 2, "train_loss": 3}`+"\n"), 0o644)
+	os.WriteFile(filepath.Join(b, runfmt.PerfFile), []byte(`{"step": 2, "tokens": 4096, "tokens_per_s": 2048}`+"\n"), 0o644)
 	code, stdout, _ = cbs(t, args...)
 	if code != exitOK || !strings.Contains(stdout, "stopped") || strings.Contains(stdout, "running") || strings.Contains(stdout, "30s") {
 		t.Errorf("status of a killed branch: exit %d\n%s", code, stdout)

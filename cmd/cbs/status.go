@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/runfmt"
 	"cbs/sweep"
 )
 
@@ -113,8 +113,8 @@ Exit status: 0 ok, 1 error (an unreadable state.json included, reported after th
 				if r.TokensPerS > 0 {
 					speed = fmt.Sprintf("%.0f", r.TokensPerS)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%s\t%s", r.ID, state, branch.Tokens(r.Tokens).Human(),
-					branch.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), speed, eta)
+				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%s\t%s", r.ID, state, runfmt.Tokens(r.Tokens).Human(),
+					runfmt.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), speed, eta)
 				if slurm {
 					fmt.Fprintf(tw, "\t%s", slurmCell(r.Slurm))
 				}
@@ -180,37 +180,36 @@ func lossCell(v *float64) string {
 }
 
 func sweepStatus(dir string) ([]branchStatus, error) {
-	entries, err := os.ReadDir(filepath.Join(dir, sweep.BranchesDir))
+	entries, err := os.ReadDir(filepath.Join(dir, runfmt.BranchesDir))
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a sweep run directory: %w", dir, err)
 	}
 	var rows []branchStatus
 	var batches = map[string]int64{}
 	// Slurm tasks run on other nodes, whose locks this machine cannot see; squeue speaks for them.
-	_, err = os.Stat(filepath.Join(dir, "slurm"))
+	_, err = os.Stat(filepath.Join(dir, sweep.SlurmDir))
 	remote := err == nil
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
-		bdir := filepath.Join(dir, sweep.BranchesDir, e.Name())
-		r := branchStatus{ID: e.Name(), State: branch.StatePending}
-		var spec branch.Spec
-		if b, err := os.ReadFile(filepath.Join(bdir, branch.SpecFile)); err == nil && json.Unmarshal(b, &spec) == nil {
-			r.Budget = int64(spec.Budget)
-			batches[r.ID] = int64(spec.BatchTokens)
+		bdir := filepath.Join(dir, runfmt.BranchesDir, e.Name())
+		r := branchStatus{ID: e.Name(), State: runfmt.StatePending}
+		if spec, err := runfmt.ReadBranch(bdir); err == nil {
+			r.Budget = spec.BudgetTokens
+			batches[r.ID] = spec.BatchTokens
 		}
 		// A missing state.json is a branch not started; one that cannot be read says nothing
 		// of the branch, and showing it as pending would invite running it again.
-		statePath := filepath.Join(bdir, branch.StateFile)
-		if st, err := readState(statePath); err != nil {
+		switch st, err := runfmt.ReadState(bdir); {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
 			r.State, r.Reason = stateUnreadable, err.Error()
-		} else if st != nil {
+		default:
 			r.State, r.Reason = st.State, st.Reason
 		}
-		eachLine(filepath.Join(bdir, branch.MetricsFile), func(b []byte) {
-			var m branch.Metrics
-			if json.Unmarshal(b, &m) == nil {
+		eachLine(filepath.Join(bdir, runfmt.MetricsFile), func(b []byte) {
+			if m, err := runfmt.ParseMetrics(b); err == nil {
 				r.Tokens, r.Step = m.Tokens, m.Step
 				if m.TrainLoss != nil {
 					r.TrainLoss = m.TrainLoss
@@ -220,13 +219,13 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 				}
 			}
 		})
-		eachLine(filepath.Join(bdir, branch.PerfFile), func(b []byte) {
-			var p branch.Perf
+		eachLine(filepath.Join(bdir, runfmt.PerfFile), func(b []byte) {
+			var p runfmt.Perf
 			if json.Unmarshal(b, &p) == nil {
 				r.TokensPerS = p.TokensPerS
 			}
 		})
-		if r.State == branch.StateRunning && !remote && !atomicio.Held(bdir) {
+		if r.State == runfmt.StateRunning && !remote && !atomicio.Held(bdir) {
 			// state.json says running, but no process holds the branch: it was killed.
 			r.State, r.Reason = stateStopped, "its process is gone; run the sweep again to resume"
 		}
@@ -246,7 +245,7 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 // the scheduler says its task has ended (cancelled, timed out, failed, its node lost): nothing
 // writes to the branch any more, and its state file will go on saying running.
 func slurmStopped(r *branchStatus) {
-	if r.State == branch.StateRunning && r.Slurm != nil && !r.Slurm.Active() {
+	if r.State == runfmt.StateRunning && r.Slurm != nil && !r.Slurm.Active() {
 		r.State = stateStopped
 		r.Reason = fmt.Sprintf("its Slurm task ended %s; run the sweep again to resume", r.Slurm.State)
 	}
@@ -257,7 +256,7 @@ func slurmStopped(r *branchStatus) {
 // running, not one queued again). Pending, stopped, failed, diverged and done branches have
 // none, whatever speed their perf.jsonl last recorded.
 func etaSeconds(r branchStatus) float64 {
-	if r.State != branch.StateRunning || r.TokensPerS <= 0 || r.Budget <= r.Tokens {
+	if r.State != runfmt.StateRunning || r.TokensPerS <= 0 || r.Budget <= r.Tokens {
 		return 0
 	}
 	if r.Slurm != nil && r.Slurm.State != "RUNNING" {
@@ -273,7 +272,7 @@ func etaCell(r branchStatus) string {
 	switch {
 	case r.ETASeconds > 0:
 		return (time.Duration(math.Ceil(r.ETASeconds)) * time.Second).String()
-	case r.State == branch.StateRunning:
+	case r.State == runfmt.StateRunning:
 		return "-"
 	}
 	return ""
@@ -285,27 +284,6 @@ const (
 	stateUnreadable = "unreadable"
 	stateStopped    = "stopped"
 )
-
-// readState reads a branch's state.json; (nil, nil) when there is none.
-func readState(path string) (*branch.State, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var st branch.State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	switch st.State {
-	case branch.StatePending, branch.StateRunning, branch.StateDone, branch.StateFailed, branch.StateDiverged:
-		return &st, nil
-	}
-	return nil, fmt.Errorf("%s: state = %q, want one of %s, %s, %s, %s, %s", path, st.State,
-		branch.StatePending, branch.StateRunning, branch.StateDone, branch.StateFailed, branch.StateDiverged)
-}
 
 // unreadableError reports the branches whose state.json could not be read, after the table.
 func unreadableError(rows []branchStatus) error {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/runfmt"
 	"cbs/sweep"
 )
 
@@ -25,18 +25,18 @@ func TestStatusETA(t *testing.T) {
 		eta   float64
 		cell  string
 	}{
-		{"running", branch.StateRunning, speed, nil, 30, "30s"},
-		{"running, no speed yet", branch.StateRunning, 0, nil, 0, "-"},
-		{"pending, never started", branch.StatePending, 0, nil, 0, ""},
-		{"pending after an interrupt", branch.StatePending, speed, nil, 0, ""},
+		{"running", runfmt.StateRunning, speed, nil, 30, "30s"},
+		{"running, no speed yet", runfmt.StateRunning, 0, nil, 0, "-"},
+		{"pending, never started", runfmt.StatePending, 0, nil, 0, ""},
+		{"pending after an interrupt", runfmt.StatePending, speed, nil, 0, ""},
 		{"stopped", stateStopped, speed, nil, 0, ""},
-		{"failed", branch.StateFailed, speed, nil, 0, ""},
-		{"diverged", branch.StateDiverged, speed, nil, 0, ""},
-		{"done", branch.StateDone, speed, nil, 0, ""},
+		{"failed", runfmt.StateFailed, speed, nil, 0, ""},
+		{"diverged", runfmt.StateDiverged, speed, nil, 0, ""},
+		{"done", runfmt.StateDone, speed, nil, 0, ""},
 		{"unreadable", stateUnreadable, speed, nil, 0, ""},
-		{"slurm running", branch.StateRunning, speed, task("RUNNING"), 30, "30s"},
-		{"slurm queued again", branch.StateRunning, speed, task("REQUEUED"), 0, "-"},
-		{"slurm pending", branch.StatePending, speed, task("PENDING"), 0, ""},
+		{"slurm running", runfmt.StateRunning, speed, task("RUNNING"), 30, "30s"},
+		{"slurm queued again", runfmt.StateRunning, speed, task("REQUEUED"), 0, "-"},
+		{"slurm pending", runfmt.StatePending, speed, task("PENDING"), 0, ""},
 	} {
 		r := branchStatus{ID: "b", State: tc.state, Tokens: tokens, Budget: budget, TokensPerS: tc.speed, Slurm: tc.slurm}
 		r.ETASeconds = etaSeconds(r)
@@ -48,7 +48,7 @@ func TestStatusETA(t *testing.T) {
 		}
 	}
 	// A branch at its budget has nothing left.
-	if eta := etaSeconds(branchStatus{State: branch.StateRunning, Tokens: budget, Budget: budget, TokensPerS: speed}); eta != 0 {
+	if eta := etaSeconds(branchStatus{State: runfmt.StateRunning, Tokens: budget, Budget: budget, TokensPerS: speed}); eta != 0 {
 		t.Errorf("running at its budget: ETA %g s, want 0", eta)
 	}
 }
@@ -59,13 +59,13 @@ func TestStatusSlurmStopped(t *testing.T) {
 	for _, tc := range []struct {
 		state, task, want string
 	}{
-		{branch.StateRunning, "CANCELLED", stateStopped},
-		{branch.StateRunning, "TIMEOUT", stateStopped},
-		{branch.StateRunning, "NODE_FAIL", stateStopped},
-		{branch.StateRunning, "RUNNING", branch.StateRunning},
-		{branch.StateRunning, "REQUEUED", branch.StateRunning},
-		{branch.StateDone, "COMPLETED", branch.StateDone},
-		{branch.StateFailed, "FAILED", branch.StateFailed},
+		{runfmt.StateRunning, "CANCELLED", stateStopped},
+		{runfmt.StateRunning, "TIMEOUT", stateStopped},
+		{runfmt.StateRunning, "NODE_FAIL", stateStopped},
+		{runfmt.StateRunning, "RUNNING", runfmt.StateRunning},
+		{runfmt.StateRunning, "REQUEUED", runfmt.StateRunning},
+		{runfmt.StateDone, "COMPLETED", runfmt.StateDone},
+		{runfmt.StateFailed, "FAILED", runfmt.StateFailed},
 	} {
 		r := branchStatus{State: tc.state, Tokens: 4096, Budget: 65536, TokensPerS: 2048, Slurm: &sweep.SlurmTask{Job: "12_0", State: tc.task}}
 		slurmStopped(&r)
@@ -83,31 +83,31 @@ func TestStatusSlurmStopped(t *testing.T) {
 func TestStatusRows(t *testing.T) {
 	dir := t.TempDir()
 	write := func(id, state string, tokens int, perf bool) string {
-		b := filepath.Join(dir, sweep.BranchesDir, id)
+		b := filepath.Join(dir, runfmt.BranchesDir, id)
 		if err := os.MkdirAll(b, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(b, branch.SpecFile), []byte(`{"id": "`+id+`", "budget_tokens": 65536, "batch_tokens": 2048}`), 0o644)
+		os.WriteFile(filepath.Join(b, runfmt.SpecFile), []byte(`{"id": "`+id+`", "budget_tokens": 65536, "batch_tokens": 2048}`), 0o644)
 		if state != "" {
-			os.WriteFile(filepath.Join(b, branch.StateFile), []byte(`{"state": "`+state+`"}`), 0o644)
+			os.WriteFile(filepath.Join(b, runfmt.StateFile), []byte(`{"state": "`+state+`"}`), 0o644)
 		}
 		if tokens > 0 {
 			m := `{"tokens": 4096, "step": 2, "train_loss": 3}`
 			if tokens == 65536 {
 				m = `{"tokens": 65536, "step": 32, "train_loss": 2}`
 			}
-			os.WriteFile(filepath.Join(b, branch.MetricsFile), []byte(m+"\n"), 0o644)
+			os.WriteFile(filepath.Join(b, runfmt.MetricsFile), []byte(m+"\n"), 0o644)
 		}
 		if perf {
-			os.WriteFile(filepath.Join(b, branch.PerfFile), []byte(`{"step": 2, "tokens": 4096, "tokens_per_s": 2048}`+"\n"), 0o644)
+			os.WriteFile(filepath.Join(b, runfmt.PerfFile), []byte(`{"step": 2, "tokens": 4096, "tokens_per_s": 2048}`+"\n"), 0o644)
 		}
 		return b
 	}
 	write("a-new", "", 0, false)
-	write("b-interrupted", branch.StatePending, 4096, true)
-	write("c-done", branch.StateDone, 65536, true)
-	write("d-killed", branch.StateRunning, 4096, true)
-	lk, err := atomicio.Lock(write("e-running", branch.StateRunning, 4096, true))
+	write("b-interrupted", runfmt.StatePending, 4096, true)
+	write("c-done", runfmt.StateDone, 65536, true)
+	write("d-killed", runfmt.StateRunning, 4096, true)
+	lk, err := atomicio.Lock(write("e-running", runfmt.StateRunning, 4096, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +121,8 @@ func TestStatusRows(t *testing.T) {
 		state string
 		eta   float64
 	}{
-		"a-new": {branch.StatePending, 0}, "b-interrupted": {branch.StatePending, 0}, "c-done": {branch.StateDone, 0},
-		"d-killed": {stateStopped, 0}, "e-running": {branch.StateRunning, 30},
+		"a-new": {runfmt.StatePending, 0}, "b-interrupted": {runfmt.StatePending, 0}, "c-done": {runfmt.StateDone, 0},
+		"d-killed": {stateStopped, 0}, "e-running": {runfmt.StateRunning, 30},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows, want %d: %+v", len(rows), len(want), rows)

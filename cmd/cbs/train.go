@@ -16,6 +16,7 @@ import (
 
 	"cbs/branch"
 	"cbs/data"
+	"cbs/runfmt"
 )
 
 func init() { verbs = append(verbs, newTrainCmd) }
@@ -97,7 +98,7 @@ func runTrain(ctx context.Context, o *trainOptions, stdout, stderr io.Writer) er
 		out = o.branch
 		if err == nil {
 			if verr := spec.Validate(); verr != nil {
-				return usageErrorf("%s: %v", filepath.Join(o.branch, branch.SpecFile), verr)
+				return usageErrorf("%s: %v", filepath.Join(o.branch, runfmt.SpecFile), verr)
 			}
 		}
 	} else {
