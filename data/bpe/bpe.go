@@ -15,7 +15,6 @@ package bpe
 
 import (
 	"compress/gzip"
-	"container/heap"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -86,8 +85,6 @@ func (t *Tokenizer) Mask() int32 { return MaskID }
 
 // Pad is the padding token, 50258.
 func (t *Tokenizer) Pad() int32 { return PadID }
-
-func key(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
 func readGz(name string) ([]byte, error) {
 	f, err := files.Open(name)
@@ -170,7 +167,7 @@ func load() (*Tokenizer, error) {
 		if !ok || !oka || !okb || !okm {
 			return nil, fmt.Errorf("vocab.bpe: line %d: merge %q of tokens not in encoder.json", rank+2, line)
 		}
-		t.merges[key(ia, ib)] = uint64(rank)<<32 | uint64(uint32(im))
+		t.merges[bytelevel.PairKey(ia, ib)] = uint64(rank)<<32 | uint64(uint32(im))
 	}
 	return t, nil
 }
@@ -191,48 +188,14 @@ func (t *Tokenizer) appendPiece(out []int32, piece []byte) []int32 {
 		return append(out, t.byteID[piece[0]])
 	}
 	if len(piece) > longPiece {
-		return append(out, t.mergeLong(piece)...)
+		return append(out, bytelevel.Merge(piece, &t.byteID, t.merges)...)
 	}
 	if ids, ok := t.cache.Get(piece); ok {
 		return append(out, ids...)
 	}
-	ids := t.merge(piece)
+	ids := bytelevel.Merge(piece, &t.byteID, t.merges)
 	t.cache.Put(piece, ids)
 	return append(out, ids...)
-}
-
-// merge applies GPT-2's BPE to one piece: repeatedly find the adjacent pair with the lowest merge
-// rank and merge every occurrence of it, left to right, until no pair has a rank.
-func (t *Tokenizer) merge(piece []byte) []int32 {
-	parts := make([]int32, len(piece))
-	for i, b := range piece {
-		parts[i] = t.byteID[b]
-	}
-	for len(parts) > 1 {
-		best, at := ^uint64(0), -1
-		for i := 0; i+1 < len(parts); i++ {
-			if m, ok := t.merges[key(parts[i], parts[i+1])]; ok && m < best {
-				best, at = m, i
-			}
-		}
-		if at < 0 {
-			break
-		}
-		// at is the leftmost occurrence of the best pair.
-		a, b, merged := parts[at], parts[at+1], int32(uint32(best))
-		w := at
-		for i := at; i < len(parts); w++ {
-			if i+1 < len(parts) && parts[i] == a && parts[i+1] == b {
-				parts[w] = merged
-				i += 2
-			} else {
-				parts[w] = parts[i]
-				i++
-			}
-		}
-		parts = parts[:w]
-	}
-	return parts
 }
 
 // Decode returns the text of ids. BOS/EOS decodes as "<|endoftext|>", MASK as "<|mask|>", PAD as
@@ -257,77 +220,4 @@ func (t *Tokenizer) TokenBytes(id int32) ([]byte, bool) {
 		return nil, false
 	}
 	return t.tokens[id], true
-}
-
-// mergeLong computes the same result as merge with a heap of candidate pairs over a linked list
-// of parts, so that a long piece (a run of thousands of letters or digits) costs n log n.
-// Candidates pop in (rank, position) order, which merges every occurrence of the best pair left
-// to right before any pair of a higher rank, as merge does: a merge only creates pairs with a
-// merged token, whose ranks are higher than that of the pair that made it.
-func (t *Tokenizer) mergeLong(piece []byte) []int32 {
-	n := len(piece)
-	ids := make([]int32, n) // -1 once a part has been merged into its left neighbour
-	next := make([]int32, n)
-	prev := make([]int32, n)
-	for i, b := range piece {
-		ids[i], next[i], prev[i] = t.byteID[b], int32(i+1), int32(i-1)
-	}
-	next[n-1] = -1
-	h := &candidates{}
-	push := func(i int32) {
-		j := next[i]
-		if j < 0 {
-			return
-		}
-		if m, ok := t.merges[key(ids[i], ids[j])]; ok {
-			heap.Push(h, candidate{rank: uint32(m >> 32), merged: int32(uint32(m)), pos: i, left: ids[i], right: ids[j]})
-		}
-	}
-	for i := range int32(n - 1) {
-		push(i)
-	}
-	for h.Len() > 0 {
-		c := heap.Pop(h).(candidate)
-		i := c.pos
-		j := next[i]
-		if ids[i] != c.left || j < 0 || ids[j] != c.right {
-			continue // stale: one side has been merged since
-		}
-		ids[i], ids[j] = c.merged, -1
-		next[i] = next[j]
-		if next[j] >= 0 {
-			prev[next[j]] = i
-		}
-		if prev[i] >= 0 {
-			push(prev[i])
-		}
-		push(i)
-	}
-	var out []int32
-	for i := int32(0); i >= 0; i = next[i] {
-		out = append(out, ids[i])
-	}
-	return out
-}
-
-type candidate struct {
-	rank        uint32
-	merged      int32
-	pos         int32
-	left, right int32
-}
-
-type candidates []candidate
-
-func (h candidates) Len() int { return len(h) }
-func (h candidates) Less(i, j int) bool {
-	return h[i].rank < h[j].rank || h[i].rank == h[j].rank && h[i].pos < h[j].pos
-}
-func (h candidates) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *candidates) Push(x any)   { *h = append(*h, x.(candidate)) }
-func (h *candidates) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return c
 }

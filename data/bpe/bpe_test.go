@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"cbs/data"
+
+	"cbs/data/internal/bytelevel"
 )
 
 func gpt2(t testing.TB) *Tokenizer {
@@ -210,8 +212,8 @@ func TestMergeLong(t *testing.T) {
 		for j := range piece {
 			piece[j] = alpha[r.IntN(len(alpha))]
 		}
-		if got, want := tok.mergeLong(piece), tok.merge(piece); !reflect.DeepEqual(got, want) {
-			t.Fatalf("mergeLong(%q) = %v, merge gives %v", piece, got, want)
+		if got, want := bytelevel.MergeHeap(piece, &tok.byteID, tok.merges), bytelevel.MergeScan(piece, &tok.byteID, tok.merges); !reflect.DeepEqual(got, want) {
+			t.Fatalf("MergeHeap(%q) = %v, MergeScan gives %v", piece, got, want)
 		}
 	}
 	// A long run costs n log n, not n²: this would take minutes with the direct merge.

@@ -202,17 +202,12 @@ func (t *Tokenizer) appendPiece(out []int32, piece []byte) []int32 {
 		}
 	}
 	if len(piece) > longPiece {
-		return append(out, t.mergeLong(piece)...)
+		return append(out, bytelevel.Merge(piece, &t.byteID, t.merges)...)
 	}
 	if ids, ok := t.cache.Get(piece); ok {
 		return append(out, ids...)
 	}
-	var ids []int32
-	if len(piece) <= shortPiece {
-		ids = t.mergeShort(piece)
-	} else {
-		ids = t.mergeLong(piece)
-	}
+	ids := bytelevel.Merge(piece, &t.byteID, t.merges)
 	t.cache.Put(piece, ids)
 	return append(out, ids...)
 }
@@ -409,7 +404,7 @@ func parse(content []byte) (*Tokenizer, error) {
 		if !oka || !okb || !okab {
 			return nil, fmt.Errorf("model.merges[%d]: %q + %q: a token or their merge is not in the vocab", rank, p[0], p[1])
 		}
-		t.merges[pairKey(int32(a), int32(b))] = uint64(rank)<<32 | uint64(uint32(ab))
+		t.merges[bytelevel.PairKey(int32(a), int32(b))] = uint64(rank)<<32 | uint64(uint32(ab))
 	}
 
 	// Added tokens: decoded as their content, matched raw or normalized.

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"golang.org/x/text/unicode/norm"
+
+	"cbs/data/internal/bytelevel"
 )
 
 func load(t testing.TB, path string) *Tokenizer {
@@ -466,8 +468,8 @@ func TestMergeLong(t *testing.T) {
 			for j := range piece {
 				piece[j] = alpha[r.IntN(len(alpha))]
 			}
-			if got, want := tok.mergeLong(piece), tok.mergeShort(piece); !reflect.DeepEqual(got, want) {
-				t.Fatalf("%s: mergeLong(%q) = %v, mergeShort gives %v", tok.Name(), piece, got, want)
+			if got, want := bytelevel.MergeHeap(piece, &tok.byteID, tok.merges), bytelevel.MergeScan(piece, &tok.byteID, tok.merges); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: MergeHeap(%q) = %v, MergeScan gives %v", tok.Name(), piece, got, want)
 			}
 		}
 	}
