@@ -232,8 +232,8 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 		spec.Parent = rel(given)
 		c.Parent.Checkpoint = spec.Parent
 		spec.OptimizerState = c.Parent.OptimizerState
-		if _, err := os.Stat(filepath.Join(spec.Parent, model.WeightsFile)); err != nil {
-			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved against the config's folder to %s): %v", path, given, spec.Parent, errors.Unwrap(err))
+		if err := parentWeights(spec.Parent); err != nil {
+			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved against the config's folder to %s): %v", path, given, spec.Parent, err)
 		}
 		if _, err := model.LoadConfig(filepath.Join(spec.Parent, model.ConfigFile)); err != nil {
 			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved to %s): %v", path, given, spec.Parent, err)
@@ -345,4 +345,19 @@ func LoadTrainConfigWith(path string, o Overrides) (*Spec, string, error) {
 		return nil, "", &ConfigError{fmt.Errorf("%s: %w", path, err)}
 	}
 	return spec, c.OutDir(path), nil
+}
+
+// parentWeights checks that a parent checkpoint holds its weights: model.safetensors, or the
+// index and every shard it names.
+func parentWeights(dir string) error {
+	files, err := model.WeightFiles(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return errors.Unwrap(err)
+		}
+	}
+	return nil
 }

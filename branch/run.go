@@ -296,9 +296,12 @@ func (r *runner) resume(ckpt string, resumed *model.TrainerState) (*model.Params
 // parent.optimizer_state is keep, and the rest of its token stream.
 func (r *runner) fork() (*model.Params[float32], error) {
 	s := r.spec
-	params, err := model.Load[float32](s.Parent)
+	params, notes, err := model.LoadNotes[float32](s.Parent)
 	if err != nil {
 		return nil, fmt.Errorf("parent.checkpoint: %w", err)
+	}
+	for _, n := range notes {
+		r.logf("parent.checkpoint: %s", n)
 	}
 	if s.OptimizerState == "keep" {
 		if r.opt, err = model.LoadOptimizer(s.Parent, params, s.Optim.ModelOptim()); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -279,16 +278,18 @@ func (s *Spec) TrainingBytes(c model.Config) float64 {
 	return 4 * (copies*c.ParamCount() + act)
 }
 
-// checkpointIDs caches CheckpointIdentity by path and weights file size and time.
+// checkpointIDs caches CheckpointIdentity by path and the size and time of its first weight file.
 var checkpointIDs sync.Map
 
-// CheckpointIdentity names a checkpoint by the content of its weights: the sha256 its
-// trainer.json records for model.safetensors, else the file's own. Fingerprints use it instead
-// of the path, so the same checkpoint named two ways, or moved, is the same parent. A directory
-// without readable weights is named by its path.
+// CheckpointIdentity names a checkpoint by the content of its weights (model.WeightsSHA256).
+// Fingerprints use it instead of the path, so the same checkpoint named two ways, or moved, is
+// the same parent. A directory without readable weights is named by its path.
 func CheckpointIdentity(dir string) string {
-	weights := filepath.Join(dir, model.WeightsFile)
-	fi, err := os.Stat(weights)
+	files, err := model.WeightFiles(dir)
+	if err != nil {
+		return dir
+	}
+	fi, err := os.Stat(filepath.Join(dir, files[0]))
 	if err != nil {
 		return dir
 	}
@@ -296,19 +297,11 @@ func CheckpointIdentity(dir string) string {
 	if id, ok := checkpointIDs.Load(key); ok {
 		return id.(string)
 	}
-	id := ""
-	if st, err := model.LoadTrainerState(dir); err == nil && st != nil && st.Files[model.WeightsFile] != "" {
-		id = "sha256:" + st.Files[model.WeightsFile]
-	} else if f, err := os.Open(weights); err == nil {
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err == nil {
-			id = "sha256:" + hex.EncodeToString(h.Sum(nil))
-		}
-		f.Close()
-	}
-	if id == "" {
+	sum, err := model.WeightsSHA256(dir)
+	if err != nil {
 		return dir
 	}
+	id := "sha256:" + sum
 	checkpointIDs.Store(key, id)
 	return id
 }

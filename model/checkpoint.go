@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"cbs/compute"
 	"cbs/internal/atomicio"
@@ -18,13 +21,38 @@ import (
 )
 
 // Checkpoint file names. A directory holding only ConfigFile and WeightsFile (as written by
-// Hugging Face tools) is a valid checkpoint to start from.
+// Hugging Face tools) is a valid checkpoint to start from; so is one holding ConfigFile and, in
+// place of WeightsFile, IndexFile with the shards it names, as Hugging Face publishes large
+// models: model-0000k-of-0000n.safetensors, each a safetensors file of some of the tensors.
 const (
 	ConfigFile    = "config.json"
 	WeightsFile   = "model.safetensors"
+	IndexFile     = "model.safetensors.index.json"
 	OptimizerFile = "optimizer.safetensors"
 	TrainerFile   = "trainer.json"
 )
+
+// weightsPrefix names the shards: weightsPrefix-0000k-of-0000n.safetensors.
+const weightsPrefix = "model"
+
+// DefaultShardBytes is Hugging Face's default limit on the tensor data of one shard
+// (max_shard_size "5GB"), for SaveOptions.ShardBytes.
+const DefaultShardBytes = 5_000_000_000
+
+// SaveOptions says how SaveWith stores the weights. The zero value is how cbs's own checkpoints
+// are written: one float32 model.safetensors.
+type SaveOptions struct {
+	// DType is the weights' storage type: "F32" (the default when ""), "F64" or "BF16" (rounded
+	// to nearest even). config.json's torch_dtype says which.
+	DType string
+	// ShardBytes, when positive, writes the weights as shards of at most this many bytes of
+	// tensor data each (a tensor larger than that has a shard of its own), tensors in name
+	// order, with IndexFile: Hugging Face's layout. Zero writes one WeightsFile.
+	ShardBytes int64
+}
+
+// torchDType is config.json's torch_dtype for weights stored as a safetensors dtype.
+var torchDType = map[string]string{"": "float32", "F32": "float32", "F64": "float64", "BF16": "bfloat16"}
 
 // TrainerState is what a run needs, beyond weights and moments, to continue exactly where it
 // stopped. Every random choice in cbs is a pure function of (seed, purpose, index), so the data
@@ -80,8 +108,18 @@ type RunningStats struct {
 // Save writes a checkpoint directory atomically: everything goes to a temporary directory that
 // is renamed over dir, so dir always holds a complete checkpoint. opt and state may be nil.
 // dtype is the weights' storage type, "F32" (default), "F64" or "BF16"; moments are always F32 or
-// F64, so a resumed run continues bit-exactly.
+// F64, so a resumed run continues bit-exactly. The weights are one WeightsFile; SaveWith can
+// also shard them.
 func Save[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *TrainerState, dtype string) error {
+	return SaveWith(dir, p, opt, state, SaveOptions{DType: dtype})
+}
+
+// SaveWith is Save with the weights stored as o says. Sharded or not, the optimizer state is one
+// OptimizerFile, and trainer.json lists the sha256 of every file, shards and index included.
+func SaveWith[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *TrainerState, o SaveOptions) error {
+	if o.ShardBytes < 0 {
+		return fmt.Errorf("checkpoint %s: shard size %d bytes, want > 0 (or 0 for one %s)", dir, o.ShardBytes, WeightsFile)
+	}
 	if err := atomicio.CleanStale(dir); err != nil {
 		return err
 	}
@@ -90,10 +128,19 @@ func Save[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *Train
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := atomicio.WriteFile(filepath.Join(tmp, ConfigFile), p.Config.JSON(), 0o644); err != nil {
+	tdt, ok := torchDType[o.DType]
+	if !ok {
+		tdt = "float32" // the weights' writer refuses the dtype below
+	}
+	if err := atomicio.WriteFile(filepath.Join(tmp, ConfigFile), p.Config.jsonFor(tdt), 0o644); err != nil {
 		return err
 	}
-	if err := safetensors.Write(filepath.Join(tmp, WeightsFile), named(p, p.Data, ""), map[string]string{"format": "pt"}, dtype); err != nil {
+	weightFiles := []string{WeightsFile}
+	if o.ShardBytes > 0 {
+		if weightFiles, err = safetensors.WriteSharded(tmp, weightsPrefix, named(p, p.Data, ""), map[string]string{"format": "pt"}, o.DType, o.ShardBytes); err != nil {
+			return err
+		}
+	} else if err := safetensors.Write(filepath.Join(tmp, WeightsFile), named(p, p.Data, ""), map[string]string{"format": "pt"}, o.DType); err != nil {
 		return err
 	}
 	momentType := "F32"
@@ -118,7 +165,8 @@ func Save[T compute.Float](dir string, p *Params[T], opt *AdamW[T], state *Train
 	if state != nil {
 		s := *state
 		s.Files = map[string]string{}
-		for _, f := range []string{ConfigFile, WeightsFile, OptimizerFile} {
+		files := append(append([]string{ConfigFile}, weightFiles...), OptimizerFile)
+		for _, f := range files {
 			sum, err := FileSHA256(filepath.Join(tmp, f))
 			if errors.Is(err, os.ErrNotExist) {
 				continue
@@ -166,23 +214,283 @@ func FileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Load reads config.json and model.safetensors from dir. Weights stored as F32, F64, F16 or BF16
-// are converted to T. A tied model ignores a stored lm_head.weight.
-func Load[T compute.Float](dir string) (*Params[T], error) {
-	c, err := LoadConfig(filepath.Join(dir, ConfigFile))
+// WeightsSHA256 names the weights of checkpoint dir by their content: the sha256 of
+// model.safetensors, or for shards the sha256 of one "file=sha256" line per weight file (the
+// index, then the shards in order). A file's hash comes from trainer.json when it records one,
+// so a large checkpoint is not read again.
+func WeightsSHA256(dir string) (string, error) {
+	files, err := WeightFiles(dir)
 	if err != nil {
-		return nil, err
+		return "", err
+	}
+	var recorded map[string]string
+	if st, err := LoadTrainerState(dir); err == nil && st != nil {
+		recorded = st.Files
+	}
+	sum := func(name string) (string, error) {
+		if h := recorded[name]; h != "" {
+			return h, nil
+		}
+		return FileSHA256(filepath.Join(dir, name))
+	}
+	if len(files) == 1 {
+		return sum(files[0])
+	}
+	h := sha256.New()
+	for _, f := range files {
+		fh, err := sum(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s=%s\n", f, fh)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Load reads config.json and the weights from dir: model.safetensors, or the shards
+// model.safetensors.index.json names (checked as safetensors.OpenSharded does, and read one at a
+// time). Weights stored as F32, F64, F16 or BF16 are converted to T. A tied model ignores a
+// stored lm_head.weight. A directory with both model.safetensors and the index is refused: tools
+// disagree on which of the two to read.
+func Load[T compute.Float](dir string) (*Params[T], error) {
+	p, _, err := LoadNotes[T](dir)
+	return p, err
+}
+
+// LoadNotes is Load, also returning notes for the user: the config's (LoadConfigNotes), the
+// stored tensors the model does not use, weights stored in another type than T, and an index
+// whose metadata.total_size disagrees with its shards (which Hugging Face does not check either).
+func LoadNotes[T compute.Float](dir string) (*Params[T], []string, error) {
+	c, notes, err := LoadConfigNotes(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, nil, err
 	}
 	p := NewParams[T](c)
-	path := filepath.Join(dir, WeightsFile)
-	f, err := safetensors.Read(path)
+	isSharded, err := shardedWeights(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !isSharded {
+		path := filepath.Join(dir, WeightsFile)
+		f, err := safetensors.Read(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := fill(p, p.Data, f, path, ""); err != nil {
+			return nil, nil, err
+		}
+		stored := map[string]safetensors.Tensor{}
+		for _, name := range f.Names() {
+			stored[name], _ = f.Tensor(name)
+		}
+		return p, append(notes, weightNotes(p, stored, "")...), nil
+	}
+	s, err := safetensors.OpenSharded(dir, weightsPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	indexPath := filepath.Join(dir, IndexFile)
+	// Every tensor is found, with its shape, in the headers before any data is read.
+	byShard := make([][]int, len(s.Shards))
+	for i, t := range p.Tensors {
+		st, k, ok := s.Tensor(t.Name)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: missing tensor %s", indexPath, t.Name)
+		}
+		if !sameShape(st.Shape, t.Shape) {
+			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, config.json implies %v", filepath.Join(dir, s.Shards[k].File), t.Name, st.Shape, t.Shape)
+		}
+		byShard[k] = append(byShard[k], i)
+	}
+	for k, idx := range byShard {
+		if len(idx) == 0 {
+			continue
+		}
+		f, err := s.ReadShard(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		path := filepath.Join(dir, s.Shards[k].File)
+		for _, i := range idx {
+			t := p.Tensors[i]
+			st, _ := f.Tensor(t.Name)
+			if err := convert(p.Data[t.Offset:t.Offset+t.Size], st); err != nil {
+				return nil, nil, fmt.Errorf("%s: %s: %w", path, t.Name, err)
+			}
+		}
+	}
+	stored := map[string]safetensors.Tensor{}
+	for _, name := range s.Names() {
+		stored[name], _, _ = s.Tensor(name)
+	}
+	notes = append(notes, weightNotes(p, stored, fmt.Sprintf(" in %d shards", len(s.Shards)))...)
+	if ts, data := s.Index.TotalSize, s.DataBytes(); ts >= 0 && ts != data {
+		notes = append(notes, fmt.Sprintf("%s: metadata.total_size = %d, but the shards hold %d bytes of tensor data (loaded all the same)", IndexFile, ts, data))
+	}
+	return p, notes, nil
+}
+
+// shardedWeights reports whether dir's weights are shards with an index rather than one
+// WeightsFile, and refuses a directory that has both. A directory with neither reads as
+// unsharded, so that the missing WeightsFile is what the error names.
+func shardedWeights(dir string) (bool, error) {
+	_, errIndex := os.Stat(filepath.Join(dir, IndexFile))
+	_, errOne := os.Stat(filepath.Join(dir, WeightsFile))
+	switch {
+	case errIndex == nil && errOne == nil:
+		return false, fmt.Errorf("%s holds both %s and %s: keep one (tools disagree on which to read)", dir, WeightsFile, IndexFile)
+	case errIndex == nil:
+		return true, nil
+	case !errors.Is(errIndex, os.ErrNotExist):
+		return false, errIndex
+	}
+	return false, nil
+}
+
+// WeightFiles lists the files of dir that hold its weights: WeightsFile, or IndexFile and the
+// shards it names (their presence is not checked). A directory with both is refused.
+func WeightFiles(dir string) ([]string, error) {
+	isSharded, err := shardedWeights(dir)
+	if err != nil || !isSharded {
+		return []string{WeightsFile}, err
+	}
+	ix, err := safetensors.ReadIndex(filepath.Join(dir, IndexFile))
 	if err != nil {
 		return nil, err
 	}
-	if err := fill(p, p.Data, f, path, ""); err != nil {
+	return append([]string{IndexFile}, ix.Shards()...), nil
+}
+
+// StoredWeights is the table of contents of a checkpoint's weights, read from the headers of
+// its files alone (so it is quick for any size): which file holds each tensor, in which dtype
+// and shape. For shards the index has been checked as safetensors.OpenSharded checks it.
+type StoredWeights struct {
+	// Index is IndexFile for sharded weights, "" for one WeightsFile.
+	Index string
+	// IndexTensors is how many tensors the index lists (0 when not sharded).
+	IndexTensors int
+	// TotalSize is the index's metadata.total_size; -1 when it gives none, or not sharded.
+	TotalSize int64
+	// Files are the files holding the tensors, in name order.
+	Files   []StoredFile
+	tensors map[string]storedTensor
+}
+
+// StoredFile is one file of StoredWeights.
+type StoredFile struct {
+	Name      string         `json:"file"`
+	Size      int64          `json:"bytes"`      // the file's size
+	DataBytes int64          `json:"data_bytes"` // its tensor data
+	Tensors   int            `json:"tensors"`
+	DTypes    map[string]int `json:"dtypes"` // how many tensors of each dtype
+}
+
+type storedTensor struct {
+	t    safetensors.Tensor
+	file string
+}
+
+// ReadStoredWeights reads the table of contents of dir's weights (WeightsFile, or IndexFile and
+// its shards).
+func ReadStoredWeights(dir string) (*StoredWeights, error) {
+	isSharded, err := shardedWeights(dir)
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	w := &StoredWeights{TotalSize: -1, tensors: map[string]storedTensor{}}
+	add := func(name string, h *safetensors.File, size int64) {
+		sf := StoredFile{Name: name, Size: size, DTypes: map[string]int{}}
+		for _, n := range h.Names() {
+			t, _ := h.Tensor(n)
+			w.tensors[n] = storedTensor{t, name}
+			sf.Tensors++
+			sf.DataBytes += t.NBytes()
+			sf.DTypes[t.DType]++
+		}
+		w.Files = append(w.Files, sf)
+	}
+	if !isSharded {
+		path := filepath.Join(dir, WeightsFile)
+		h, err := safetensors.ReadHeader(path)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		add(WeightsFile, h, fi.Size())
+		return w, nil
+	}
+	s, err := safetensors.OpenSharded(dir, weightsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	w.Index, w.IndexTensors, w.TotalSize = IndexFile, len(s.Index.WeightMap), s.Index.TotalSize
+	for _, sh := range s.Shards {
+		add(sh.File, sh.Header, sh.Size)
+	}
+	return w, nil
+}
+
+// Tensor returns the stored tensor called name (its Data nil) and the file holding it.
+func (w *StoredWeights) Tensor(name string) (safetensors.Tensor, string, bool) {
+	st, ok := w.tensors[name]
+	return st.t, st.file, ok
+}
+
+// Names returns every stored tensor's name, sorted.
+func (w *StoredWeights) Names() []string { return slices.Sorted(maps.Keys(w.tensors)) }
+
+// DataBytes is the bytes of tensor data in all the files.
+func (w *StoredWeights) DataBytes() int64 {
+	var n int64
+	for _, f := range w.Files {
+		n += f.DataBytes
+	}
+	return n
+}
+
+// weightNotes describes what of the stored tensors the model does not use, and their storage
+// type when it is not T's. where says where they were found (" in 3 shards").
+func weightNotes[T compute.Float](p *Params[T], stored map[string]safetensors.Tensor, where string) []string {
+	var notes []string
+	used := map[string]bool{}
+	dtypes := map[string]bool{}
+	for _, t := range p.Tensors {
+		used[t.Name] = true
+		dtypes[stored[t.Name].DType] = true
+	}
+	var unused []string
+	for name := range stored {
+		if !used[name] {
+			unused = append(unused, name)
+		}
+	}
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		const show = 5
+		more := ""
+		if len(unused) > show {
+			more = fmt.Sprintf(" and %d more", len(unused)-show)
+			unused = unused[:show]
+		}
+		why := ""
+		if p.Config.TieWordEmbeddings && slices.Contains(unused, "lm_head.weight") {
+			why = "; the head is tied to the embedding"
+		}
+		notes = append(notes, fmt.Sprintf("weights: ignored %s%s, which the model does not use%s", strings.Join(unused, ", "), more, why))
+	}
+	own := "F32"
+	var zero T
+	if _, is64 := any(zero).(float64); is64 {
+		own = "F64"
+	}
+	if len(dtypes) != 1 || !dtypes[own] {
+		names := slices.Sorted(maps.Keys(dtypes))
+		notes = append(notes, fmt.Sprintf("weights: stored as %s%s, held as %s", strings.Join(names, " and "), where, own))
+	}
+	return notes
 }
 
 // fill copies the tensors of p's layout (names + suffix) from f into flat.
@@ -195,25 +503,32 @@ func fill[T compute.Float](p *Params[T], flat []T, f *safetensors.File, path, su
 		if !sameShape(st.Shape, t.Shape) {
 			return fmt.Errorf("%s: tensor %s has shape %v, config.json implies %v", path, t.Name+suffix, st.Shape, t.Shape)
 		}
-		dst := flat[t.Offset : t.Offset+t.Size]
-		var zero T
-		if _, is64 := any(zero).(float64); is64 {
-			v, err := st.Float64()
-			if err != nil {
-				return fmt.Errorf("%s: %s: %w", path, t.Name+suffix, err)
-			}
-			for i := range dst {
-				dst[i] = T(v[i])
-			}
-		} else {
-			v, err := st.Float32()
-			if err != nil {
-				return fmt.Errorf("%s: %s: %w", path, t.Name+suffix, err)
-			}
-			for i := range dst {
-				dst[i] = T(v[i])
-			}
+		if err := convert(flat[t.Offset:t.Offset+t.Size], st); err != nil {
+			return fmt.Errorf("%s: %s: %w", path, t.Name+suffix, err)
 		}
+	}
+	return nil
+}
+
+// convert copies st into dst, converting its values to T.
+func convert[T compute.Float](dst []T, st safetensors.Tensor) error {
+	var zero T
+	if _, is64 := any(zero).(float64); is64 {
+		v, err := st.Float64()
+		if err != nil {
+			return err
+		}
+		for i := range dst {
+			dst[i] = T(v[i])
+		}
+		return nil
+	}
+	v, err := st.Float32()
+	if err != nil {
+		return err
+	}
+	for i := range dst {
+		dst[i] = T(v[i])
 	}
 	return nil
 }

@@ -2,10 +2,14 @@ package model
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -13,9 +17,11 @@ import (
 )
 
 // Config is the architecture, stored as config.json with Hugging Face Qwen3 keys plus cbs's own
-// (mask_token_id, attention, tokenizer). A config.json written by another tool loads: unknown keys
-// are ignored, num_key_value_heads defaults to num_attention_heads and head_dim to
-// hidden_size / num_attention_heads.
+// (mask_token_id, attention, tokenizer). A config.json written by another tool loads: the other
+// keys Hugging Face's Qwen3 and Qwen3-MoE publish are checked and otherwise ignored (hfKeys: one
+// that asks for what cbs does not implement, such as rope_scaling or sliding-window attention, is
+// refused), unknown keys are ignored with a note (ParseConfigNotes), num_key_value_heads defaults
+// to num_attention_heads and head_dim to hidden_size / num_attention_heads (also when null).
 //
 // model_type "qwen3_moe" is Qwen3-MoE: the layers Sparse names replace the SwiGLU MLP with a
 // router and NumExperts SwiGLU experts of width MoEIntermediateSize, of which each token passes
@@ -40,6 +46,11 @@ type Config struct {
 	// Attention is "causal" or "bidirectional": what the model was last trained with.
 	Attention string `json:"attention"`
 	Tokenizer string `json:"tokenizer,omitempty"`
+	// BOSTokenID and EOSTokenID are Hugging Face's special-token keys, kept as config.json gives
+	// them (an id or a list of ids; absent when null) and written back, so that a checkpoint keeps
+	// them for generation. Training does not use them.
+	BOSTokenID json.RawMessage `json:"bos_token_id,omitempty"`
+	EOSTokenID json.RawMessage `json:"eos_token_id,omitempty"`
 
 	// Qwen3-MoE (model_type "qwen3_moe"); all zero for a dense model.
 	NumExperts          int `json:"num_experts,omitempty"`
@@ -172,13 +183,26 @@ func (c *Config) validateMoE() error {
 
 // ParseConfig reads config.json bytes, filling the defaults Hugging Face configs leave out.
 func ParseConfig(data []byte) (Config, error) {
+	c, _, err := ParseConfigNotes(data)
+	return c, err
+}
+
+// ParseConfigNotes is ParseConfig, also returning notes for the user about what it read but does
+// not use: one listing the unknown keys it ignored, and one per special-token id beyond the
+// vocabulary.
+func ParseConfigNotes(data []byte) (Config, []string, error) {
 	raw := map[string]json.RawMessage{}
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return Config{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, nil, fmt.Errorf("config.json: %w", err)
 	}
 	c := Config{RMSNormEps: 1e-6, RopeTheta: 10000, MaskTokenID: -1, Attention: Causal, MaxPositionEmbeddings: 2048}
 	if err := json.Unmarshal(data, &c); err != nil {
-		return Config{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, nil, fmt.Errorf("config.json: %w", err)
+	}
+	// given reports whether config.json sets key to something other than null.
+	given := func(key string) bool {
+		v, ok := raw[key]
+		return ok && !isNull(v)
 	}
 	switch c.ModelType {
 	case "", Qwen3:
@@ -206,38 +230,294 @@ func ParseConfig(data []byte) (Config, error) {
 			c.RouterAuxLossCoef = defaultRouterAuxLossCoef
 		}
 	default:
-		return Config{}, fmt.Errorf("config.json: model_type = %q, want %q or %q", c.ModelType, Qwen3, Qwen3MoE)
+		return Config{}, nil, fmt.Errorf("config.json: model_type = %q, want %q or %q", c.ModelType, Qwen3, Qwen3MoE)
 	}
-	if _, ok := raw["num_key_value_heads"]; !ok {
+	var unknown []string
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
+		v := raw[key]
+		check, hf := hfKeys[key]
+		switch {
+		case hf:
+			if err := check(&c, raw, v); err != nil {
+				return Config{}, nil, fmt.Errorf("config.json: %s = %s: %w", key, compactJSON(v), err)
+			}
+		case !configKeys[key]:
+			unknown = append(unknown, key)
+		}
+	}
+	// A null special token is none: absent when the config is written again.
+	if isNull(c.BOSTokenID) {
+		c.BOSTokenID = nil
+	}
+	if isNull(c.EOSTokenID) {
+		c.EOSTokenID = nil
+	}
+	if !given("num_key_value_heads") {
 		c.NumKVHeads = c.NumHeads
 	}
-	if _, ok := raw["head_dim"]; !ok && c.NumHeads > 0 {
+	if !given("head_dim") && c.NumHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumHeads
 	}
-	if m, ok := raw["mask_token_id"]; ok && string(m) == "null" {
+	if m, ok := raw["mask_token_id"]; ok && isNull(m) {
 		c.MaskTokenID = -1
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, nil, err
+	}
+	var notes []string
+	if len(unknown) > 0 {
+		notes = append(notes, fmt.Sprintf("config.json: ignored %d key(s) cbs does not know: %s", len(unknown), strings.Join(unknown, ", ")))
+	}
+	for _, tk := range []struct {
+		key string
+		v   json.RawMessage
+	}{{"bos_token_id", c.BOSTokenID}, {"eos_token_id", c.EOSTokenID}} {
+		for _, id := range tokenIDs(tk.v) {
+			if id >= int64(c.VocabSize) {
+				notes = append(notes, fmt.Sprintf("config.json: %s = %s lies beyond vocab_size = %d (kept; training does not use it)", tk.key, compactJSON(tk.v), c.VocabSize))
+				break
+			}
+		}
+	}
+	return c, notes, nil
 }
 
 // LoadConfig reads dir/config.json.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	c, err := ParseConfig(data)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
+	c, _, err := LoadConfigNotes(path)
+	return c, err
 }
 
-// JSON renders config.json with the keys Hugging Face's Qwen3 (or Qwen3-MoE) loader expects.
-func (c Config) JSON() []byte {
+// LoadConfigNotes is LoadConfig with ParseConfigNotes's notes.
+func LoadConfigNotes(path string) (Config, []string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	c, notes, err := ParseConfigNotes(data)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, notes, nil
+}
+
+// configKeys are the config.json keys of Config's fields.
+var configKeys = func() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			keys[name] = true
+		}
+	}
+	return keys
+}()
+
+// torchDTypes are the torch_dtype (or dtype) values config.json may give: the storage type of
+// the published weights. Whatever it says, cbs trains float32 master weights.
+var torchDTypes = []string{"float32", "bfloat16", "float16", "float64"}
+
+// hfKeys are the keys Hugging Face's Qwen3 and Qwen3-MoE config.json hold besides Config's
+// fields (and dtype, layer_types and rope_parameters, which later versions of its library write).
+// Each is checked against what cbs implements, then ignored; c is the config read so far and raw
+// the whole file, for checks that depend on another key.
+var hfKeys = map[string]func(c *Config, raw map[string]json.RawMessage, v json.RawMessage) error{
+	"architectures":        anyValue,
+	"initializer_range":    anyValue, // the run's own init_std sets a fresh model's scale
+	"transformers_version": anyValue,
+	"use_cache":            anyValue,
+	"max_window_layers":    nullOr(optionalInt), // matters only with sliding-window attention
+	"sliding_window":       nullOr(optionalInt), // used only when use_sliding_window is true
+	"hidden_act": func(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		var s *string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return errors.New("want a string")
+		}
+		if s != nil && *s != "silu" {
+			return errors.New(`cbs's MLP is SwiGLU: want "silu"`)
+		}
+		return nil
+	},
+	"attention_bias": refuseTrue("cbs's q, k, v and o projections have no bias"),
+	"use_sliding_window": refuseTrue("cbs has full attention in every layer, " +
+		"not sliding-window attention"),
+	"attention_dropout": func(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		var f *float64
+		if err := json.Unmarshal(v, &f); err != nil {
+			return errors.New("want a number")
+		}
+		if f != nil && *f != 0 {
+			return errors.New("cbs trains without dropout: want 0")
+		}
+		return nil
+	},
+	"torch_dtype": checkDType,
+	"dtype":       checkDType,
+	"rope_scaling": func(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		if !isNull(v) {
+			return errors.New("cbs implements plain RoPE with rope_theta only: want null")
+		}
+		return nil
+	},
+	"rope_parameters": func(c *Config, raw map[string]json.RawMessage, v json.RawMessage) error {
+		if isNull(v) {
+			return nil
+		}
+		var rp map[string]json.RawMessage
+		if err := json.Unmarshal(v, &rp); err != nil {
+			return errors.New("want an object")
+		}
+		const plain = `cbs implements plain RoPE only: want {"rope_type": "default", "rope_theta": ...}`
+		var kind string
+		if t, ok := rp["rope_type"]; ok {
+			if err := json.Unmarshal(t, &kind); err != nil || kind != "default" {
+				return errors.New(plain)
+			}
+		}
+		for k := range rp {
+			if k != "rope_type" && k != "rope_theta" {
+				return fmt.Errorf("%s: %s", k, plain)
+			}
+		}
+		t, ok := rp["rope_theta"]
+		if !ok {
+			return nil
+		}
+		var theta float64
+		if err := json.Unmarshal(t, &theta); err != nil {
+			return errors.New("rope_theta: want a number")
+		}
+		if top, ok := raw["rope_theta"]; ok && !isNull(top) && theta != c.RopeTheta {
+			return fmt.Errorf("its rope_theta disagrees with rope_theta = %s", compactJSON(top))
+		}
+		c.RopeTheta = theta
+		return nil
+	},
+	"layer_types": func(c *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		if isNull(v) {
+			return nil
+		}
+		var types []string
+		if err := json.Unmarshal(v, &types); err != nil {
+			return errors.New("want a list of strings")
+		}
+		for l, t := range types {
+			if t != "full_attention" {
+				return fmt.Errorf("layer %d is %q: cbs has full attention in every layer", l, t)
+			}
+		}
+		if len(types) != c.NumLayers {
+			return fmt.Errorf("%d entries, want num_hidden_layers = %d", len(types), c.NumLayers)
+		}
+		return nil
+	},
+	"quantization_config": func(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		if !isNull(v) {
+			return errors.New("cbs trains unquantized weights: want null or no key")
+		}
+		return nil
+	},
+	// Config fields, checked here because they may take several forms.
+	"bos_token_id": checkTokenIDs,
+	"eos_token_id": checkTokenIDs,
+}
+
+func anyValue(*Config, map[string]json.RawMessage, json.RawMessage) error { return nil }
+
+// nullOr accepts null or what check accepts.
+func nullOr(check func(json.RawMessage) error) func(*Config, map[string]json.RawMessage, json.RawMessage) error {
+	return func(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		if isNull(v) {
+			return nil
+		}
+		return check(v)
+	}
+}
+
+func optionalInt(v json.RawMessage) error {
+	var n int64
+	if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+		return errors.New("want a non-negative integer or null")
+	}
+	return nil
+}
+
+// refuseTrue accepts false or null, and refuses true for reason.
+func refuseTrue(reason string) func(*Config, map[string]json.RawMessage, json.RawMessage) error {
+	return func(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+		var b *bool
+		if err := json.Unmarshal(v, &b); err != nil {
+			return errors.New("want true or false")
+		}
+		if b != nil && *b {
+			return errors.New(reason + ": want false")
+		}
+		return nil
+	}
+}
+
+// checkDType accepts torch_dtype or dtype naming a floating-point type, and refuses the two
+// keys disagreeing.
+func checkDType(_ *Config, raw map[string]json.RawMessage, v json.RawMessage) error {
+	if isNull(v) {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil || !slices.Contains(torchDTypes, s) {
+		return fmt.Errorf("want one of %s", strings.Join(torchDTypes, ", "))
+	}
+	a, b := raw["torch_dtype"], raw["dtype"]
+	if a != nil && b != nil && !isNull(a) && !isNull(b) && compactJSON(a) != compactJSON(b) {
+		return fmt.Errorf("torch_dtype = %s and dtype = %s disagree", compactJSON(a), compactJSON(b))
+	}
+	return nil
+}
+
+// checkTokenIDs accepts a special-token key: null, a non-negative integer or a list of them.
+func checkTokenIDs(_ *Config, _ map[string]json.RawMessage, v json.RawMessage) error {
+	var one int64
+	var many []int64
+	switch {
+	case isNull(v):
+	case json.Unmarshal(v, &one) == nil && one >= 0:
+	case json.Unmarshal(v, &many) == nil && !slices.ContainsFunc(many, func(n int64) bool { return n < 0 }):
+	default:
+		return errors.New("want a token id, a list of token ids, or null")
+	}
+	return nil
+}
+
+// tokenIDs lists the ids of a special-token key checkTokenIDs accepted.
+func tokenIDs(v json.RawMessage) []int64 {
+	var one int64
+	if json.Unmarshal(v, &one) == nil {
+		return []int64{one}
+	}
+	var many []int64
+	_ = json.Unmarshal(v, &many)
+	return many
+}
+
+func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+
+// compactJSON renders a JSON value on one line, for error messages.
+func compactJSON(v json.RawMessage) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, v); err != nil {
+		return string(v)
+	}
+	return buf.String()
+}
+
+// JSON renders config.json with the keys Hugging Face's Qwen3 (or Qwen3-MoE) loader expects, for
+// float32 weights.
+func (c Config) JSON() []byte { return c.jsonFor("float32") }
+
+// jsonFor renders config.json for weights stored as torchDType (torch_dtype's value).
+func (c Config) jsonFor(torchDType string) []byte {
 	out := map[string]any{
 		"model_type": "qwen3", "architectures": []string{"Qwen3ForCausalLM"}, "hidden_act": "silu",
-		"attention_bias": false, "torch_dtype": "float32",
+		"attention_bias": false, "torch_dtype": torchDType,
 		"hidden_size": c.HiddenSize, "intermediate_size": c.IntermediateSize,
 		"num_hidden_layers": c.NumLayers, "num_attention_heads": c.NumHeads,
 		"num_key_value_heads": c.NumKVHeads, "head_dim": c.HeadDim, "rms_norm_eps": c.RMSNormEps,
@@ -251,6 +531,11 @@ func (c Config) JSON() []byte {
 	}
 	if c.Tokenizer != "" {
 		out["tokenizer"] = c.Tokenizer
+	}
+	for key, v := range map[string]json.RawMessage{"bos_token_id": c.BOSTokenID, "eos_token_id": c.EOSTokenID} {
+		if len(v) > 0 && json.Valid(v) {
+			out[key] = v
+		}
 	}
 	if c.ModelType == Qwen3MoE {
 		only := c.MLPOnlyLayers

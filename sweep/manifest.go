@@ -74,16 +74,13 @@ func newManifest(p *Plan, version string, corpora *corpusCache) (*Manifest, erro
 	}
 	if b0.Parent != "" {
 		m.Parent = b0.Parent
-		weights := filepath.Join(b0.Parent, model.WeightsFile)
-		if p.Config.Run.Executor == ExecutorExternal {
-			// An external trainer's checkpoint is a file or a directory in its own format.
-			weights = ""
-			if fi, err := os.Stat(b0.Parent); err == nil && fi.Mode().IsRegular() {
-				weights = b0.Parent
+		if p.Config.Run.Executor != ExecutorExternal {
+			if m.ParentSHA256, err = model.WeightsSHA256(b0.Parent); err != nil {
+				return nil, err
 			}
-		}
-		if weights != "" {
-			if m.ParentSHA256, err = model.FileSHA256(weights); err != nil {
+		} else if fi, err := os.Stat(b0.Parent); err == nil && fi.Mode().IsRegular() {
+			// An external trainer's checkpoint is a file or a directory in its own format.
+			if m.ParentSHA256, err = model.FileSHA256(b0.Parent); err != nil {
 				return nil, err
 			}
 		}

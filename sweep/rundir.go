@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"cbs/branch"
 	"cbs/internal/atomicio"
+	"cbs/model"
 	"cbs/runfmt"
 )
 
@@ -199,6 +201,9 @@ func (p *Plan) prepare() error {
 		if p.extendsLadder(old) {
 			diff = slices.DeleteFunc(diff, func(k string) bool { return k == "branches.batch_sizes" || k == "branches.reference_batch" })
 		}
+		if slices.Contains(diff, "parent.checkpoint") && p.sameParentAsRecorded() {
+			diff = slices.DeleteFunc(diff, func(k string) bool { return k == "parent.checkpoint" })
+		}
 		if len(diff) > 0 && !p.anyBranchStarted() {
 			// Nothing was trained under the old config (every branch failed before its first
 			// step, say): there is nothing to compare with, and the corrected config starts over.
@@ -244,4 +249,20 @@ func (p *Plan) anyBranchStarted() bool {
 		}
 	}
 	return false
+}
+
+// sameParentAsRecorded reports whether the parent's weights are those the manifest recorded:
+// a parent moved since the sweep started is no longer where the resolved config says, but it
+// is the same parent.
+func (p *Plan) sameParentAsRecorded() bool {
+	raw, err := os.ReadFile(filepath.Join(p.Out, runfmt.ManifestFile))
+	if err != nil || len(p.Branches) == 0 || p.Branches[0].Parent == "" {
+		return false
+	}
+	var m Manifest
+	if json.Unmarshal(raw, &m) != nil || m.ParentSHA256 == "" {
+		return false
+	}
+	sum, err := model.WeightsSHA256(p.Branches[0].Parent)
+	return err == nil && sum == m.ParentSHA256
 }

@@ -503,3 +503,34 @@ func TestSweepCorrectedConfig(t *testing.T) {
 		t.Errorf("changed config after training: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestSweepFromShardedParent: a parent stored as Hugging Face publishes large checkpoints (BF16
+// shards with an index) is a parent like any other: the sweep runs from it and says how it was
+// stored; moved elsewhere, the same shards are the same parent and the sweep resumes.
+func TestSweepFromShardedParent(t *testing.T) {
+	dir, cfg := sweepFixture(t, "16Ki")
+	sharded := filepath.Join(dir, "sharded")
+	if code, _, stderr := cbs(t, "ckpt", "convert", filepath.Join(dir, "parent", "ckpt"), sharded, "--dtype", "BF16", "--shard-size", "20KB"); code != 0 {
+		t.Fatalf("convert: %s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(sharded, "model.safetensors.index.json")); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(mustRead(t, cfg), `checkpoint = "parent/ckpt"`, `checkpoint = "sharded"`, 1)
+	text = strings.Replace(text, `optimizer_state = "keep"`, `optimizer_state = "reset"`, 1)
+	text = strings.Replace(text, "[experiment]\n", "[experiment]\nout = \"run\"\n", 1)
+	code, _, stderr := cbs(t, "sweep", writeConfig(t, dir, "sharded.toml", text))
+	if code != 0 {
+		t.Fatalf("sweep from shards: exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "parent.checkpoint: ") || !strings.Contains(stderr, "BF16") {
+		t.Errorf("the run does not say how its parent was stored:\n%s", stderr)
+	}
+	if err := os.Rename(sharded, filepath.Join(dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	moved := writeConfig(t, dir, "moved.toml", strings.Replace(text, `checkpoint = "sharded"`, `checkpoint = "moved"`, 1))
+	if code, _, stderr := cbs(t, "sweep", moved); code != 0 || !strings.Contains(stderr, "already finished") {
+		t.Errorf("the same shards moved: exit %d\n%s", code, stderr)
+	}
+}

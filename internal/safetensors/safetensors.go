@@ -68,6 +68,16 @@ func (t Tensor) Len() int {
 	return n
 }
 
+// NBytes is the size of the tensor's data in bytes, from its dtype and shape (0 for an unknown
+// dtype or an impossible shape). It does not need Data, so it works on a header read alone.
+func (t Tensor) NBytes() int64 {
+	n, ok := byteCount(t.Shape, dtypeSize[t.DType])
+	if !ok {
+		return 0
+	}
+	return int64(n)
+}
+
 // File is a parsed safetensors file.
 type File struct {
 	Metadata map[string]string // never nil
@@ -119,31 +129,88 @@ func Parse(b []byte) (*File, error) {
 		return nil, fmt.Errorf("safetensors: header length %d, but only %d bytes follow", n, len(b)-8)
 	}
 	header, data := b[8:8+n], b[8+n:]
+	f, offsets, err := parseHeader(header, uint64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	for name, off := range offsets {
+		t := f.tensors[name]
+		t.Data = data[off[0]:off[1]:off[1]]
+		f.tensors[name] = t
+	}
+	return f, nil
+}
+
+// ReadHeader reads only the header of the file at path: the metadata and every tensor's dtype
+// and shape, checked as Parse checks them against the size of the file. The tensors' Data are
+// nil. It reads a large file's table of contents without reading the file.
+func ReadHeader(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	fail := func(format string, args ...any) (*File, error) {
+		return nil, fmt.Errorf("%s: "+format, append([]any{path}, args...)...)
+	}
+	if size < 8 {
+		return fail("safetensors: %d bytes, shorter than the 8-byte header length", size)
+	}
+	var nb [8]byte
+	if _, err := io.ReadFull(fh, nb[:]); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	n := binary.LittleEndian.Uint64(nb[:])
+	if n > maxHeader {
+		return fail("safetensors: header length %d, more than the allowed %d", n, maxHeader)
+	}
+	if n > uint64(size-8) {
+		return fail("safetensors: header length %d, but only %d bytes follow", n, size-8)
+	}
+	header := make([]byte, n)
+	if _, err := io.ReadFull(fh, header); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f, _, err := parseHeader(header, uint64(size-8)-n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// parseHeader parses a header and checks the tensors' byte ranges against dataLen, the bytes
+// that follow it. It returns the file without data and every tensor's range.
+func parseHeader(header []byte, dataLen uint64) (*File, map[string][2]uint64, error) {
 	if len(header) == 0 || header[0] != '{' {
-		return nil, errors.New("safetensors: header does not start with '{'")
+		return nil, nil, errors.New("safetensors: header does not start with '{'")
 	}
 
 	f := &File{Metadata: map[string]string{}, tensors: map[string]Tensor{}}
 	offsets := map[string][2]uint64{}
 	dec := json.NewDecoder(bytes.NewReader(header))
 	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("safetensors: header: %w", err)
+		return nil, nil, fmt.Errorf("safetensors: header: %w", err)
 	}
 	seenMeta := false
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("safetensors: header: %w", err)
+			return nil, nil, fmt.Errorf("safetensors: header: %w", err)
 		}
 		name := tok.(string) // object keys are always strings
 		if name == metadataKey {
 			if seenMeta {
-				return nil, errors.New("safetensors: header: __metadata__ appears twice")
+				return nil, nil, errors.New("safetensors: header: __metadata__ appears twice")
 			}
 			seenMeta = true
 			var meta map[string]string
 			if err := dec.Decode(&meta); err != nil {
-				return nil, fmt.Errorf("safetensors: __metadata__: want an object of strings: %w", err)
+				return nil, nil, fmt.Errorf("safetensors: __metadata__: want an object of strings: %w", err)
 			}
 			for k, v := range meta {
 				f.Metadata[k] = v
@@ -151,26 +218,26 @@ func Parse(b []byte) (*File, error) {
 			continue
 		}
 		if _, dup := f.tensors[name]; dup {
-			return nil, fmt.Errorf("safetensors: tensor %q appears twice in the header", name)
+			return nil, nil, fmt.Errorf("safetensors: tensor %q appears twice in the header", name)
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
+			return nil, nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
 		}
 		t, off, err := parseInfo(name, raw)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		f.tensors[name] = t
 		offsets[name] = off
 		f.names = append(f.names, name)
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("safetensors: header: %w", err)
+		return nil, nil, fmt.Errorf("safetensors: header: %w", err)
 	}
 	rest := header[dec.InputOffset():]
 	if len(bytes.Trim(rest, " \t\r\n")) != 0 {
-		return nil, fmt.Errorf("safetensors: header: %d bytes of trailing data after the JSON object", len(rest))
+		return nil, nil, fmt.Errorf("safetensors: header: %d bytes of trailing data after the JSON object", len(rest))
 	}
 	sort.Strings(f.names)
 
@@ -185,22 +252,19 @@ func Parse(b []byte) (*File, error) {
 		off := offsets[name]
 		if off[0] != pos {
 			if off[0] < pos {
-				return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] overlap the previous tensor, which ends at %d", name, off[0], off[1], pos)
+				return nil, nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] overlap the previous tensor, which ends at %d", name, off[0], off[1], pos)
 			}
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] leave a gap after byte %d", name, off[0], off[1], pos)
+			return nil, nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] leave a gap after byte %d", name, off[0], off[1], pos)
 		}
-		if off[1] > uint64(len(data)) {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] beyond the %d bytes of data", name, off[0], off[1], len(data))
+		if off[1] > dataLen {
+			return nil, nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] beyond the %d bytes of data", name, off[0], off[1], dataLen)
 		}
-		t := f.tensors[name]
-		t.Data = data[off[0]:off[1]:off[1]]
-		f.tensors[name] = t
 		pos = off[1]
 	}
-	if pos != uint64(len(data)) {
-		return nil, fmt.Errorf("safetensors: tensors cover %d bytes of data, the file holds %d", pos, len(data))
+	if pos != dataLen {
+		return nil, nil, fmt.Errorf("safetensors: tensors cover %d bytes of data, the file holds %d", pos, dataLen)
 	}
-	return f, nil
+	return f, offsets, nil
 }
 
 func parseInfo(name string, raw []byte) (Tensor, [2]uint64, error) {
