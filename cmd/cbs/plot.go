@@ -12,6 +12,7 @@ import (
 
 	"cbs/analysis"
 	"cbs/analysis/figure"
+	"cbs/report"
 )
 
 func init() { verbs = append(verbs, newPlotCmd) }
@@ -112,40 +113,13 @@ func parseFigureWidth(s string) (vg.Length, error) {
 	return vg.Length(v) * vg.Inch, nil
 }
 
-// drawFigures fits the data and saves every figure it supports into dir.
-func drawFigures(run *analysis.Run, d *analysis.Data, res *analysis.Result, dir, format string, width vg.Length, stderr io.Writer) ([]string, []figure.Skipped, error) {
-	var noise []analysis.NoiseSeries
-	if run != nil {
-		noise = analysis.NoiseScales(run, res.Options.EMATokens)
-	}
-	if len(d.Groups) == 0 {
-		d = nil
-	}
-	figs, skipped := figure.All(d, res, noise, width)
-	if err := mkdirFor(filepath.Join(dir, "x")); err != nil {
-		return nil, nil, err
-	}
-	var paths []string
-	for _, f := range figs {
-		path, err := f.Save(dir, format, res)
-		if err != nil {
-			return nil, nil, err
-		}
-		paths = append(paths, path)
-	}
-	for _, s := range skipped {
-		fmt.Fprintf(stderr, "cbs: skipped %s: %s\n", s.Name, s.Reason)
-	}
-	return paths, skipped, nil
-}
-
 func runPlot(o *plotOptions, stdout, stderr io.Writer) error {
-	run, d, res, err := fitDataPartial(o.runDir, o.table, o.opts, o.flags.partial)
+	run, d, res, err := report.Fit(o.runDir, o.table, o.opts, o.flags.partial, codeVersion())
 	if err != nil {
 		return err
 	}
 	warnPartial(stderr, res)
-	paths, _, err := drawFigures(run, d, res, o.out, o.format, o.widthL, stderr)
+	paths, _, err := report.Figures(run, d, res, o.out, o.format, o.widthL, stderr)
 	if err != nil {
 		return err
 	}

@@ -222,22 +222,3 @@ labels = ["mdm", "mdm"]
 		t.Errorf("summary lacks the ratio or the trajectory:\n%s", stdout)
 	}
 }
-
-// TestFromWorkingDir: a run directory below the working directory is named from it in the
-// records a study keeps, anything else by its absolute path.
-func TestFromWorkingDir(t *testing.T) {
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct{ in, want string }{
-		{filepath.Join(wd, "runs", "q"), filepath.Join("runs", "q")},
-		{filepath.Join(wd, "..x", "q"), filepath.Join("..x", "q")},
-		{filepath.Dir(wd), filepath.Dir(wd)},
-		{"/elsewhere/runs", "/elsewhere/runs"},
-	} {
-		if got := fromWorkingDir(c.in); got != c.want {
-			t.Errorf("fromWorkingDir(%s) = %s, want %s", c.in, got, c.want)
-		}
-	}
-}
