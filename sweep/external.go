@@ -75,6 +75,18 @@ var Placeholders = []Placeholder{
 	{"objective", "ar or mdm", func(s *branch.Spec, _ string) string { return s.Objective }},
 	{"threads", "CPU threads (run.threads, or slurm.cpus_per_task under Slurm; 0: the trainer's choice)", func(s *branch.Spec, _ string) string { return itoa(s.Threads) }},
 	{"device", "run.device as given", func(s *branch.Spec, _ string) string { return s.Device }},
+	{"cbs", "the cbs binary running the sweep (absolute), for {cbs} data export", func(*branch.Spec, string) string { return cbsBinary() }},
+}
+
+// cbsBinary is the absolute path of this executable, as the Slurm job scripts call it; "cbs"
+// (found on PATH) when it cannot be known.
+func cbsBinary() string {
+	if bin, err := os.Executable(); err == nil {
+		if bin, err = filepath.Abs(bin); err == nil {
+			return bin
+		}
+	}
+	return "cbs"
 }
 
 func placeholderNames() string {

@@ -60,8 +60,9 @@ func TestExternalCommandRendering(t *testing.T) {
 	if len(run.Argv) != 3 || run.Argv[0] != "/bin/sh" || run.Argv[2] != want {
 		t.Errorf("argv %q\nwant sh -c %q", run.Argv, want)
 	}
-	env := strings.Join(run.Env, "\n")
-	for _, kv := range []string{"CBS_BATCH_SEQS=64", "CBS_OUT=/runs/my dir/b2Ki-r0", "CBS_METRICS=/runs/my dir/b2Ki-r0/metrics.jsonl", "CBS_STEPS=4"} {
+	env := strings.Join(run.Env, "\n") + "\n"
+	exe, _ := os.Executable()
+	for _, kv := range []string{"CBS_BATCH_SEQS=64", "CBS_OUT=/runs/my dir/b2Ki-r0", "CBS_METRICS=/runs/my dir/b2Ki-r0/metrics.jsonl", "CBS_STEPS=4", "CBS_CBS=" + exe} {
 		if !strings.Contains(env, kv+"\n") {
 			t.Errorf("environment lacks %s", kv)
 		}
