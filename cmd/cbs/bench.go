@@ -27,6 +27,7 @@ type benchOptions struct {
 	preset                     string
 	hidden, layers, heads, kv  int
 	headDim, ff, vocab         int
+	experts, topK, moeFF       int
 	seq, batch                 int
 	objective                  string
 	threads, steps, warmup     int
@@ -94,6 +95,9 @@ Exit status: 0 ok, 1 error, 2 bad flags.`,
 	f.IntVar(&o.kv, "kv-heads", d["kv-heads"], "key/value heads")
 	f.IntVar(&o.headDim, "head-dim", d["head-dim"], "head dimension")
 	f.IntVar(&o.ff, "ff", d["ff"], "MLP intermediate size")
+	f.IntVar(&o.experts, "experts", 0, "experts per MLP layer, Qwen3-MoE (0: dense)")
+	f.IntVar(&o.topK, "top-k", 2, "with --experts: experts each token is routed to")
+	f.IntVar(&o.moeFF, "moe-ff", 256, "with --experts: intermediate size of each expert")
 	f.IntVar(&o.vocab, "vocab", d["vocab"], "vocabulary size (the last id is the mdm mask token)")
 	f.IntVar(&o.seq, "seq", d["seq"], "sequence length")
 	f.IntVar(&o.batch, "batch", d["batch"], "sequences per step")
@@ -139,6 +143,12 @@ func (o *benchOptions) resolve(cmd *cobra.Command) error {
 		}
 	}
 	switch {
+	case o.experts < 0:
+		return usageErrorf("--experts = %d: want 0 (dense) or more", o.experts)
+	case o.experts > 0 && (o.topK < 1 || o.topK > o.experts):
+		return usageErrorf("--top-k = %d: want 1 to --experts = %d", o.topK, o.experts)
+	case o.experts > 0 && o.moeFF < 1:
+		return usageErrorf("--moe-ff = %d: want a positive integer", o.moeFF)
 	case o.vocab < 2:
 		return usageErrorf("--vocab = %d: want at least 2 (the last id is the mask token)", o.vocab)
 	case o.warmup < 0:
@@ -170,12 +180,17 @@ func (o *benchOptions) config() model.Config {
 	if !model.IsCausal(o.objective) {
 		attention = model.Bidirectional
 	}
-	return model.Config{
+	c := model.Config{
 		ModelType: "qwen3", HiddenSize: o.hidden, IntermediateSize: o.ff, NumLayers: o.layers,
 		NumHeads: o.heads, NumKVHeads: o.kv, HeadDim: o.headDim, RMSNormEps: 1e-6, RopeTheta: 10000,
 		VocabSize: o.vocab, TieWordEmbeddings: o.tie, MaxPositionEmbeddings: max(2048, o.seq),
 		MaskTokenID: o.vocab - 1, Attention: attention,
 	}
+	if o.experts > 0 {
+		c.ModelType, c.NumExperts, c.NumExpertsPerTok, c.MoEIntermediateSize = "qwen3_moe", o.experts, o.topK, o.moeFF
+		c.NormTopKProb, c.DecoderSparseStep = true, 1
+	}
+	return c
 }
 
 // Stat is the median and the minimum of a phase's times, in milliseconds.
@@ -249,9 +264,16 @@ type benchRate struct {
 // benchFLOPs is torch_ref.py's count: 6 flops per linear weight per token (forward and both
 // backward products) over q, k, v, o, gate, up, down and the head, plus 12 per layer, position
 // and attention channel for the two attention products (full L x L, causal or not).
+// In a Qwen3-MoE model a sparse layer counts its router and the top-k experts a token passes
+// through, not every expert: the active weights.
 func benchFLOPs(c model.Config, seq, tokens int) (flops float64, linear int) {
 	d, qd, kd := c.HiddenSize, c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
-	linear = c.NumLayers*(qd*d+2*kd*d+d*qd+3*d*c.IntermediateSize) + c.VocabSize*d
+	sparse := 0
+	if c.NumExperts > 0 {
+		sparse = c.SparseLayers()
+	}
+	linear = c.NumLayers*(qd*d+2*kd*d+d*qd) + (c.NumLayers-sparse)*3*d*c.IntermediateSize + c.VocabSize*d
+	linear += sparse * (c.NumExperts*d + c.NumExpertsPerTok*3*d*c.MoEIntermediateSize)
 	flops = 6*float64(linear)*float64(tokens) + 12*float64(c.NumLayers)*float64(seq)*float64(qd)*float64(tokens)
 	return flops, linear
 }
@@ -402,7 +424,7 @@ func (o *benchOptions) report(h *device.Handle, c model.Config, params int, t *b
 	flops, linear := benchFLOPs(c, L, B*L)
 	res.FLOPs = flops
 	res.FLOPsFormula = fmt.Sprintf("6 * n_linear * tokens + 12 * layers * seq * (heads * head_dim) * tokens; "+
-		"n_linear = %d (q,k,v,o,gate,up,down in all layers + output head)", linear)
+		"n_linear = %d (q,k,v,o,gate,up,down in all layers + output head%s)", linear, moeNote(c))
 	tot := res.MS["total"]
 	res.TokensPerS = benchRate{Median: float64(B*L) / tot.Median * 1e3, Best: float64(B*L) / tot.Min * 1e3}
 	res.GFLOPs = benchRate{Median: flops / tot.Median / 1e6, Best: flops / tot.Min / 1e6}
@@ -462,4 +484,12 @@ func (r *benchResult) writeTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nallocs     %.0f per step (%.1f MB)\n", r.Allocs, r.AllocBytes/1e6)
 	fmt.Fprintf(w, "last loss  %.4f\n", r.LastLoss)
+}
+
+// moeNote says what n_linear counts in a sparse layer.
+func moeNote(c model.Config) string {
+	if c.NumExperts == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; a sparse layer: its router and the %d of %d experts a token is routed to", c.NumExpertsPerTok, c.NumExperts)
 }
