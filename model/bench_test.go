@@ -19,35 +19,49 @@ func benchConfig() Config {
 // BenchmarkTrainStep times one full training step (forward, loss, backward, clipping and AdamW)
 // of the default bench model on 16 sequences of 256 tokens. Profile it with
 //
-//	go test ./model -run '^$' -bench TrainStep/ar -cpuprofile cpu.out
+//	go test ./model -run '^$' -bench TrainStep/default/ar -cpuprofile cpu.out
 func BenchmarkTrainStep(b *testing.B) { benchTrainStep(b, compute.PrecisionFP32) }
 
 // BenchmarkTrainStepBF16 is BenchmarkTrainStep with bf16 matrix products (oneDNN); it skips
 // where the library is absent.
 func BenchmarkTrainStepBF16(b *testing.B) { benchTrainStep(b, compute.PrecisionBF16) }
 
+// benchD512Config is the larger shape of the PyTorch comparison: 512 wide, 8 layers of 8
+// heads of 64, ff 2048, run on 8 sequences of 512 tokens.
+func benchD512Config() Config {
+	c := benchConfig()
+	c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize = 512, 8, 8, 8, 2048
+	return c
+}
+
 func benchTrainStep(b *testing.B, prec compute.Precision) {
 	be := cpu.New(2)
 	if err := be.SetPrecision(prec); err != nil {
 		b.Skip(err)
 	}
-	for _, objective := range []string{AR, MDM} {
-		b.Run(objective, func(b *testing.B) {
-			c := benchConfig()
-			const B, L = 16, 256
-			p := NewParams[float32](c)
-			p.Init(1, 0.02)
-			m := New(p, be)
-			opt := NewAdamW[float32](DefaultOptim(), len(p.Data))
-			batch := randomBatch(c, objective, B, L, 7)
-			b.ReportAllocs()
-			for b.Loop() {
-				m.ZeroGrad()
-				m.LossAndGrad(batch, IsCausal(objective))
-				opt.Update(m, 1e-3)
-			}
-			b.ReportMetric(float64(B*L)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-		})
+	shapes := []struct {
+		name   string
+		config Config
+		B, L   int
+	}{{"default", benchConfig(), 16, 256}, {"d512", benchD512Config(), 8, 512}}
+	for _, shape := range shapes {
+		for _, objective := range []string{AR, MDM} {
+			b.Run(shape.name+"/"+objective, func(b *testing.B) {
+				c, B, L := shape.config, shape.B, shape.L
+				p := NewParams[float32](c)
+				p.Init(1, 0.02)
+				m := New(p, be)
+				opt := NewAdamW[float32](DefaultOptim(), len(p.Data))
+				batch := randomBatch(c, objective, B, L, 7)
+				b.ReportAllocs()
+				for b.Loop() {
+					m.ZeroGrad()
+					m.LossAndGrad(batch, IsCausal(objective))
+					opt.Update(m, 1e-3)
+				}
+				b.ReportMetric(float64(B*L)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
 	}
 }
 

@@ -95,7 +95,8 @@ var (
 // DefaultDNNL loads oneDNN once per process, at one thread per call, and returns it with its
 // description; it returns nil (and the reason in Info.Unavailable) when the library is missing.
 // CBS_DNNL=off disables it; CBS_DNNL=/path/libdnnl.so.2 names the file (only that file is
-// tried). Nothing loads oneDNN unless something asks for it: the fp32 path never does.
+// tried). The CPU backend asks for it at creation (its fp32 products run on dnnl_sgemm where it
+// loads) and at SetPrecision(bf16).
 func DefaultDNNL() (*DNNL, DNNLInfo) {
 	dnnlOnce.Do(func() {
 		v := os.Getenv("CBS_DNNL")

@@ -6,7 +6,9 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
+	"strings"
 
 	"cbs/compute"
 	"cbs/compute/blas"
@@ -14,8 +16,12 @@ import (
 
 // CPU is the fast float32 backend.
 type CPU struct {
-	blas    blas.Impl
-	info    blas.Info
+	blas blas.Impl
+	info blas.Info
+	// f32 runs the fp32 products: oneDNN's sgemm where the library loads (faster than
+	// OpenBLAS's on every CPU measured, docs/performance.md), else blas. f32Name says which.
+	f32     sgemmer
+	f32Name string
 	threads int
 	pool    pool
 	// prec is the precision of Gemm's operands; dnnl runs the bf16 products (nil until
@@ -29,6 +35,9 @@ var _ compute.Backend[float32] = (*CPU)(nil)
 // New returns the fast backend using up to threads goroutines (0: all cores). BLAS itself runs
 // single-threaded: the backend splits each product into row blocks of fixed size, so results do
 // not depend on the thread count, and no BLAS thread pool spins against the Go scheduler.
+//
+// CBS_FP32_GEMM=blas runs the fp32 products on the BLAS library (OpenBLAS, or gonum with
+// CBS_BLAS=gonum) even where oneDNN loads; the two give different bits.
 func New(threads int) *CPU {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
@@ -36,8 +45,24 @@ func New(threads int) *CPU {
 	impl, info := blas.Default()
 	impl.SetThreads(1)
 	info.Threads = 1
-	return &CPU{blas: impl, info: info, threads: threads, pool: pool{threads}}
+	c := &CPU{blas: impl, info: info, threads: threads, pool: pool{threads}}
+	c.f32, c.f32Name = impl, info.Library
+	if !strings.EqualFold(os.Getenv("CBS_FP32_GEMM"), "blas") && info.Library == "openblas" {
+		if d, _ := blas.DefaultDNNL(); d != nil {
+			c.dnnl = d
+			c.f32, c.f32Name = d, "onednn"
+		}
+	}
+	return c
 }
+
+// sgemmer is an fp32 GEMM library, row-major as blas.Impl.
+type sgemmer interface {
+	Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+}
+
+// FP32Library names the library of the fp32 products: "onednn", "openblas" or "gonum".
+func (c *CPU) FP32Library() string { return c.f32Name }
 
 // BLAS describes the BLAS library in use.
 func (c *CPU) BLAS() blas.Info { return c.info }
@@ -46,18 +71,24 @@ func (c *CPU) BLAS() blas.Info { return c.info }
 func (c *CPU) Threads() int { return c.threads }
 
 func (c *CPU) Name() string {
-	if c.prec == compute.PrecisionBF16 {
-		d := c.dnnl.Info()
-		return fmt.Sprintf("cpu (%s, %d threads; bf16 products: onednn %s %s)", c.info, c.threads, d.Version, d.ISA)
+	var kind string
+	switch {
+	case c.prec == compute.PrecisionBF16:
+		kind = "bf16"
+	case c.f32Name == "onednn":
+		kind = "fp32"
+	default:
+		return fmt.Sprintf("cpu (%s, %d threads)", c.info, c.threads)
 	}
-	return fmt.Sprintf("cpu (%s, %d threads)", c.info, c.threads)
+	d := c.dnnl.Info()
+	return fmt.Sprintf("cpu (%s, %d threads; %s products: onednn %s %s)", c.info, c.threads, kind, d.Version, d.ISA)
 }
 
 // gemmBlock is the number of rows of C per task.
 const gemmBlock = 256
 
 // Gemm runs the product in fixed blocks of C on the goroutines, each block a single-threaded
-// BLAS call: OpenBLAS's sgemm at fp32; at bf16 (SetPrecision) both operands are rounded to
+// library call: oneDNN's or OpenBLAS's sgemm at fp32 (FP32Library); at bf16 (SetPrecision) both operands are rounded to
 // bfloat16 first and oneDNN multiplies them (GemmBF16).
 func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int) {
 	if m == 0 || n == 0 {
@@ -77,7 +108,7 @@ func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 			} else {
 				ablk = a[lo*lda:]
 			}
-			c.blas.Sgemm(transA, transB, hi-lo, n, k, alpha, ablk, lda, b, ldb, beta, cm[lo*ldc:], ldc)
+			c.f32.Sgemm(transA, transB, hi-lo, n, k, alpha, ablk, lda, b, ldb, beta, cm[lo*ldc:], ldc)
 		})
 		return
 	}
@@ -89,7 +120,7 @@ func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 		} else {
 			bblk = b[lo:]
 		}
-		c.blas.Sgemm(transA, transB, m, hi-lo, k, alpha, a, lda, bblk, ldb, beta, cm[lo:], ldc)
+		c.f32.Sgemm(transA, transB, m, hi-lo, k, alpha, a, lda, bblk, ldb, beta, cm[lo:], ldc)
 	})
 }
 
@@ -214,109 +245,6 @@ func ropeRows(x, cos, sin []float32, first, L, heads, hd int, inverse bool) {
 	}
 }
 
-// causalBlock is the row block of causal attention: a block of queries [i0, i1) sees keys
-// [0, i1) only, so the products skip the blocks above the diagonal (at L = 256, 10 of 16 blocks
-// are computed).
-const causalBlock = 64
-
-// Attention runs one task per (batch, head): two BLAS products around a softmax, per block of
-// query rows when causal.
-func (c *CPU) Attention(o, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
-	g := H / KV
-	qs, ks := H*hd, KV*hd
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	bs := L
-	if causal {
-		bs = causalBlock
-	}
-	c.pool.run(B*H, func(t int) {
-		b, h := t/H, t%H
-		kh := h / g
-		P := probs[t*L*L : (t+1)*L*L]
-		qb, kb, vb, ob := q[b*L*qs+h*hd:], k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:], o[b*L*qs+h*hd:]
-		for i0 := 0; i0 < L; i0 += bs {
-			i1 := min(i0+bs, L)
-			nk := L
-			if causal {
-				nk = i1
-			}
-			c.blas.Sgemm(false, true, i1-i0, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, P[i0*L:], L)
-			for i := i0; i < i1; i++ {
-				row := P[i*L : (i+1)*L]
-				n := L
-				if causal {
-					n = i + 1
-				}
-				softmaxRow(row[:n])
-				clear(row[n:])
-			}
-			c.blas.Sgemm(false, false, i1-i0, hd, nk, 1, P[i0*L:], L, vb, ks, 0, ob[i0*qs:], qs)
-		}
-	})
-}
-
-func softmaxRow(row []float32) {
-	z := expSubSum(row, row, maxOf(row))
-	scale(row, 1/z)
-}
-
-// AttentionBackward runs one task per (batch, kv head), looping over the query heads that share
-// it, so dk and dv are summed over the group in a fixed order without races. When causal, the
-// products skip the blocks above the diagonal, where P and so dS are zero.
-func (c *CPU) AttentionBackward(dq, dk, dv, do, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
-	g := H / KV
-	qs, ks := H*hd, KV*hd
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	bs := L
-	if causal {
-		bs = causalBlock
-	}
-	c.pool.run(B*KV, func(t int) {
-		b, kh := t/KV, t%KV
-		sc := getScratch(L * L)
-		defer putScratch(sc)
-		dS := sc.buf
-		kb, vb := k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
-		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
-		for j := 0; j < g; j++ {
-			h := kh*g + j
-			P := probs[(b*H+h)*L*L : (b*H+h+1)*L*L]
-			dob, qb, dqb := do[b*L*qs+h*hd:], q[b*L*qs+h*hd:], dq[b*L*qs+h*hd:]
-			beta := float32(1)
-			if j == 0 {
-				beta = 0
-			}
-			for i0 := 0; i0 < L; i0 += bs {
-				i1 := min(i0+bs, L)
-				// Rows [i0, L) of P are nonzero in columns [i0, i1) (all rows when not causal).
-				r0, nk := i0, i1
-				if !causal {
-					r0, nk = 0, L
-				}
-				// dv = P^T do for this block of keys.
-				c.blas.Sgemm(true, false, i1-i0, hd, L-r0, 1, P[r0*L+i0:], L, dob[r0*qs:], qs, beta, dvb[i0*ks:], ks)
-				// dP = do v^T, then dS = P (dP - rowsum(dP P)) scale, for this block of queries.
-				c.blas.Sgemm(false, true, i1-i0, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS[i0*L:], L)
-				for i := i0; i < i1; i++ {
-					pr, dr := P[i*L:i*L+nk], dS[i*L:i*L+nk]
-					softmaxBwd(dr, pr, dot(pr, dr), scale)
-				}
-				// dq = dS k for this block of queries.
-				c.blas.Sgemm(false, false, i1-i0, hd, nk, 1, dS[i0*L:], L, kb, ks, 0, dqb[i0*qs:], qs)
-			}
-			// dk += dS^T q, per block of keys, once dS is complete.
-			for i0 := 0; i0 < L; i0 += bs {
-				i1 := min(i0+bs, L)
-				r0 := i0
-				if !causal {
-					r0 = 0
-				}
-				c.blas.Sgemm(true, false, i1-i0, hd, L-r0, 1, dS[r0*L+i0:], L, qb[r0*qs:], qs, beta, dkb[i0*ks:], ks)
-			}
-		}
-	})
-}
-
 func (c *CPU) SwiGLU(out, gate, up []float32) {
 	n := len(out)
 	c.pool.run(chunks(n, 1<<14), func(i int) {
@@ -415,6 +343,6 @@ func (c *CPU) AdamW(w, g, m, v []float32, p compute.AdamParams) {
 	n := len(w)
 	c.pool.run(chunks(n, block), func(i int) {
 		lo, hi := span(i, block, n)
-		RefAdamW(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], p)
+		adamW(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], p)
 	})
 }

@@ -46,3 +46,6 @@ func swigluAVX2(out, gate, up *float32, n int)
 
 //go:noescape
 func swigluBwdAVX2(dgate, dup, dout, gate, up *float32, n int)
+
+//go:noescape
+func adamwAVX2(w, grad, m, v *float32, n int, k *adamConsts)

@@ -16,3 +16,4 @@ func rmsBwd2AVX2(dx, dy, w, x *float32, n int, s, c float32, acc int) { panic("c
 func softmaxBwdAVX2(dr, pr *float32, n int, dot, scale float32)       { panic("cpu: no simd") }
 func swigluAVX2(out, gate, up *float32, n int)                        { panic("cpu: no simd") }
 func swigluBwdAVX2(dgate, dup, dout, gate, up *float32, n int)        { panic("cpu: no simd") }
+func adamwAVX2(w, g, m, v *float32, n int, k *adamConsts)             { panic("cpu: no simd") }
