@@ -145,6 +145,13 @@ func (r *runner) stage(ctx context.Context, st Stage) (stageRecord, error) {
 			return rec, err
 		}
 		r.summaries = append(r.summaries, summary)
+	case KindSpread:
+		rec.Config, rec.Out, rec.Results = "", "", filepath.Join(r.resRoot, st.Name)
+		summary, err := spreadStage(st, r.outs, r.o.Refit, rec.Results)
+		if err != nil {
+			return rec, err
+		}
+		r.summaries = append(r.summaries, summary)
 	}
 	switch {
 	case r.o.Refit && st.Kind == KindSweep:

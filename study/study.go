@@ -42,6 +42,7 @@ const (
 	KindSweep      = "sweep"
 	KindCompare    = "compare"
 	KindTrajectory = "trajectory"
+	KindSpread     = "spread"
 )
 
 // Study is a study's experiment.toml: the stages of a reproducible study.
@@ -60,13 +61,17 @@ type Study struct {
 // checkpoint, or a comparison of earlier sweeps.
 type Stage struct {
 	Name   string `toml:"name"`
-	Kind   string `toml:"kind"` // train, sweep, compare or trajectory
+	Kind   string `toml:"kind"` // train, sweep, compare, trajectory or spread
 	Config string `toml:"config"`
 	Parent string `toml:"parent"` // name of an earlier train stage
 	// Sweeps and Labels: the earlier sweep stages a compare stage draws on one figure (the
 	// first is the denominator of the CBS ratios), or a trajectory stage draws against the
 	// tokens each had trained when it branched (sweeps with the same label form one arm).
 	Sweeps []string `toml:"sweeps"`
+	// Runs: the earlier train stages a spread stage compares, with one label each in Labels;
+	// the runs labelled like the first form the reference whose run-to-run spread the others'
+	// eval-loss curves are placed in.
+	Runs   []string `toml:"runs"`
 	Labels []string `toml:"labels"`
 }
 
@@ -112,8 +117,12 @@ func (s *Study) check(path string) error {
 		switch {
 		case st.Name == "":
 			return usageErrorf("%s: stage[%d].name is required", path, i)
-		case st.Kind != KindTrain && st.Kind != KindSweep && st.Kind != KindCompare && st.Kind != KindTrajectory:
-			return usageErrorf("%s: stage[%d].kind = %q, want train, sweep, compare or trajectory", path, i, st.Kind)
+		case st.Kind != KindTrain && st.Kind != KindSweep && st.Kind != KindCompare && st.Kind != KindTrajectory && st.Kind != KindSpread:
+			return usageErrorf("%s: stage[%d].kind = %q, want train, sweep, compare, trajectory or spread", path, i, st.Kind)
+		case st.Kind == KindSpread:
+			if err := checkSpread(st, seen); err != nil {
+				return usageErrorf("%s: stage[%d]: %v", path, i, err)
+			}
 		case st.Kind == KindCompare || st.Kind == KindTrajectory:
 			if len(st.Sweeps) < 2 || len(st.Labels) != len(st.Sweeps) {
 				return usageErrorf("%s: stage[%d]: a %s stage needs two or more sweeps and one label each", path, i, st.Kind)

@@ -35,6 +35,10 @@ func TestLoad(t *testing.T) {
 		{"noparent", "[[stage]]\nname = \"s\"\nkind = \"sweep\"\nconfig = \"s.toml\"\nparent = \"base\"\n", `stage[0].parent = "base"`},
 		{"compare", "[[stage]]\nname = \"c\"\nkind = \"compare\"\nsweeps = [\"a\", \"b\"]\nlabels = [\"a\", \"b\"]\n", `"a" is not an earlier sweep stage`},
 		{"unknown", "[[stage]]\nname = \"a\"\nkind = \"train\"\nconfig = \"a.toml\"\nparnet = \"b\"\n", "parnet"},
+		{"spreadnotrain", "[[stage]]\nname = \"s\"\nkind = \"spread\"\nruns = [\"a\", \"b\", \"c\"]\nlabels = [\"x\", \"x\", \"y\"]\n", `"a" is not an earlier train stage`},
+		{"spreadlabels", "[[stage]]\nname = \"a\"\nkind = \"train\"\nconfig = \"a.toml\"\n[[stage]]\nname = \"b\"\nkind = \"train\"\nconfig = \"b.toml\"\n[[stage]]\nname = \"s\"\nkind = \"spread\"\nruns = [\"a\", \"b\"]\nlabels = [\"x\"]\n", "one label per run"},
+		{"spreadoneref", "[[stage]]\nname = \"a\"\nkind = \"train\"\nconfig = \"a.toml\"\n[[stage]]\nname = \"b\"\nkind = \"train\"\nconfig = \"b.toml\"\n[[stage]]\nname = \"s\"\nkind = \"spread\"\nruns = [\"a\", \"b\"]\nlabels = [\"x\", \"y\"]\n", `two or more runs labelled "x"`},
+		{"spreadnoother", "[[stage]]\nname = \"a\"\nkind = \"train\"\nconfig = \"a.toml\"\n[[stage]]\nname = \"b\"\nkind = \"train\"\nconfig = \"b.toml\"\n[[stage]]\nname = \"s\"\nkind = \"spread\"\nruns = [\"a\", \"b\"]\nlabels = [\"x\", \"x\"]\n", "one or more labelled otherwise"},
 	} {
 		path := filepath.Join(dir, c.name)
 		if c.body != "" {
