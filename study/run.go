@@ -16,6 +16,7 @@ import (
 	"cbs/analysis"
 	"cbs/branch"
 	"cbs/compute/blas"
+	"cbs/compute/cpu"
 	"cbs/internal/atomicio"
 	"cbs/runfmt"
 	"cbs/sweep"
@@ -86,8 +87,8 @@ func (s *Study) Run(ctx context.Context, o Options) (summary string, err error) 
 	r := &runner{s: s, o: o, runRoot: filepath.Join(o.Runs, runName+suffix), resRoot: filepath.Join(o.Results, o.Name+suffix),
 		outs: map[string]string{}, results: map[string]*analysis.Result{}, branchTokens: map[string]float64{}}
 	host, _ := os.Hostname()
-	_, info := blas.Default()
-	prov := provenance{Study: o.Name, Scale: o.Scale, CodeVersion: o.CodeVersion, Go: runtime.Version(), BLAS: info.String(),
+	// The CPU backend's description names the libraries of its fp32 (and bf16) products.
+	prov := provenance{Study: o.Name, Scale: o.Scale, CodeVersion: o.CodeVersion, Go: runtime.Version(), BLAS: cpu.New(1).Name(),
 		Machine: sweep.Machine{Hostname: host, CPU: blas.CPUInfo(), Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH}}
 	prov.Refit = o.Refit
 	if o.Refit {
