@@ -77,12 +77,15 @@ func TestOverheadCensoredBelow(t *testing.T) {
 }
 
 func TestLinearTicksAreDistinct(t *testing.T) {
-	for _, r := range [][2]float64{{3.08, 3.21}, {0, 1}, {2.03, 2.06}, {-0.01, 0.09}, {1200, 5400}} {
+	for _, r := range [][2]float64{{3.08, 3.21}, {0, 1}, {2.03, 2.06}, {-0.01, 0.09}, {1200, 5400}, {-0.0737, 0.124}} {
 		seen := map[string]bool{}
 		labels := 0
 		for _, tk := range (linTicks{}).Ticks(r[0], r[1]) {
 			if tk.Label == "" {
 				continue
+			}
+			if strings.HasPrefix(tk.Label, "-") && strings.Trim(tk.Label, "-0.") == "" {
+				t.Errorf("range %v: label %q, a negative zero", r, tk.Label)
 			}
 			if seen[tk.Label] {
 				t.Errorf("range %v: label %q twice", r, tk.Label)

@@ -204,7 +204,11 @@ func (linTicks) Ticks(min, max float64) []plot.Tick {
 	for v := math.Ceil(min/minor-1e-9) * minor; v <= max+1e-9*step; v += minor {
 		t := plot.Tick{Value: v}
 		if r := math.Abs(v/step - math.Round(v/step)); r < 1e-6 {
-			t.Label = strconv.FormatFloat(math.Round(v/step)*step, 'f', decimals, 64)
+			x := math.Round(v/step) * step
+			if x == 0 {
+				x = 0 // not -0, which would print as "-0.00"
+			}
+			t.Label = strconv.FormatFloat(x, 'f', decimals, 64)
 		}
 		ticks = append(ticks, t)
 	}
