@@ -3,10 +3,11 @@
 
 `cbs sweep` with run.executor = "external" runs it once per branch. It starts from the parent
 checkpoint cbs names (config.json and model.safetensors with Hugging Face names, and the AdamW
-moments of optimizer.safetensors when parent.optimizer_state is "keep"), trains on the token
-stream `cbs data export` wrote for the branch (the sequences, masks and eval set a cbs branch
-would use), and appends one line per optimizer step to metrics.jsonl in the results format
-(docs/results-format.md).
+moments of optimizer.safetensors when parent.optimizer_state is "keep"), a dense Qwen3 or a
+Qwen3-MoE model, trains on the token stream `cbs data export` wrote for the branch (the
+sequences, masks and eval set a cbs branch would use), and appends one line per optimizer step
+to metrics.jsonl in the results format (docs/results-format.md), with cbs's gradient-noise-scale
+keys when a step has several micro-batches.
 
 Every setting comes from the environment cbs gives the command (CBS_BATCH_SEQS, CBS_LR, ...,
 docs/executors.md) and from the branch spec it names (CBS_SPEC: the LR multiplier of each
@@ -160,9 +161,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, c):
+    def __init__(self, d, ff):
         super().__init__()
-        d, ff = c["hidden_size"], c["intermediate_size"]
         self.gate_proj = nn.Linear(d, ff, bias=False)
         self.up_proj = nn.Linear(d, ff, bias=False)
         self.down_proj = nn.Linear(ff, d, bias=False)
@@ -171,24 +171,68 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
-class Layer(nn.Module):
+class SparseMoE(nn.Module):
+    """Qwen3-MoE's sparse block, routed as Hugging Face routes: p = softmax(x Wr^T) over the
+    experts, the k largest p (ties: the lower expert first) as mixing weights, renormalised to
+    sum 1 with norm_topk_prob; the output is the weighted sum of the chosen experts' SwiGLU
+    outputs. The softmax and the renormalisation run in float64 and are rounded to float32, as
+    cbs computes them, so that a near tie between two experts is broken the same way."""
+
     def __init__(self, c):
+        super().__init__()
+        d, E = c["hidden_size"], c["num_experts"]
+        self.k, self.norm_topk = c["num_experts_per_tok"], c["norm_topk_prob"]
+        self.gate = nn.Linear(d, E, bias=False)
+        self.experts = nn.ModuleList(MLP(d, c["moe_intermediate_size"]) for _ in range(E))
+
+    def forward(self, x):
+        B, L, d = x.shape
+        h = x.reshape(-1, d)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # routing stays float32
+            p = torch.softmax((h.float() @ self.gate.weight.t()).double(), dim=-1).float()
+        # A stable descending sort puts the lower expert first among equal probabilities (topk
+        # leaves their order open).
+        top = torch.sort(p, dim=-1, descending=True, stable=True)
+        w, e = top.values[:, :self.k], top.indices[:, :self.k]
+        if self.norm_topk:
+            w = (w.double() / w.double().sum(-1, keepdim=True)).float()
+        out = torch.zeros_like(h)
+        for j, expert in enumerate(self.experts):
+            rows, slot = torch.where(e == j)
+            if rows.numel():
+                out = out.index_add(0, rows, expert(h[rows]) * w[rows, slot, None].to(h.dtype))
+        return out.view(B, L, d), (p, e)
+
+
+def sparse_layer(c, i):
+    """Hugging Face's rule: layer i is sparse unless mlp_only_layers lists it, when (i + 1) is a
+    multiple of decoder_sparse_step."""
+    return c.get("model_type") == "qwen3_moe" and i not in c["mlp_only_layers"] and (i + 1) % max(1, c["decoder_sparse_step"]) == 0
+
+
+class Layer(nn.Module):
+    def __init__(self, c, i):
         super().__init__()
         self.input_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
         self.self_attn = Attention(c)
         self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.mlp = MLP(c)
+        self.sparse = sparse_layer(c, i)
+        self.mlp = SparseMoE(c) if self.sparse else MLP(c["hidden_size"], c["intermediate_size"])
 
-    def forward(self, x, cos, sin, causal):
+    def forward(self, x, cos, sin, causal, routes):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, causal)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        if not self.sparse:
+            return x + self.mlp(self.post_attention_layernorm(x))
+        y, r = self.mlp(self.post_attention_layernorm(x))
+        routes.append(r)
+        return x + y
 
 
 class Decoder(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.embed_tokens = nn.Embedding(c["vocab_size"], c["hidden_size"])
-        self.layers = nn.ModuleList(Layer(c) for _ in range(c["num_hidden_layers"]))
+        self.layers = nn.ModuleList(Layer(c, i) for i in range(c["num_hidden_layers"]))
         self.norm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
 
 
@@ -198,26 +242,79 @@ class Qwen3(nn.Module):
         self.model = Decoder(c)
         self.tied = c.get("tie_word_embeddings", False)
         self.lm_head = None if self.tied else nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
-        cos, sin = rope_tables(seq_len, c["head_dim"], c.get("rope_theta", 10000.0))
+        cos, sin = rope_tables(seq_len, c["head_dim"], c["rope_theta"])
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        self.experts = c["num_experts"] if c.get("model_type") == "qwen3_moe" else 0
+        sparse = sum(layer.sparse for layer in self.model.layers)
+        # Hugging Face adds the load-balancing loss to the training loss only with
+        # output_router_logits; a zero coefficient adds nothing.
+        self.aux_coef = c["router_aux_loss_coef"] if sparse and c.get("output_router_logits") else 0.0
+        self.aux = None  # the load-balancing loss of the last forward pass, when aux_coef != 0
 
     def forward(self, ids, causal):
         x = self.model.embed_tokens(ids)
         L = ids.shape[1]
+        routes = []
         for layer in self.model.layers:
-            x = layer(x, self.cos[:L], self.sin[:L], causal)
+            x = layer(x, self.cos[:L], self.sin[:L], causal, routes)
+        self.aux = self.balance_loss(routes) if self.aux_coef else None
         x = self.model.norm(x)
         head = self.model.embed_tokens.weight if self.tied else self.lm_head.weight
         return x @ head.to(x.dtype).t()
 
+    def balance_loss(self, routes):
+        """Hugging Face's load_balancing_loss_func without padding, over the T rows (tokens x
+        sparse layers) of the forward pass: E sum_j f_j P_j, f_j the share of the T x k
+        assignments that went to expert j (no gradient), P_j the mean router probability."""
+        p = torch.cat([r[0] for r in routes])
+        e = torch.cat([r[1] for r in routes])
+        T = p.shape[0]
+        f = torch.bincount(e.flatten(), minlength=self.experts).to(p.dtype) / T
+        return self.experts * (f * p.sum(0) / T).sum()
+
+
+# Hugging Face's Qwen3-MoE defaults, for the keys a qwen3_moe config.json leaves out.
+MOE_DEFAULTS = {"num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768, "decoder_sparse_step": 1,
+                "norm_topk_prob": False, "mlp_only_layers": [], "router_aux_loss_coef": 0.001, "output_router_logits": False}
+
 
 def model_config(ckpt):
-    with open(os.path.join(ckpt, "config.json")) as f:
+    """config.json read as cbs reads it: Hugging Face's defaults filled in, and what this model
+    does not compute refused by name."""
+    path = os.path.join(ckpt, "config.json")
+    with open(path) as f:
         c = json.load(f)
-    if c.get("num_experts"):
-        sys.exit("train.py: this trainer has dense MLPs only; the checkpoint is a Qwen3-MoE model")
-    c.setdefault("num_key_value_heads", c["num_attention_heads"])
+
+    def refuse(key, why):
+        sys.exit(f"train.py: {path}: {key} = {json.dumps(c[key])}: {why}")
+
+    kind = c.get("model_type") or "qwen3"
+    if kind not in ("qwen3", "qwen3_moe"):
+        refuse("model_type", 'this trainer has the Qwen3 ("qwen3") and Qwen3-MoE ("qwen3_moe") models only')
+    for key, ok, why in [
+        ("hidden_act", lambda v: v in (None, "silu"), 'the MLPs are SwiGLU: want "silu"'),
+        ("attention_bias", lambda v: not v, "the attention projections have no bias"),
+        ("use_sliding_window", lambda v: not v, "every layer has full attention, not sliding-window attention"),
+        ("attention_dropout", lambda v: not v, "this trainer has no dropout: want 0"),
+        ("rope_scaling", lambda v: v is None, "plain RoPE with rope_theta only: want null"),
+        ("rope_parameters", lambda v: v is None or (v.get("rope_type", "default") == "default" and set(v) <= {"rope_type", "rope_theta"}),
+         'plain RoPE only: want {"rope_type": "default", "rope_theta": ...}'),
+        ("layer_types", lambda v: v is None or set(v) <= {"full_attention"}, "every layer has full attention"),
+        ("quantization_config", lambda v: v is None, "this trainer trains unquantized weights"),
+    ]:
+        if key in c and not ok(c[key]):
+            refuse(key, why)
+    if c.get("rope_theta") is None:
+        c["rope_theta"] = (c.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    if kind == "qwen3_moe":
+        for key, v in MOE_DEFAULTS.items():
+            if key not in c or (c[key] is None and key != "router_aux_loss_coef"):
+                c[key] = v
+        if not (1 <= c["num_experts_per_tok"] <= c["num_experts"]) or c["moe_intermediate_size"] < 1 or c["decoder_sparse_step"] < 1:
+            refuse("num_experts_per_tok", f"want 1 to num_experts = {c['num_experts']}, with positive moe_intermediate_size and decoder_sparse_step")
+    if c.get("num_key_value_heads") is None:
+        c["num_key_value_heads"] = c["num_attention_heads"]
     if not c.get("head_dim"):
         c["head_dim"] = c["hidden_size"] // c["num_attention_heads"]
     c.setdefault("rms_norm_eps", 1e-6)
@@ -250,6 +347,8 @@ def group_of(name):
         return "embedding"
     if name.startswith("lm_head"):
         return "head"
+    if name.endswith(".mlp.gate.weight"):
+        return "router"  # of a sparse layer; a dense MLP's is mlp.gate_proj
     if "self_attn" in name:
         return "attention"  # q/k norms included, as in cbs
     if ".mlp." in name:
@@ -348,6 +447,41 @@ def rows(data, split, lo, hi, device):
     m = torch.from_numpy(data[split + "_mask"][lo:hi]).to(device)
     p = torch.from_numpy(data[split + "_p"][lo:hi]).to(device=device, dtype=torch.float32)
     return t, m, p
+
+
+def micro_grad_sq(params, prev):
+    """The squared norm of the gradient the last micro-batch added, in float64; prev becomes the
+    accumulated gradient."""
+    ss = 0.0
+    for q, before in zip(params, prev):
+        ss = ss + (q.grad.double() - before.double()).pow(2).sum()
+        before.copy_(q.grad)
+    return float(ss)
+
+
+# The time constant, in tokens, of the noise-scale EMAs: one window for every batch size, so that
+# branches smooth alike (cbs's).
+GNS_EMA_TOKENS = 128 << 10
+
+
+def noise_scale(stats, small_sq, big_sq, b_small, b_big):
+    """The gradient-noise-scale keys of a metrics line, defined as cbs defines them (McCandlish et
+    al.): unbiased |G|^2 and tr(Sigma) from the micro-batches' mean squared gradient norm
+    (small_sq, b_small tokens each) and the whole batch's (big_sq, b_big tokens), smoothed as
+    bias-corrected EMAs; B_simple is the ratio of the EMAs. stats carries the EMAs."""
+    bs, bb = float(b_small), float(b_big)
+    g2 = (bb * big_sq - bs * small_sq) / (bb - bs)
+    tr = (small_sq - big_sq) / (1 / bs - 1 / bb)
+    beta = math.exp(-bb / GNS_EMA_TOKENS)
+    stats["gns_trace_ema"] = beta * stats["gns_trace_ema"] + (1 - beta) * tr
+    stats["gns_grad_sq_ema"] = beta * stats["gns_grad_sq_ema"] + (1 - beta) * g2
+    stats["gns_ema_weight"] = beta * stats["gns_ema_weight"] + (1 - beta)
+    te, ge = stats["gns_trace_ema"] / stats["gns_ema_weight"], stats["gns_grad_sq_ema"] / stats["gns_ema_weight"]
+    keys = {"gns_small_sq": small_sq, "gns_big_sq": big_sq, "gns_b_small": b_small, "gns_b_big": b_big,
+            "gns_trace_ema": te, "gns_grad_sq_ema": ge}
+    if ge > 0:
+        keys["gns_b_simple"] = te / ge
+    return keys
 
 
 def fnv1a(h, tokens):
@@ -475,6 +609,8 @@ def main():
     if a.spec:
         with open(a.spec) as f:
             spec = json.load(f)
+    if spec.get("eval_ewa_tokens"):
+        sys.exit(f"train.py: eval.weight_average = {spec['eval_ewa_tokens']} tokens: this trainer evaluates the weights themselves; set it to 0")
     data, meta = load_data(a.data)
     L, B, mb = meta["seq_len"], a.batch_seqs, a.micro_batch
     steps = a.budget_tokens // a.batch_tokens
@@ -509,9 +645,12 @@ def main():
     torch.manual_seed(a.seed)  # nothing here draws at random; kept for a trainer that does
     model = load_model(ckpt if mine else a.parent, config, L).to(device)
     opt = make_optimizer(model, spec, a)
+    # The noise-scale EMAs continue on a resume and start afresh in a new branch, as in cbs.
+    stats = {k: 0.0 for k in ("gns_ema_weight", "gns_grad_sq_ema", "gns_trace_ema")}
     if mine:
         load_moments(opt, ckpt)
         start, h = mine["step"], int(mine["stream_hash"], 16)
+        stats.update({k: v for k, v in mine.get("extra", {}).items() if k in stats})
         print(f"train.py: resuming at step {start} ({start * a.batch_tokens} tokens)", file=sys.stderr)
     else:
         if a.optimizer_state == "keep":
@@ -529,27 +668,54 @@ def main():
             "objective": a.objective, "step": step, "tokens_seen": step * a.batch_tokens,
             "data_cursor": meta["first_position"] + step * B, "fork_cursor": meta["fork_cursor"],
             "seed": meta["seed"], "stream_hash": format(h, "x"), "batch_tokens": a.batch_tokens, "lr": lr,
-            "external_torch": {"data": meta["stream_hash"], "batch_tokens": a.batch_tokens, "lr": a.lr}},
+            "external_torch": {"data": meta["stream_hash"], "batch_tokens": a.batch_tokens, "lr": a.lr},
+            "extra": dict(stats)},
             {"beta1": a.beta1, "beta2": a.beta2, "eps": opt.defaults["eps"], "weight_decay": a.weight_decay, "clip": a.clip})
 
     params = [p for p in model.parameters()]
+    accum = B // mb
+    # The small-batch half of the noise-scale estimate needs each micro-batch's own gradient: the
+    # accumulated gradient less what it held before (prev).
+    prev = [torch.zeros_like(p) for p in params] if accum > 1 else None
     metrics = open(metrics_path, "a")
     for step in range(start + 1, steps + 1):
         tokens = step * a.batch_tokens
         factor = lr_factor(tokens, a)
         for g in opt.param_groups:
             g["lr"] = g["peak"] * factor
-        opt.zero_grad(set_to_none=True)
-        loss = 0.0
+        # Every parameter gets a gradient, zero for an expert no token reached, so that AdamW
+        # decays it and its moments as cbs does (torch skips a parameter whose grad is None).
+        for i, q in enumerate(params):
+            if q.grad is None:
+                q.grad = torch.zeros_like(q)
+            else:
+                q.grad.zero_()
+            if prev:
+                prev[i].zero_()
+        loss, small_sq = 0.0, 0.0
         for lo in range((step - 1) * B, step * B, mb):
             t, m, p = rows(data, "train", lo, lo + mb, device)
             micro = batch_loss(model, t, m, p, a.objective, mask_id, B, amp).sum()
+            if model.aux is not None:
+                # Each micro-batch's own load-balancing loss, weighted by its share of the step's
+                # sequences, as cbs weighs it: the whole batch's when the step is one micro-batch.
+                micro = micro + model.aux_coef * (mb / B) * model.aux
             micro.backward()
             loss += micro.item()
-        norm = torch.nn.utils.clip_grad_norm_(params, a.clip if a.clip > 0 else float("inf")).item()
+            if prev:
+                # |micro-batch gradient|^2, rescaled from the step's normalisation to the mean over
+                # the micro-batch's sequences; averaged over the step's micro-batches.
+                small_sq += micro_grad_sq(params, prev) * accum
+        big_sq = sum(q.grad.double().pow(2).sum() for q in params).item()
+        norm = math.sqrt(big_sq)
+        if a.clip > 0 and a.clip / (norm + 1e-6) < 1:  # torch's clip_grad_norm_, norm in float64
+            for q in params:
+                q.grad.mul_(a.clip / (norm + 1e-6))
         opt.step()
         h = fnv1a(h, data["train_tokens"][(step - 1) * B:step * B])
         line = {"tokens": tokens, "step": step, "lr": a.lr * factor, "train_loss": loss, "grad_norm": norm}
+        if prev:
+            line.update(noise_scale(stats, small_sq, big_sq, mb * L, a.batch_tokens))
         finite = math.isfinite(loss) and math.isfinite(norm)
         if finite and (step == steps or (a.eval_every_tokens and tokens % a.eval_every_tokens == 0)):
             line["eval_loss"], line["eval_shards"] = evaluate(model, data, a.objective, mask_id, meta["eval_shards"], max(mb, 64), device, amp)
