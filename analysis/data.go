@@ -89,11 +89,7 @@ func FromRun(run *Run, metric string, emaTokens float64) (*Data, error) {
 		d.Notes = append(d.Notes, fmt.Sprintf("eval_loss unusable (%v); using the EMA-smoothed training loss", err))
 	}
 	if emaTokens <= 0 {
-		shortest := math.Inf(1)
-		for _, b := range run.Branches {
-			shortest = math.Min(shortest, float64(b.Records[len(b.Records)-1].Tokens))
-		}
-		emaTokens = shortest / 20
+		emaTokens = run.shortestBranch() / 20
 	}
 	groups, err := curves(run, func(b *Branch) (Replicate, error) { return trainEMACurve(b, emaTokens) })
 	if err != nil {

@@ -229,8 +229,29 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 		}
 	}
 	pt := est.run(full)
+	boots := bootstrap(d, est, full, pt, res)
 
-	// Bootstrap.
+	dof := 0
+	if res.Bootstrap.Method == "data" {
+		dof = effectiveDOF(d, est, full, d.NumShards(), res.Bootstrap.PairedReplicates, opts)
+	}
+	res.Primary = primaryFit(d, b0, est.ref, pt, boots, dof, opts)
+	if res.Primary.Warning != "" {
+		res.Notes = append(res.Notes, res.Primary.Warning)
+	}
+	res.Slope = slopeFit(pt, boots, opts)
+	res.Sensitivity = sensitivity(batches, pt, boots, opts)
+	res.Tolerance = toleranceFit(batches, pt, boots, opts)
+	res.Knee = kneeFit(batches, pt, boots, opts)
+	res.Hyperbola = hyperbolaFit(targets, pt, boots, b0, opts)
+	return res, nil
+}
+
+// bootstrap draws the resamples of the estimates pt of the ladder full: the data themselves
+// (replicates and eval shards) where there is more than one of either, else the fit residuals.
+// It records in res how it resampled, with notes on what the intervals leave out.
+func bootstrap(d *Data, est *estimator, full []curve, pt estimates, res *Result) []estimates {
+	opts := est.opts
 	nshards := d.NumShards()
 	multiRep := false
 	var single []string
@@ -242,42 +263,34 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 		}
 	}
 	res.Bootstrap = BootstrapInfo{Method: "none", Level: opts.Level, Seed: opts.Seed, Shards: nshards}
-	var boots []estimates
-	if opts.Bootstrap > 0 {
-		res.Bootstrap.Resamples = opts.Bootstrap
-		if nshards > 1 || multiRep {
-			res.Bootstrap.Method = "data"
-			if nshards <= 1 && len(single) > 0 {
-				res.Notes = append(res.Notes, fmt.Sprintf("batch sizes %s have one replicate and the run logged no eval shards: their noise is missing from the intervals", strings.Join(single, ", ")))
-			}
-			paired := multiRep && d.pairedReplicates()
-			res.Bootstrap.PairedReplicates = paired
-			boots = make([]estimates, opts.Bootstrap)
-			for r := range boots {
-				s := rng.Key(opts.Seed, "bootstrap", uint64(r))
-				reps, shards := d.resample(&s, paired, true, nshards > 1)
-				boots[r] = est.run(inflate(d, full, d.ladder(reps, shards), nshards))
-			}
-		} else {
-			res.Bootstrap.Method = "residual"
-			res.Notes = append(res.Notes, "one replicate per batch size and no eval shards: intervals resample fit residuals (model-based), and the tolerance rule has none")
-			boots = residualBoots(batches, pt, opts)
-		}
+	if opts.Bootstrap == 0 {
+		return nil
 	}
+	res.Bootstrap.Resamples = opts.Bootstrap
+	if nshards <= 1 && !multiRep {
+		res.Bootstrap.Method = "residual"
+		res.Notes = append(res.Notes, "one replicate per batch size and no eval shards: intervals resample fit residuals (model-based), and the tolerance rule has none")
+		return residualBoots(est.batches, pt, opts)
+	}
+	res.Bootstrap.Method = "data"
+	if nshards <= 1 && len(single) > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("batch sizes %s have one replicate and the run logged no eval shards: their noise is missing from the intervals", strings.Join(single, ", ")))
+	}
+	paired := multiRep && d.pairedReplicates()
+	res.Bootstrap.PairedReplicates = paired
+	boots := make([]estimates, opts.Bootstrap)
+	for r := range boots {
+		s := rng.Key(opts.Seed, "bootstrap", uint64(r))
+		reps, shards := d.resample(&s, paired, true, nshards > 1)
+		boots[r] = est.run(inflate(d, full, d.ladder(reps, shards), nshards))
+	}
+	return boots
+}
 
-	dof := 0
-	if res.Bootstrap.Method == "data" {
-		dof = effectiveDOF(d, est, full, nshards, res.Bootstrap.PairedReplicates, opts)
-	}
-	res.Primary = primaryFit(d, b0, est.ref, pt, boots, dof, opts)
-	if res.Primary.Warning != "" {
-		res.Notes = append(res.Notes, res.Primary.Warning)
-	}
-	res.Slope = slopeFit(pt, boots, opts)
-	res.Sensitivity = sensitivity(batches, pt, boots, opts)
-	res.Tolerance = toleranceFit(batches, pt, boots, opts)
-	res.Knee = kneeFit(batches, pt, boots, opts)
-	res.Hyperbola = &HyperbolaFit{Tau: opts.Tau, ReferenceBatch: b0}
+// hyperbolaFit fits the steps-to-target hyperbola at each target, with the resamples' fits as
+// its bootstrap, and the trend of B_crit in the target.
+func hyperbolaFit(targets []float64, pt estimates, boots []estimates, b0 float64, opts Options) *HyperbolaFit {
+	h := &HyperbolaFit{Tau: opts.Tau, ReferenceBatch: b0}
 	for ti, target := range targets {
 		var tb []targetEstimate
 		for _, b := range boots {
@@ -287,10 +300,10 @@ func Analyze(d *Data, opts Options, codeVersion string) (*Result, error) {
 				tb = append(tb, targetEstimate{err: fmt.Errorf("the resample's curves cross too few targets")})
 			}
 		}
-		res.Hyperbola.Targets = append(res.Hyperbola.Targets, targetFit(target, pt.hyp[ti], tb, b0, opts))
+		h.Targets = append(h.Targets, targetFit(target, pt.hyp[ti], tb, b0, opts))
 	}
-	res.Hyperbola.Trend = bcritTrend(res.Hyperbola.Targets)
-	return res, nil
+	h.Trend = bcritTrend(h.Targets)
+	return h
 }
 
 // resample draws one bootstrap choice of replicates (within each batch size, or one set for the
@@ -652,14 +665,15 @@ func targetFit(target float64, te targetEstimate, boots []targetEstimate, b0 flo
 	bmin, bmax := b[0], b[len(b)-1]
 	// S(B)/S_min = 1 + B_crit/B: at B = B_crit/2 the S_min term is still a third of S and the
 	// bend is measurable; past that, the fitted S_min (and with it B_crit) is extrapolation.
-	// The same factor applies at the small end, where the E_min/B term fades.
+	// The same factor applies at the small end, where the E_min/B term fades. TargetFit.Bound
+	// is the batch each statement names.
 	switch {
 	case bc > 2*bmax:
 		tf.Censored = CensoredAbove
-		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", runfmt.FormatTokens(2*bmax), target)
+		tf.Statement = fmt.Sprintf("B_crit >= %s tokens: S(B) still falls as 1/B across the batches that reach loss %g", runfmt.FormatTokens(tf.Bound()), target)
 	case bc < bmin/2:
 		tf.Censored = CensoredBelow
-		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", runfmt.FormatTokens(bmin/2), target)
+		tf.Statement = fmt.Sprintf("B_crit <= %s tokens: S(B) is already flat at the smallest batch that reaches loss %g", runfmt.FormatTokens(tf.Bound()), target)
 	default:
 		tf.Censored = NotCensored
 		tf.Bcrit, tf.Overhead = Num(bc), Num(over)

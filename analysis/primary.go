@@ -15,22 +15,8 @@ import (
 func primaryFit(d *Data, b0 float64, ref int, pt estimates, boots []estimates, dof int, opts Options) *PrimaryFit {
 	nan := Num(math.NaN())
 	p := &PrimaryFit{Estimator: "token_overhead", Tau: opts.Tau, ReferenceBatch: b0, CBS: nan, Interval: [2]Num{nan, nan},
-		Level: opts.Level, Bound: nan, LossLevel: nan, Replicates: math.MaxInt}
-	var single []string
-	for _, g := range d.Groups {
-		p.Replicates = min(p.Replicates, len(g.Replicates))
-		if len(g.Replicates) == 1 {
-			single = append(single, runfmt.FormatTokens(g.Batch))
-		}
-	}
-	if len(single) > 0 {
-		p.Warning = fmt.Sprintf("one replicate at batch %s: the intervals cover eval-set noise only, not seed-to-seed variation", strings.Join(single, ", "))
-	}
-	if ref >= 0 {
-		if w := plateauWarning(&d.Groups[ref]); w != "" {
-			p.Warning = strings.TrimPrefix(p.Warning+"; "+w, "; ")
-		}
-	}
+		Level: opts.Level, Bound: nan, LossLevel: nan}
+	p.Replicates, p.Warning = replicateWarning(d, ref)
 	if ref < 0 {
 		p.Error = fmt.Sprintf("the reference batch %s is not on the ladder (%s); set the reference batch to one of them", runfmt.FormatTokens(b0), formatBatches(d.Batches()))
 		p.Statement = "not estimated: " + p.Error
@@ -44,12 +30,54 @@ func primaryFit(d *Data, b0 float64, ref int, pt estimates, boots []estimates, d
 	o := pt.over
 	p.CBS, p.Censored, p.Bound, p.LossLevel = Num(o.CBS), o.Censored, Num(o.Bound), Num(o.Level)
 	p.Statement = o.Statement(d.Batches())
-	// Per-rung overhead intervals, and the CBS of every resample (+Inf censored above, -Inf
-	// below), so that an interval end lands on "unbounded" when enough resamples are censored.
-	n := len(d.Groups)
-	perRung := make([][]float64, n)
-	var cbs []float64
-	failed := 0
+	perRung, cbs, failed := p.readResamples(boots, len(d.Groups))
+	p.Resampled, p.FailedResample, p.Draws = len(cbs), failed, cbs
+	p.DOF = dof
+	level := expandedLevel(opts.Level, p.DOF)
+	if len(boots) > 0 {
+		iv := percentile(cbs, failed, level)
+		p.Interval = [2]Num{iv.Lo, iv.Hi}
+		p.Statement += fmt.Sprintf("; %.0f%% interval [%s, %s]", 100*opts.Level, fmtLow(iv.Lo), fmtBound(iv.Hi))
+	}
+	for i, g := range d.Groups {
+		row := OverheadRow{Batch: g.Batch, Replicates: len(g.Replicates), Tokens: Num(o.Tokens[i]), Overhead: Num(o.Overhead[i]), Lo: nan, Hi: nan}
+		if len(boots) > 0 {
+			iv := percentile(perRung[i], len(boots)-len(perRung[i]), level)
+			row.Lo, row.Hi = iv.Lo, iv.Hi
+		}
+		p.Rungs = append(p.Rungs, row)
+	}
+	return p
+}
+
+// replicateWarning is the fewest replicates of any batch size and the warning the estimate
+// carries: which batch sizes have one replicate, and whether the reference batch ref (when on
+// the ladder) reached a plateau.
+func replicateWarning(d *Data, ref int) (replicates int, warning string) {
+	replicates = math.MaxInt
+	var single []string
+	for _, g := range d.Groups {
+		replicates = min(replicates, len(g.Replicates))
+		if len(g.Replicates) == 1 {
+			single = append(single, runfmt.FormatTokens(g.Batch))
+		}
+	}
+	if len(single) > 0 {
+		warning = fmt.Sprintf("one replicate at batch %s: the intervals cover eval-set noise only, not seed-to-seed variation", strings.Join(single, ", "))
+	}
+	if ref >= 0 {
+		if w := plateauWarning(&d.Groups[ref]); w != "" {
+			warning = strings.TrimPrefix(warning+"; "+w, "; ")
+		}
+	}
+	return replicates, warning
+}
+
+// readResamples collects the per-rung overheads of the n rungs, and the CBS of every resample
+// (+Inf censored above, -Inf below), so that an interval end lands on "unbounded" when enough
+// resamples are censored. It counts the resamples that failed and sets the fractions censored.
+func (p *PrimaryFit) readResamples(boots []estimates, n int) (perRung [][]float64, cbs []float64, failed int) {
+	perRung = make([][]float64, n)
 	for _, b := range boots {
 		if b.oErr != nil {
 			failed++
@@ -75,23 +103,7 @@ func primaryFit(d *Data, b0 float64, ref int, pt estimates, boots []estimates, d
 		p.CensoredAbove /= float64(len(cbs))
 		p.CensoredBelow /= float64(len(cbs))
 	}
-	p.Resampled, p.FailedResample, p.Draws = len(cbs), failed, cbs
-	p.DOF = dof
-	level := expandedLevel(opts.Level, p.DOF)
-	if len(boots) > 0 {
-		iv := percentile(cbs, failed, level)
-		p.Interval = [2]Num{iv.Lo, iv.Hi}
-		p.Statement += fmt.Sprintf("; %.0f%% interval [%s, %s]", 100*opts.Level, fmtLow(iv.Lo), fmtBound(iv.Hi))
-	}
-	for i, g := range d.Groups {
-		row := OverheadRow{Batch: g.Batch, Replicates: len(g.Replicates), Tokens: Num(o.Tokens[i]), Overhead: Num(o.Overhead[i]), Lo: nan, Hi: nan}
-		if len(boots) > 0 {
-			iv := percentile(perRung[i], len(boots)-len(perRung[i]), level)
-			row.Lo, row.Hi = iv.Lo, iv.Hi
-		}
-		p.Rungs = append(p.Rungs, row)
-	}
-	return p
+	return perRung, cbs, failed
 }
 
 // fmtLow writes a lower interval end; -Inf (resamples censored below) is "below the ladder".

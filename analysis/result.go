@@ -1,6 +1,9 @@
 package analysis
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Result is everything cbs fit writes to fit/cbs.json: each estimator with its inputs, interval,
 // degrees of freedom and censoring flag, and the options and code version that produced it.
@@ -148,6 +151,20 @@ type TargetFit struct {
 	Censored       Censoring  `json:"censored"`
 	Statement      string     `json:"statement"`
 	Error          string     `json:"error,omitempty"`
+}
+
+// Bound is the batch a censored fit's statement names: twice the largest batch that reached the
+// target when B_crit lies above the ladder, half the smallest when below; NaN when not censored.
+// S(B)/S_min = 1 + B_crit/B bends measurably down to B = B_crit/2; past that the fitted B_crit is
+// extrapolation, and the same factor holds at the small end.
+func (t TargetFit) Bound() float64 {
+	switch t.Censored {
+	case CensoredAbove:
+		return 2 * t.Points[len(t.Points)-1].Batch
+	case CensoredBelow:
+		return t.Points[0].Batch / 2
+	}
+	return math.NaN()
 }
 
 // BcritTrend is a power law of B_crit in the target loss.

@@ -74,48 +74,9 @@ func LoadRun(dir string) (*Run, error) {
 			continue
 		}
 		seen[e.Name()] = true
-		b, err := loadBranch(filepath.Join(bdir, e.Name()))
-		if err != nil {
+		if err := run.addBranch(filepath.Join(bdir, e.Name())); err != nil {
 			return nil, err
 		}
-		run.Total++
-		switch b.State.State {
-		case runfmt.StateFailed, runfmt.StateDiverged:
-			reason := b.State.Reason
-			if reason == "" {
-				reason = "no reason given"
-			}
-			run.Excluded = append(run.Excluded, fmt.Sprintf("%s: %s (%s)", b.Spec.ID, b.State.State, reason))
-			continue
-		}
-		unfinished := b.State.State == runfmt.StatePending || b.State.State == runfmt.StateRunning
-		var rewinds []string
-		b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, runfmt.MetricsFile))
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && (unfinished || b.State.State == ""):
-			// Not started: a sweep writes every branch.json before it trains the first branch.
-			run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
-			continue
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("branch %s: no metrics.jsonl in %s", b.Spec.ID, b.Dir)
-		case err != nil:
-			return nil, fmt.Errorf("branch %s: %w", b.Spec.ID, err)
-		}
-		if len(b.Records) == 0 {
-			if unfinished {
-				run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
-				continue
-			}
-			return nil, fmt.Errorf("branch %s: %s has no metrics lines", b.Spec.ID, filepath.Join(b.Dir, runfmt.MetricsFile))
-		}
-		if b.State.State == "" && b.Spec.BudgetTokens > 0 && b.Records[len(b.Records)-1].Tokens < b.Spec.BudgetTokens {
-			unfinished = true
-		}
-		if unfinished {
-			run.Unfinished = append(run.Unfinished, unfinishedBranch(b, true))
-		}
-		run.Rewinds = append(run.Rewinds, rewinds...)
-		run.Branches = append(run.Branches, b)
 	}
 	for _, id := range manifestBranches(dir) {
 		if !seen[id] {
@@ -123,6 +84,68 @@ func LoadRun(dir string) (*Run, error) {
 			run.Unfinished = append(run.Unfinished, Unfinished{ID: id, State: runfmt.StatePending, Reason: "no branch directory yet"})
 		}
 	}
+	if len(run.Branches) == 0 && len(run.Unfinished) == 0 {
+		if len(run.Excluded) > 0 {
+			return nil, fmt.Errorf("%s: no branch to analyse; excluded: %v", dir, run.Excluded)
+		}
+		return nil, fmt.Errorf("%s: no branches found under %s", dir, bdir)
+	}
+	run.sort()
+	return run, nil
+}
+
+// addBranch reads the branch directory bdir into the run: as excluded when it failed or
+// diverged, as unfinished when it has not finished (and analysed when it logged metrics), else
+// as a branch to analyse.
+func (run *Run) addBranch(bdir string) error {
+	b, err := loadBranch(bdir)
+	if err != nil {
+		return err
+	}
+	run.Total++
+	switch b.State.State {
+	case runfmt.StateFailed, runfmt.StateDiverged:
+		reason := b.State.Reason
+		if reason == "" {
+			reason = "no reason given"
+		}
+		run.Excluded = append(run.Excluded, fmt.Sprintf("%s: %s (%s)", b.Spec.ID, b.State.State, reason))
+		return nil
+	}
+	unfinished := b.State.State == runfmt.StatePending || b.State.State == runfmt.StateRunning
+	var rewinds []string
+	b.Records, rewinds, err = readMetricsFile(filepath.Join(b.Dir, runfmt.MetricsFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && (unfinished || b.State.State == ""):
+		// Not started: a sweep writes every branch.json before it trains the first branch.
+		run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("branch %s: no metrics.jsonl in %s", b.Spec.ID, b.Dir)
+	case err != nil:
+		return fmt.Errorf("branch %s: %w", b.Spec.ID, err)
+	}
+	if len(b.Records) == 0 {
+		if unfinished {
+			run.Unfinished = append(run.Unfinished, unfinishedBranch(b, false))
+			return nil
+		}
+		return fmt.Errorf("branch %s: %s has no metrics lines", b.Spec.ID, filepath.Join(b.Dir, runfmt.MetricsFile))
+	}
+	if b.State.State == "" && b.Spec.BudgetTokens > 0 && b.Records[len(b.Records)-1].Tokens < b.Spec.BudgetTokens {
+		unfinished = true
+	}
+	if unfinished {
+		run.Unfinished = append(run.Unfinished, unfinishedBranch(b, true))
+	}
+	run.Rewinds = append(run.Rewinds, rewinds...)
+	run.Branches = append(run.Branches, b)
+	return nil
+}
+
+// sort orders the unfinished branches by batch (an unknown batch last) and the branches by
+// batch and replicate, each then by id.
+func (run *Run) sort() {
 	sort.SliceStable(run.Unfinished, func(i, j int) bool {
 		a, b := run.Unfinished[i], run.Unfinished[j]
 		if (a.Batch == 0) != (b.Batch == 0) {
@@ -133,12 +156,6 @@ func LoadRun(dir string) (*Run, error) {
 		}
 		return a.ID < b.ID
 	})
-	if len(run.Branches) == 0 && len(run.Unfinished) == 0 {
-		if len(run.Excluded) > 0 {
-			return nil, fmt.Errorf("%s: no branch to analyse; excluded: %v", dir, run.Excluded)
-		}
-		return nil, fmt.Errorf("%s: no branches found under %s", dir, bdir)
-	}
 	sort.Slice(run.Branches, func(i, j int) bool {
 		a, b := run.Branches[i].Spec, run.Branches[j].Spec
 		if a.BatchTokens != b.BatchTokens {
@@ -149,7 +166,6 @@ func LoadRun(dir string) (*Run, error) {
 		}
 		return a.ID < b.ID
 	})
-	return run, nil
 }
 
 func unfinishedBranch(b *Branch, analysed bool) Unfinished {

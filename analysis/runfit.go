@@ -57,11 +57,7 @@ func noiseWindow(run *Run, emaTokens float64) float64 {
 	if emaTokens > 0 {
 		return emaTokens
 	}
-	shortest := math.Inf(1)
-	for _, b := range run.Branches {
-		shortest = math.Min(shortest, float64(b.Records[len(b.Records)-1].Tokens))
-	}
-	return shortest / 4
+	return run.shortestBranch() / 4
 }
 
 // NoiseScales returns the B_simple series of every branch that logged gradient-noise fields.
@@ -77,14 +73,19 @@ func NoiseScales(run *Run, emaTokens float64) []NoiseSeries {
 }
 
 // noiseEMATokens is the EMA time constant of the B_simple series: emaTokens when given, else
-// 1/20 of the shortest branch.
+// 1/20 of the shortest branch, as for the training loss.
 func noiseEMATokens(run *Run, emaTokens float64) float64 {
 	if emaTokens > 0 {
 		return emaTokens
 	}
+	return run.shortestBranch() / 20
+}
+
+// shortestBranch is the tokens of the branch that logged the fewest, the span all branches cover.
+func (run *Run) shortestBranch() float64 {
 	shortest := math.Inf(1)
 	for _, b := range run.Branches {
 		shortest = math.Min(shortest, float64(b.Records[len(b.Records)-1].Tokens))
 	}
-	return shortest / 20
+	return shortest
 }

@@ -178,35 +178,12 @@ func (c *Common) OutDir(path string) string {
 // micro-batch. Every path is resolved against the config file's folder (ConfigPath), in the
 // Spec and in c, so that a resolved config compares paths rather than spellings.
 func (c *Common) Resolve(path string) (*Spec, error) {
-	rel := func(p string) string { return ConfigPath(path, p) }
 	if c.Experiment.Name == "" {
 		c.Experiment.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
-	given := c.Data
-	if c.Data.Source == "" {
-		return nil, ConfigErrorf("%s: data.source is required (synthetic, files, goroot, npy or tokens)", path)
-	}
-	c.Data.Glob, c.Data.Path, c.Data.CacheDir = rel(c.Data.Glob), rel(c.Data.Path), rel(c.Data.CacheDir)
-	if data.IsTokenizerFile(c.Data.Tokenizer) {
-		c.Data.Tokenizer = rel(c.Data.Tokenizer)
-	}
-	d := c.Data
-	d.Seed = c.Experiment.Seed
-	d.EvalTokens = int64(c.Eval.Tokens)
-	d, err := d.Resolve()
+	d, err := c.resolveData(path)
 	if err != nil {
-		return nil, &ConfigError{fmt.Errorf("%s: %w", path, err)}
-	}
-	// A missing corpus is found here, where the config is checked, not when a branch starts.
-	switch d.Source {
-	case data.SourceNPY, data.SourceTokens:
-		if _, err := os.Stat(d.Path); err != nil {
-			return nil, ConfigErrorf("%s: data.path = %q: %v (resolved against the config's folder to %s)", path, given.Path, errors.Unwrap(err), d.Path)
-		}
-	case data.SourceFiles:
-		if m, err := filepath.Glob(d.Glob); err != nil || len(m) == 0 {
-			return nil, ConfigErrorf("%s: data.glob = %q matches no file (resolved against the config's folder to %s)", path, given.Glob, d.Glob)
-		}
+		return nil, err
 	}
 	spec := &Spec{
 		ID: c.Experiment.Name, Seed: c.Experiment.Seed, InitSeed: c.Experiment.Seed, EvalSeed: c.Experiment.Seed,
@@ -224,21 +201,64 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 	if c.Run.Threads < 0 {
 		return nil, ConfigErrorf("%s: run.threads = %d, want >= 0 (0: all cores)", path, c.Run.Threads)
 	}
-	if c.Parent.Checkpoint != "" {
+	if err := c.resolveStart(path, spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// resolveData resolves the data table's paths against the config's folder, in c too, and
+// checks that the corpus is there.
+func (c *Common) resolveData(path string) (data.SourceConfig, error) {
+	rel := func(p string) string { return ConfigPath(path, p) }
+	given := c.Data
+	if c.Data.Source == "" {
+		return given, ConfigErrorf("%s: data.source is required (synthetic, files, goroot, npy or tokens)", path)
+	}
+	c.Data.Glob, c.Data.Path, c.Data.CacheDir = rel(c.Data.Glob), rel(c.Data.Path), rel(c.Data.CacheDir)
+	if data.IsTokenizerFile(c.Data.Tokenizer) {
+		c.Data.Tokenizer = rel(c.Data.Tokenizer)
+	}
+	d := c.Data
+	d.Seed = c.Experiment.Seed
+	d.EvalTokens = int64(c.Eval.Tokens)
+	d, err := d.Resolve()
+	if err != nil {
+		return d, &ConfigError{fmt.Errorf("%s: %w", path, err)}
+	}
+	// A missing corpus is found here, where the config is checked, not when a branch starts.
+	switch d.Source {
+	case data.SourceNPY, data.SourceTokens:
+		if _, err := os.Stat(d.Path); err != nil {
+			return d, ConfigErrorf("%s: data.path = %q: %v (resolved against the config's folder to %s)", path, given.Path, errors.Unwrap(err), d.Path)
+		}
+	case data.SourceFiles:
+		if m, err := filepath.Glob(d.Glob); err != nil || len(m) == 0 {
+			return d, ConfigErrorf("%s: data.glob = %q matches no file (resolved against the config's folder to %s)", path, given.Glob, d.Glob)
+		}
+	}
+	return d, nil
+}
+
+// resolveStart sets where spec's weights start: the parent checkpoint (resolved against the
+// config's folder, in c too, and checked), or the [model] table with its defaults filled.
+func (c *Common) resolveStart(path string, spec *Spec) error {
+	switch {
+	case c.Parent.Checkpoint != "":
 		if c.Model != nil {
-			return nil, ConfigErrorf("%s: give either parent.checkpoint or a [model] table, not both", path)
+			return ConfigErrorf("%s: give either parent.checkpoint or a [model] table, not both", path)
 		}
 		given := c.Parent.Checkpoint
-		spec.Parent = rel(given)
+		spec.Parent = ConfigPath(path, given)
 		c.Parent.Checkpoint = spec.Parent
 		spec.OptimizerState = c.Parent.OptimizerState
 		if err := parentWeights(spec.Parent); err != nil {
-			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved against the config's folder to %s): %v", path, given, spec.Parent, err)
+			return ConfigErrorf("%s: parent.checkpoint = %q (resolved against the config's folder to %s): %v", path, given, spec.Parent, err)
 		}
 		if _, err := model.LoadConfig(filepath.Join(spec.Parent, model.ConfigFile)); err != nil {
-			return nil, ConfigErrorf("%s: parent.checkpoint = %q (resolved to %s): %v", path, given, spec.Parent, err)
+			return ConfigErrorf("%s: parent.checkpoint = %q (resolved to %s): %v", path, given, spec.Parent, err)
 		}
-	} else if c.Model != nil {
+	case c.Model != nil:
 		m := *c.Model
 		if m.KVHeads == 0 {
 			m.KVHeads = m.Heads
@@ -256,10 +276,10 @@ func (c *Common) Resolve(path string) (*Spec, error) {
 			m.RMSNormEps = 1e-6
 		}
 		spec.Init = &m
-	} else {
-		return nil, ConfigErrorf("%s: parent.checkpoint or a [model] table is required", path)
+	default:
+		return ConfigErrorf("%s: parent.checkpoint or a [model] table is required", path)
 	}
-	return spec, nil
+	return nil
 }
 
 // Overrides replace parts of a config after it is read: how `cbs reproduce` points a stage at

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -224,95 +225,115 @@ func VerifyTokens(dir string, progress func(done, total int64)) (*TokenIndex, er
 	if err != nil {
 		return nil, err
 	}
-	width := widthOf(idx.VocabSize)
-	var total, done int64
+	v := &tokenVerifier{idx: idx, width: widthOf(idx.VocabSize), stream: sha256.New(), counts: make([]int64, idx.VocabSize),
+		buf: make([]byte, 1<<20), progress: progress}
 	for _, s := range idx.Shards {
-		total += tokenHeaderSize + s.Tokens*int64(width)
+		v.total += tokenHeaderSize + s.Tokens*int64(v.width)
 	}
-	stream := sha256.New()
-	counts := make([]int64, idx.VocabSize)
 	var first int64
-	buf := make([]byte, 1<<20)
-	var wide []byte
 	for i, s := range idx.Shards {
 		path := filepath.Join(dir, s.File)
-		err := func() error {
-			f, err := os.Open(path)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			if want := tokenHeaderSize + s.Tokens*int64(width); st.Size() != want {
-				return fmt.Errorf("%d bytes, want %d", st.Size(), want)
-			}
-			r := bufio.NewReaderSize(f, 1<<20)
-			var head [tokenHeaderSize]byte
-			if _, err := io.ReadFull(r, head[:]); err != nil {
-				return noEOF(err)
-			}
-			h, err := decodeShardHeader(head[:])
-			if err != nil {
-				return err
-			}
-			if err := h.matches(i, first, s, idx, width); err != nil {
-				return err
-			}
-			shard := sha256.New()
-			for pos, left := int64(0), s.Tokens*int64(width); left > 0; {
-				chunk := buf[:min(int64(len(buf)), left)]
-				if _, err := io.ReadFull(r, chunk); err != nil {
-					return noEOF(err)
-				}
-				shard.Write(chunk)
-				wide = wide[:0]
-				for j := 0; j < len(chunk); j += width {
-					var id uint32
-					if width == 2 {
-						id = uint32(binary.LittleEndian.Uint16(chunk[j:]))
-					} else {
-						id = binary.LittleEndian.Uint32(chunk[j:])
-					}
-					if id >= uint32(idx.VocabSize) {
-						return fmt.Errorf("token %d at position %d outside the vocabulary [0, %d)", id, pos+int64(j/width), idx.VocabSize)
-					}
-					counts[id]++
-					wide = binary.LittleEndian.AppendUint32(wide, id)
-				}
-				stream.Write(wide)
-				pos += int64(len(chunk) / width)
-				left -= int64(len(chunk))
-				done += int64(len(chunk))
-				if progress != nil {
-					progress(done, total)
-				}
-			}
-			if got := hex.EncodeToString(shard.Sum(nil)); got != s.SHA256 {
-				return fmt.Errorf("sha256 of the tokens %.16s, the index says %.16s", got, s.SHA256)
-			}
-			return nil
-		}()
-		if err != nil {
+		if err := v.verifyShard(path, i, first, s); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		done += tokenHeaderSize
+		v.done += tokenHeaderSize
 		first += s.Tokens
 	}
 	if progress != nil {
-		progress(total, total)
+		progress(v.total, v.total)
 	}
-	if got := hex.EncodeToString(stream.Sum(nil)); got != idx.SHA256 {
+	if got := hex.EncodeToString(v.stream.Sum(nil)); got != idx.SHA256 {
 		return nil, fmt.Errorf("%s: the stream's sha256 is %.16s, the index says %.16s", dir, got, idx.SHA256)
 	}
 	if idx.UnigramCounts != nil {
-		for id, k := range counts {
+		for id, k := range v.counts {
 			if k != idx.UnigramCounts[id] {
 				return nil, fmt.Errorf("%s: token %d occurs %d times, the index's unigram_counts say %d", dir, id, k, idx.UnigramCounts[id])
 			}
 		}
 	}
 	return idx, nil
+}
+
+// tokenVerifier reads a token set's shards in order for VerifyTokens, hashing the stream (as
+// little-endian uint32 ids, whatever the width on disk) and counting each id.
+type tokenVerifier struct {
+	idx         *TokenIndex
+	width       int // bytes per token on disk
+	stream      hash.Hash
+	counts      []int64
+	buf, wide   []byte // a chunk as read; its ids widened to uint32
+	done, total int64  // bytes read so far, and in all
+	progress    func(done, total int64)
+}
+
+// verifyShard checks shard i, whose first token is token first of the stream, at path: its
+// size, its header, the range of its ids and its hash.
+func (v *tokenVerifier) verifyShard(path string, i int, first int64, s TokenShard) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if want := tokenHeaderSize + s.Tokens*int64(v.width); st.Size() != want {
+		return fmt.Errorf("%d bytes, want %d", st.Size(), want)
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	var head [tokenHeaderSize]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return noEOF(err)
+	}
+	h, err := decodeShardHeader(head[:])
+	if err != nil {
+		return err
+	}
+	if err := h.matches(i, first, s, v.idx, v.width); err != nil {
+		return err
+	}
+	shard := sha256.New()
+	for pos, left := int64(0), s.Tokens*int64(v.width); left > 0; {
+		chunk := v.buf[:min(int64(len(v.buf)), left)]
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			return noEOF(err)
+		}
+		shard.Write(chunk)
+		if err := v.addChunk(chunk, pos); err != nil {
+			return err
+		}
+		pos += int64(len(chunk) / v.width)
+		left -= int64(len(chunk))
+		v.done += int64(len(chunk))
+		if v.progress != nil {
+			v.progress(v.done, v.total)
+		}
+	}
+	if got := hex.EncodeToString(shard.Sum(nil)); got != s.SHA256 {
+		return fmt.Errorf("sha256 of the tokens %.16s, the index says %.16s", got, s.SHA256)
+	}
+	return nil
+}
+
+// addChunk checks that the ids of chunk, the first at position pos of its shard, are in the
+// vocabulary, counts them and adds them to the stream's hash.
+func (v *tokenVerifier) addChunk(chunk []byte, pos int64) error {
+	v.wide = v.wide[:0]
+	for j := 0; j < len(chunk); j += v.width {
+		var id uint32
+		if v.width == 2 {
+			id = uint32(binary.LittleEndian.Uint16(chunk[j:]))
+		} else {
+			id = binary.LittleEndian.Uint32(chunk[j:])
+		}
+		if id >= uint32(v.idx.VocabSize) {
+			return fmt.Errorf("token %d at position %d outside the vocabulary [0, %d)", id, pos+int64(j/v.width), v.idx.VocabSize)
+		}
+		v.counts[id]++
+		v.wide = binary.LittleEndian.AppendUint32(v.wide, id)
+	}
+	v.stream.Write(v.wide)
+	return nil
 }

@@ -173,13 +173,7 @@ func mdHyperbola(w io.Writer, h *analysis.HyperbolaFit) {
 			fmt.Fprintf(w, "| %s | %d | - | %s | | | | | |\n", fmtLoss(t.Target), len(t.Points), mdEscape(t.Error))
 			continue
 		}
-		bc, over := fmtNum(t.Bcrit, runfmt.FormatTokens), fmtNum(t.Overhead, runfmt.FormatTokens)
-		switch t.Censored {
-		case analysis.CensoredAbove:
-			bc, over = "&ge; "+runfmt.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
-		case analysis.CensoredBelow:
-			bc, over = "&le; "+runfmt.FormatTokens(t.Points[0].Batch/2), "-"
-		}
+		bc, over := bcritCells(t, "&ge; ", "&le; ")
 		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI), over,
 			fmtInterval(t.OverCI), fmtNum(t.SMin, runfmt.FormatSI), fmtNum(t.EMin, runfmt.FormatTokens))
 	}

@@ -140,13 +140,7 @@ func textHyperbola(w io.Writer, h *analysis.HyperbolaFit) {
 			fmt.Fprintf(tw, "%s\t%d\t-\t%s\n", fmtLoss(t.Target), len(t.Points), t.Error)
 			continue
 		}
-		bc, over := fmtNum(t.Bcrit, runfmt.FormatTokens), fmtNum(t.Overhead, runfmt.FormatTokens)
-		switch t.Censored {
-		case analysis.CensoredAbove:
-			bc, over = ">= "+runfmt.FormatTokens(2*t.Points[len(t.Points)-1].Batch), "-"
-		case analysis.CensoredBelow:
-			bc, over = "<= "+runfmt.FormatTokens(t.Points[0].Batch/2), "-"
-		}
+		bc, over := bcritCells(t, ">= ", "<= ")
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", fmtLoss(t.Target), len(t.Points), t.DOF, bc, fmtInterval(t.BcritCI),
 			over, fmtInterval(t.OverCI), fmtNum(t.SMin, runfmt.FormatSI), fmtNum(t.EMin, runfmt.FormatTokens))
 	}
@@ -301,4 +295,16 @@ func fmtIntervalPlain(iv analysis.Interval) string {
 		return ""
 	}
 	return fmt.Sprintf("[%.3g, %.3g]", float64(iv.Lo), float64(iv.Hi))
+}
+
+// bcritCells are the B_crit and overhead-batch cells of a steps-to-target fit: the fitted
+// values, or for a censored fit its bound after ge (above) or le (below), and no overhead batch.
+func bcritCells(t analysis.TargetFit, ge, le string) (bcrit, overhead string) {
+	switch t.Censored {
+	case analysis.CensoredAbove:
+		return ge + runfmt.FormatTokens(t.Bound()), "-"
+	case analysis.CensoredBelow:
+		return le + runfmt.FormatTokens(t.Bound()), "-"
+	}
+	return fmtNum(t.Bcrit, runfmt.FormatTokens), fmtNum(t.Overhead, runfmt.FormatTokens)
 }

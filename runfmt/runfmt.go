@@ -11,6 +11,11 @@
 // The package imports nothing of cbs, so any of its packages can use it.
 package runfmt
 
+import (
+	"bufio"
+	"os"
+)
+
 // The layout of a sweep's run directory: one directory per branch under BranchesDir, and
 // ManifestFile beside it.
 const (
@@ -32,3 +37,19 @@ const (
 	SegmentsFile = "segments.jsonl"
 	LogFile      = "log.txt"
 )
+
+// EachLine calls f with every line of the JSON-lines file at path (metrics.jsonl, perf.jsonl),
+// for readers that take what they can: an unreadable file has no lines, and reading stops at a
+// line over 64 MiB. f must not keep the slice it is given.
+func EachLine(path string, f func([]byte)) {
+	file, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	sc.Buffer(make([]byte, 1<<20), 1<<26)
+	for sc.Scan() {
+		f(sc.Bytes())
+	}
+}

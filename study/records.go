@@ -1,7 +1,6 @@
 package study
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -57,7 +56,7 @@ func recordedWall(dir string) float64 {
 			return nil
 		}
 		var last float64
-		eachLine(path, func(b []byte) {
+		runfmt.EachLine(path, func(b []byte) {
 			var p runfmt.Perf
 			if json.Unmarshal(b, &p) == nil {
 				last = p.WallS
@@ -166,17 +165,3 @@ func fromWorkingDir(path string) string {
 }
 
 func mkdirFor(path string) error { return os.MkdirAll(filepath.Dir(path), 0o755) }
-
-// eachLine calls f with every line of the file at path; an unreadable file has none.
-func eachLine(path string, f func([]byte)) {
-	file, err := os.Open(path)
-	if err != nil {
-		return
-	}
-	defer file.Close()
-	sc := bufio.NewScanner(file)
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		f(sc.Bytes())
-	}
-}

@@ -285,65 +285,23 @@ func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 	bad := func(format string, args ...any) error {
 		return branch.ConfigErrorf("%s: "+format, append([]any{path}, args...)...)
 	}
-	if err := c.resolveExecutor(path); err != nil {
-		return nil, err
-	}
-	var base *branch.Spec
-	var err error
-	if c.Run.Executor == ExecutorExternal {
-		base, err = c.resolveExternal(path)
-	} else {
-		base, err = c.Common.Resolve(path)
-	}
+	base, err := c.resolveBase(path)
 	if err != nil {
 		return nil, err
 	}
-	var parent model.TrainerState
-	if base.Parent != "" {
-		// An external trainer's parent may name a checkpoint that is not a directory of ours.
-		if st, err := parentState(base.Parent); err != nil && c.Run.Executor != ExecutorExternal {
-			return nil, bad("parent.checkpoint = %q: %s: %v", c.Parent.Checkpoint, model.TrainerFile, err)
-		} else if st != nil {
-			parent = *st
-		}
-	}
-	if parent.LR < 0 || math.IsNaN(parent.LR) || math.IsInf(parent.LR, 0) || parent.BatchTokens < 0 {
-		parent.LR, parent.BatchTokens = 0, 0
+	parent, err := c.readParent(base, bad)
+	if err != nil {
+		return nil, err
 	}
 	if !set.lr && parent.LR > 0 {
 		// With the parent's batch as B_ref, the reference branch continues at the parent's LR.
 		c.Optimizer.LR = parent.LR
 		base.Optim.LR = parent.LR
 	}
+	if err := c.checkBranches(bad); err != nil {
+		return nil, err
+	}
 	b := c.Branches
-	switch {
-	case len(b.BatchSizes) == 0:
-		return nil, bad("branches.batch_sizes is required: the ladder of global batch sizes, in tokens")
-	case b.Budget <= 0:
-		return nil, bad("branches.budget = %d, want a positive number of tokens", b.Budget)
-	case b.Replicates < 1 || b.Replicates > maxReplicates:
-		return nil, bad("branches.replicates = %d, want 1 to %d", b.Replicates, maxReplicates)
-	case b.MicroBatch < 0:
-		return nil, bad("branches.micro_batch = %d, want a positive number of sequences", b.MicroBatch)
-	case c.Run.Parallel < 1:
-		return nil, bad("run.parallel = %d, want >= 1", c.Run.Parallel)
-	}
-	for i, bs := range b.BatchSizes {
-		if bs <= 0 {
-			return nil, bad("branches.batch_sizes[%d] = %d, want a positive number of tokens", i, bs)
-		}
-		if i > 0 && bs <= b.BatchSizes[i-1] {
-			return nil, bad("branches.batch_sizes must increase: [%d] = %v follows %v", i, bs, b.BatchSizes[i-1])
-		}
-	}
-	if b.LRScaling.Rule == "list" && len(b.LRScaling.List) != len(b.BatchSizes) {
-		return nil, bad("branches.lr_scaling lists %d multipliers for %d batch sizes", len(b.LRScaling.List), len(b.BatchSizes))
-	}
-	for i, v := range b.LRScaling.List {
-		if !(v > 0) || math.IsInf(v, 0) {
-			return nil, bad("branches.lr_scaling[%d] = %g, want a positive multiplier", i, v)
-		}
-	}
 	if !set.reference && parent.BatchTokens > 0 {
 		// Recorded in the resolved config: the LR rule, and so every branch, depends on it.
 		b.ReferenceBatch = branch.Tokens(parent.BatchTokens)
@@ -368,14 +326,94 @@ func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 			return nil, bad("branches.batch_sizes[0] = %d tokens is less than one sequence of data.seq_len = %d", b.BatchSizes[0], base.SeqLen())
 		}
 	}
-	ckptEvery := b.CheckpointEvery
-	if ckptEvery == 0 {
-		ckptEvery = c.Eval.Every
-	}
 	out := c.OutDir(path)
 	p := &Plan{ConfigPath: path, Raw: raw, Config: *c, Out: out, Reference: ref,
 		ParentBatch: branch.Tokens(parent.BatchTokens), ParentLR: parent.LR}
 	p.Config.Branches = b
+	if p.Branches, err = c.branchSpecs(base, b, ref, bad); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(p.Branches, func(i, j int) bool { return p.Branches[i].BatchTokens < p.Branches[j].BatchTokens })
+	if c.Run.Executor == ExecutorLocal {
+		if err := p.checkMemory(); err != nil {
+			return nil, bad("%v", err)
+		}
+	}
+	return p, nil
+}
+
+// resolveBase resolves the executor and the spec every branch starts from.
+func (c *Config) resolveBase(path string) (*branch.Spec, error) {
+	if err := c.resolveExecutor(path); err != nil {
+		return nil, err
+	}
+	if c.Run.Executor == ExecutorExternal {
+		return c.resolveExternal(path)
+	}
+	return c.Common.Resolve(path)
+}
+
+// readParent is the trainer state of base's parent checkpoint, zero where there is no parent
+// or its batch or LR is unusable.
+func (c *Config) readParent(base *branch.Spec, bad func(string, ...any) error) (model.TrainerState, error) {
+	var parent model.TrainerState
+	if base.Parent != "" {
+		// An external trainer's parent may name a checkpoint that is not a directory of ours.
+		if st, err := parentState(base.Parent); err != nil && c.Run.Executor != ExecutorExternal {
+			return parent, bad("parent.checkpoint = %q: %s: %v", c.Parent.Checkpoint, model.TrainerFile, err)
+		} else if st != nil {
+			parent = *st
+		}
+	}
+	if parent.LR < 0 || math.IsNaN(parent.LR) || math.IsInf(parent.LR, 0) || parent.BatchTokens < 0 {
+		parent.LR, parent.BatchTokens = 0, 0
+	}
+	return parent, nil
+}
+
+// checkBranches checks the ladder, the budget, the replicates, the micro-batch, the LR scaling
+// list and run.parallel.
+func (c *Config) checkBranches(bad func(string, ...any) error) error {
+	b := c.Branches
+	switch {
+	case len(b.BatchSizes) == 0:
+		return bad("branches.batch_sizes is required: the ladder of global batch sizes, in tokens")
+	case b.Budget <= 0:
+		return bad("branches.budget = %d, want a positive number of tokens", b.Budget)
+	case b.Replicates < 1 || b.Replicates > maxReplicates:
+		return bad("branches.replicates = %d, want 1 to %d", b.Replicates, maxReplicates)
+	case b.MicroBatch < 0:
+		return bad("branches.micro_batch = %d, want a positive number of sequences", b.MicroBatch)
+	case c.Run.Parallel < 1:
+		return bad("run.parallel = %d, want >= 1", c.Run.Parallel)
+	}
+	for i, bs := range b.BatchSizes {
+		if bs <= 0 {
+			return bad("branches.batch_sizes[%d] = %d, want a positive number of tokens", i, bs)
+		}
+		if i > 0 && bs <= b.BatchSizes[i-1] {
+			return bad("branches.batch_sizes must increase: [%d] = %v follows %v", i, bs, b.BatchSizes[i-1])
+		}
+	}
+	if b.LRScaling.Rule == "list" && len(b.LRScaling.List) != len(b.BatchSizes) {
+		return bad("branches.lr_scaling lists %d multipliers for %d batch sizes", len(b.LRScaling.List), len(b.BatchSizes))
+	}
+	for i, v := range b.LRScaling.List {
+		if !(v > 0) || math.IsInf(v, 0) {
+			return bad("branches.lr_scaling[%d] = %g, want a positive multiplier", i, v)
+		}
+	}
+	return nil
+}
+
+// branchSpecs are the specs of every replicate of every batch size in b, from base, each
+// validated for the executor; ref is the reference batch of the LR rule.
+func (c *Config) branchSpecs(base *branch.Spec, b Branches, ref branch.Tokens, bad func(string, ...any) error) ([]*branch.Spec, error) {
+	ckptEvery := b.CheckpointEvery
+	if ckptEvery == 0 {
+		ckptEvery = c.Eval.Every
+	}
+	var specs []*branch.Spec
 	for i, bs := range b.BatchSizes {
 		for r := 0; r < b.Replicates; r++ {
 			s := *base
@@ -395,16 +433,10 @@ func expand(path string, raw []byte, c *Config, set given) (*Plan, error) {
 			if err := validate(&s, c.Run.Executor); err != nil {
 				return nil, bad("branch %s (branches.batch_sizes[%d] = %v): %v", s.ID, i, bs, err)
 			}
-			p.Branches = append(p.Branches, &s)
+			specs = append(specs, &s)
 		}
 	}
-	sort.SliceStable(p.Branches, func(i, j int) bool { return p.Branches[i].BatchTokens < p.Branches[j].BatchTokens })
-	if c.Run.Executor == ExecutorLocal {
-		if err := p.checkMemory(); err != nil {
-			return nil, bad("%v", err)
-		}
-	}
-	return p, nil
+	return specs, nil
 }
 
 // maxReplicates bounds branches.replicates: past it a plan is no experiment one machine or

@@ -111,6 +111,28 @@ func (p *Plan) DataWarning() (string, error) {
 
 // Print writes the plan as a table, with the arithmetic every branch shares above it.
 func (p *Plan) Print(w io.Writer) {
+	p.printShared(w)
+	rows := p.Rows()
+	marks, frac := evalCost(rows)
+	fmt.Fprintf(w, "eval cost: %s marks per branch; eval tokens %s of the training tokens\n\n", marks, frac)
+	printRows(w, rows)
+	warn := p.Warnings()
+	if d, err := p.DataWarning(); err != nil {
+		warn = append(warn, err.Error())
+	} else if d != "" {
+		warn = append(warn, d)
+	}
+	if len(warn) > 0 {
+		fmt.Fprintln(w)
+		for _, s := range warn {
+			fmt.Fprintln(w, "warning: "+s)
+		}
+	}
+}
+
+// printShared writes what every branch shares: where the sweep starts from, its data, budget,
+// schedule, LR rule and eval.
+func (p *Plan) printShared(w io.Writer) {
 	c := p.Config
 	b0 := p.Branches[0]
 	fmt.Fprintf(w, "sweep %s -> %s\n", c.Experiment.Name, p.Out)
@@ -149,20 +171,28 @@ func (p *Plan) Print(w io.Writer) {
 	if b0.EvalEWA > 0 {
 		fmt.Fprintf(w, "eval measures the weights averaged with a time constant of %v tokens (an EMA, the same for every batch)\n", b0.EvalEWA)
 	}
-	rows := p.Rows()
+}
+
+// evalCost is the range over the rows of the eval marks per branch and of the eval tokens as a
+// fraction of the training tokens, as text.
+func evalCost(rows []Row) (marks, frac string) {
 	minMarks, maxMarks, minFrac, maxFrac := rows[0].EvalMarks, rows[0].EvalMarks, rows[0].EvalFraction, rows[0].EvalFraction
 	for _, r := range rows[1:] {
 		minMarks, maxMarks = min(minMarks, r.EvalMarks), max(maxMarks, r.EvalMarks)
 		minFrac, maxFrac = min(minFrac, r.EvalFraction), max(maxFrac, r.EvalFraction)
 	}
-	marks, frac := fmt.Sprint(minMarks), fmt.Sprintf("%.3g%%", 100*minFrac)
+	marks, frac = fmt.Sprint(minMarks), fmt.Sprintf("%.3g%%", 100*minFrac)
 	if maxMarks != minMarks {
 		marks = fmt.Sprintf("%d to %d", minMarks, maxMarks)
 	}
 	if maxFrac != minFrac {
 		frac = fmt.Sprintf("%.3g%% to %.3g%%", 100*minFrac, 100*maxFrac)
 	}
-	fmt.Fprintf(w, "eval cost: %s marks per branch; eval tokens %s of the training tokens\n\n", marks, frac)
+	return marks, frac
+}
+
+// printRows writes the table of branches, then the notes on what their arithmetic rounded.
+func printRows(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"branch", "batch", "seqs", "micro", "accum", "steps", "lr scale"}
 	for _, g := range model.Groups {
@@ -188,18 +218,6 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w, "\nrounding:")
 		for _, n := range notes {
 			fmt.Fprintln(w, "  "+n)
-		}
-	}
-	warn := p.Warnings()
-	if d, err := p.DataWarning(); err != nil {
-		warn = append(warn, err.Error())
-	} else if d != "" {
-		warn = append(warn, d)
-	}
-	if len(warn) > 0 {
-		fmt.Fprintln(w)
-		for _, s := range warn {
-			fmt.Fprintln(w, "warning: "+s)
 		}
 	}
 }

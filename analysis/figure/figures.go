@@ -112,56 +112,12 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, tokenTicks{}
 	leg := newOuterLegend(p)
 	bmin, bmax := res.Ladder[0].Batch, res.Ladder[len(res.Ladder)-1].Batch
-	lmin, lmax := math.Inf(1), math.Inf(-1)
-	var pts errPoints
-	bars := false
-	for _, r := range res.Ladder {
-		l := float64(r.Loss)
-		lo, hi := l, l
-		switch {
-		case r.Replicates > 1 && r.LossMin.Valid() && r.LossMax.Valid():
-			lo, hi = float64(r.LossMin), float64(r.LossMax)
-		case r.Replicates > 1 && r.LossSD.Valid():
-			lo, hi = l-float64(r.LossSD), l+float64(r.LossSD)
-		}
-		bars = bars || hi > lo
-		pts.XYs = append(pts.XYs, plotter.XY{X: r.Batch, Y: l})
-		pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{l - lo, hi - l})
-		lmin, lmax = math.Min(lmin, lo), math.Max(lmax, hi)
-	}
-	blue := okabeIto[0]
+	pts, bars, lmin, lmax := ladderLosses(res.Ladder)
 	if k := res.Knee; k != nil && k.Error == "" && len(k.Band) > 0 {
-		var band, lower, curve plotter.XYs
-		for _, b := range k.Band {
-			if b.Batch < bmin/1.2 || b.Batch > bmax*1.2 {
-				continue
-			}
-			curve = append(curve, plotter.XY{X: b.Batch, Y: float64(b.Loss)})
-			if b.Lo.Valid() && b.Hi.Valid() {
-				band = append(band, plotter.XY{X: b.Batch, Y: float64(b.Hi)})
-				lower = append(lower, plotter.XY{X: b.Batch, Y: float64(b.Lo)})
-			}
-		}
-		if len(band) > 1 {
-			for i := len(lower) - 1; i >= 0; i-- {
-				band = append(band, lower[i])
-			}
-			poly, err := plotter.NewPolygon(band)
-			if err != nil {
-				return nil, err
-			}
-			poly.Color = color.NRGBA{0, 114, 178, 70}
-			poly.LineStyle.Width = 0
-			p.Add(poly)
-			leg.Add(fmt.Sprintf("%.0f%% band", 100*res.Bootstrap.Level), poly)
-		}
-		l, err := plotter.NewLine(curve)
+		curve, err := addKneeFit(p, leg, k, res.Bootstrap.Level, bmin, bmax)
 		if err != nil {
 			return nil, err
 		}
-		l.Color, l.Width = blue, vg.Points(1)
-		p.Add(l)
-		leg.Add("fit", l)
 		for _, c := range curve {
 			lmin, lmax = math.Min(lmin, c.Y), math.Max(lmax, c.Y)
 		}
@@ -182,28 +138,119 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	}
 	if tol != nil && tol.Censored == analysis.NotCensored {
 		// The rule gives an interval; shade it behind the points.
-		span, err := plotter.NewPolygon(plotter.XYs{{X: float64(tol.Lower), Y: p.Y.Min}, {X: float64(tol.Upper), Y: p.Y.Min},
-			{X: float64(tol.Upper), Y: p.Y.Max}, {X: float64(tol.Lower), Y: p.Y.Max}})
+		if err := addToleranceSpan(p, leg, tol); err != nil {
+			return nil, err
+		}
+	}
+	if err := addLadderLosses(p, leg, pts, bars); err != nil {
+		return nil, err
+	}
+	dash := []vg.Length{vg.Points(3), vg.Points(2)}
+	red := okabeIto[1]
+	if err := addCensoredBound(p, tol, knee, bmin, bmax, red, dash); err != nil {
+		return nil, err
+	}
+	if knee != nil && knee.Censored == analysis.NotCensored && knee.Knee.Valid() {
+		v, err := plotter.NewLine(plotter.XYs{{X: float64(knee.Knee), Y: p.Y.Min}, {X: float64(knee.Knee), Y: p.Y.Max}})
 		if err != nil {
 			return nil, err
 		}
-		span.Color, span.LineStyle.Width = color.NRGBA{213, 94, 0, 40}, 0
-		p.Add(span)
-		name := statementHead(tol.Statement)
-		if name == "" {
-			name = "CBS interval"
-		}
-		leg.Add(fmt.Sprintf("%s (eps = %g)", name, tol.Eps), span)
+		v.Color, v.Dashes, v.Width = red, dash, vg.Points(1)
+		p.Add(v)
+		leg.Add("knee at "+runfmt.FormatTokens(float64(knee.Knee)), v)
 	}
-	eb, err := plotter.NewYErrorBars(pts)
+	f := &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, legend: leg,
+		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}
+	f.Height = height(width) + leg.height(width)
+	return f, nil
+}
+
+// ladderLosses are the ladder's mean losses with their replicate range as error bars, whether
+// any bar has a length, and the range of the losses including the bars.
+func ladderLosses(ladder []analysis.LadderRow) (pts errPoints, bars bool, lmin, lmax float64) {
+	lmin, lmax = math.Inf(1), math.Inf(-1)
+	for _, r := range ladder {
+		l := float64(r.Loss)
+		lo, hi := l, l
+		switch {
+		case r.Replicates > 1 && r.LossMin.Valid() && r.LossMax.Valid():
+			lo, hi = float64(r.LossMin), float64(r.LossMax)
+		case r.Replicates > 1 && r.LossSD.Valid():
+			lo, hi = l-float64(r.LossSD), l+float64(r.LossSD)
+		}
+		bars = bars || hi > lo
+		pts.XYs = append(pts.XYs, plotter.XY{X: r.Batch, Y: l})
+		pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{l - lo, hi - l})
+		lmin, lmax = math.Min(lmin, lo), math.Max(lmax, hi)
+	}
+	return pts, bars, lmin, lmax
+}
+
+// addKneeFit draws the knee's fitted curve over the ladder's span (a little beyond its ends)
+// with its bootstrap band at level, and returns the curve drawn.
+func addKneeFit(p *plot.Plot, leg *outerLegend, k *analysis.KneeFit, level, bmin, bmax float64) (plotter.XYs, error) {
+	var band, lower, curve plotter.XYs
+	for _, b := range k.Band {
+		if b.Batch < bmin/1.2 || b.Batch > bmax*1.2 {
+			continue
+		}
+		curve = append(curve, plotter.XY{X: b.Batch, Y: float64(b.Loss)})
+		if b.Lo.Valid() && b.Hi.Valid() {
+			band = append(band, plotter.XY{X: b.Batch, Y: float64(b.Hi)})
+			lower = append(lower, plotter.XY{X: b.Batch, Y: float64(b.Lo)})
+		}
+	}
+	if len(band) > 1 {
+		for i := len(lower) - 1; i >= 0; i-- {
+			band = append(band, lower[i])
+		}
+		poly, err := plotter.NewPolygon(band)
+		if err != nil {
+			return nil, err
+		}
+		poly.Color = color.NRGBA{0, 114, 178, 70}
+		poly.LineStyle.Width = 0
+		p.Add(poly)
+		leg.Add(fmt.Sprintf("%.0f%% band", 100*level), poly)
+	}
+	l, err := plotter.NewLine(curve)
 	if err != nil {
 		return nil, err
+	}
+	l.Color, l.Width = okabeIto[0], vg.Points(1)
+	p.Add(l)
+	leg.Add("fit", l)
+	return curve, nil
+}
+
+// addToleranceSpan shades the tolerance rule's interval over the whole height of the plot.
+func addToleranceSpan(p *plot.Plot, leg *outerLegend, tol *analysis.ToleranceFit) error {
+	span, err := plotter.NewPolygon(plotter.XYs{{X: float64(tol.Lower), Y: p.Y.Min}, {X: float64(tol.Upper), Y: p.Y.Min},
+		{X: float64(tol.Upper), Y: p.Y.Max}, {X: float64(tol.Lower), Y: p.Y.Max}})
+	if err != nil {
+		return err
+	}
+	span.Color, span.LineStyle.Width = color.NRGBA{213, 94, 0, 40}, 0
+	p.Add(span)
+	name := statementHead(tol.Statement)
+	if name == "" {
+		name = "CBS interval"
+	}
+	leg.Add(fmt.Sprintf("%s (eps = %g)", name, tol.Eps), span)
+	return nil
+}
+
+// addLadderLosses draws the ladder's losses as points with their error bars.
+func addLadderLosses(p *plot.Plot, leg *outerLegend, pts errPoints, bars bool) error {
+	eb, err := plotter.NewYErrorBars(pts)
+	if err != nil {
+		return err
 	}
 	eb.LineStyle.Width = vg.Points(0.7)
 	eb.CapWidth = vg.Points(3)
 	sc, err := plotter.NewScatter(pts.XYs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sc.GlyphStyle.Shape, sc.GlyphStyle.Radius = draw.CircleGlyph{}, vg.Points(2)
 	p.Add(eb, sc)
@@ -212,10 +259,13 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	} else {
 		leg.Add("loss", sc)
 	}
-	dash := []vg.Length{vg.Points(3), vg.Points(2)}
-	red := okabeIto[1]
-	// A censored bound: the rule's, or the knee's when there is no rule. Its position is the
-	// batch its statement names, so the arrow starts where the label says.
+	return nil
+}
+
+// addCensoredBound draws a censored bound as an arrow: the rule's, or the knee's when there is
+// no rule (tol and knee are nil where they failed). Its position is the batch its statement
+// names, so the arrow starts where the label says; the x axis widens to hold the arrow.
+func addCensoredBound(p *plot.Plot, tol *analysis.ToleranceFit, knee *analysis.KneeFit, bmin, bmax float64, c color.Color, dash []vg.Length) error {
 	var bound float64
 	var boundCens analysis.Censoring
 	var boundText string
@@ -239,28 +289,22 @@ func FinalLoss(res *analysis.Result, width vg.Length) (*Figure, error) {
 	switch boundCens {
 	case analysis.CensoredAbove:
 		p.X.Max = math.Max(p.X.Max, bound*2.6)
-		if err := arrow(p, bound, bound*2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, boundText, dash); err != nil {
-			return nil, err
-		}
 	case analysis.CensoredBelow:
 		p.X.Min = math.Min(p.X.Min, bound/2.6)
-		if err := arrow(p, bound, bound/2.2, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, red, boundText, dash); err != nil {
-			return nil, err
-		}
+	default:
+		return nil
 	}
-	if knee != nil && knee.Censored == analysis.NotCensored && knee.Knee.Valid() {
-		v, err := plotter.NewLine(plotter.XYs{{X: float64(knee.Knee), Y: p.Y.Min}, {X: float64(knee.Knee), Y: p.Y.Max}})
-		if err != nil {
-			return nil, err
-		}
-		v.Color, v.Dashes, v.Width = red, dash, vg.Points(1)
-		p.Add(v)
-		leg.Add("knee at "+runfmt.FormatTokens(float64(knee.Knee)), v)
+	return boundArrow(p, bound, boundCens, p.Y.Max-(p.Y.Max-p.Y.Min)*0.55, c, boundText, dash)
+}
+
+// boundArrow draws a censored estimate's bound as a dashed line with an arrow at height y
+// pointing the way the estimate lies: right when censored above, left when censored below.
+func boundArrow(p *plot.Plot, bound float64, cens analysis.Censoring, y float64, c color.Color, text string, dash []vg.Length) error {
+	to := bound * 2.2
+	if cens == analysis.CensoredBelow {
+		to = bound / 2.2
 	}
-	f := &Figure{Name: "final_loss_vs_batch", Plot: p, Width: width, legend: leg,
-		Inputs: map[string]any{"ladder": res.Ladder, "compare_tokens": res.CompareTokens, "knee": res.Knee, "tolerance": res.Tolerance}}
-	f.Height = height(width) + leg.height(width)
-	return f, nil
+	return arrow(p, bound, to, y, c, text, dash)
 }
 
 // arrow draws a dashed line at x0 and an arrow from x0 towards x1 at height y, labelled.
@@ -300,28 +344,40 @@ func arrow(p *plot.Plot, x0, x1, y float64, c color.Color, text string, dash []v
 	return nil
 }
 
-type rightTriangle struct{}
+// rightTriangle, leftTriangle and invertedPyramid are triangle glyphs pointing right, left and
+// down (draw.PyramidGlyph points up).
+type (
+	rightTriangle   struct{}
+	leftTriangle    struct{}
+	invertedPyramid struct{}
+)
 
 func (rightTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
-	c.SetColor(sty.Color)
-	r := sty.Radius
-	var path vg.Path
-	path.Move(vg.Point{X: pt.X + r, Y: pt.Y})
-	path.Line(vg.Point{X: pt.X - r, Y: pt.Y + r*0.7})
-	path.Line(vg.Point{X: pt.X - r, Y: pt.Y - r*0.7})
-	path.Close()
-	c.Fill(path)
+	fillTriangle(c, sty, pt, [3][2]float64{{1, 0}, {-1, 0.7}, {-1, -0.7}})
 }
 
-type leftTriangle struct{}
-
 func (leftTriangle) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	fillTriangle(c, sty, pt, [3][2]float64{{-1, 0}, {1, 0.7}, {1, -0.7}})
+}
+
+func (invertedPyramid) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
+	fillTriangle(c, sty, pt, [3][2]float64{{0, -1}, {1, 0.7}, {-1, 0.7}})
+}
+
+// fillTriangle fills the triangle whose corners lie at the offsets from pt given in units of
+// the glyph's radius.
+func fillTriangle(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point, corners [3][2]float64) {
 	c.SetColor(sty.Color)
 	r := sty.Radius
 	var path vg.Path
-	path.Move(vg.Point{X: pt.X - r, Y: pt.Y})
-	path.Line(vg.Point{X: pt.X + r, Y: pt.Y + r*0.7})
-	path.Line(vg.Point{X: pt.X + r, Y: pt.Y - r*0.7})
+	for i, k := range corners {
+		p := vg.Point{X: pt.X + r*vg.Length(k[0]), Y: pt.Y + r*vg.Length(k[1])}
+		if i == 0 {
+			path.Move(p)
+		} else {
+			path.Line(p)
+		}
+	}
 	path.Close()
 	c.Fill(path)
 }
@@ -350,10 +406,7 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 			continue
 		}
 		inputs = append(inputs, t)
-		col := okabeIto[i%len(okabeIto)]
-		var xys plotter.XYs
 		for _, c := range t.Points {
-			xys = append(xys, plotter.XY{X: c.Steps, Y: c.Tokens})
 			smin, smax = math.Min(smin, c.Steps), math.Max(smax, c.Steps)
 			emin, emax = math.Min(emin, c.Tokens), math.Max(emax, c.Tokens)
 			if _, ok := byBatch[c.Batch]; !ok {
@@ -361,41 +414,11 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 			}
 			byBatch[c.Batch] = append(byBatch[c.Batch], plotter.XY{X: c.Steps, Y: c.Tokens})
 		}
-		sc, err := plotter.NewScatter(xys)
+		m, err := targetMarks(leg, t, i)
 		if err != nil {
 			return nil, err
 		}
-		sc.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(2), Shape: glyphs[i%len(glyphs)]}
-		name := "target"
-		if t.Target.Valid() {
-			name = fmt.Sprintf("L = %.4g", float64(t.Target))
-		}
-		// A censored fit's curve would draw a B_crit the data do not support.
-		if t.Error == "" && (t.Censored == analysis.CensoredAbove || t.Censored == analysis.CensoredBelow) {
-			if h := statementHead(t.Statement); h != "" {
-				leg.Add(name+" ("+h+")", sc)
-			} else {
-				leg.Add(name+" (censored)", sc)
-			}
-		} else if t.Error == "" {
-			a, b := float64(t.SMin), float64(t.EMin)
-			bl, bh := t.Points[0].Batch/2, t.Points[len(t.Points)-1].Batch*2
-			var curve plotter.XYs
-			for k := 0; k <= 60; k++ {
-				B := bl * math.Pow(bh/bl, float64(k)/60)
-				curve = append(curve, plotter.XY{X: a + b/B, Y: a*B + b})
-			}
-			l, err := plotter.NewLine(curve)
-			if err != nil {
-				return nil, err
-			}
-			l.Color, l.Width = col, vg.Points(0.8)
-			marks = append(marks, l)
-			leg.Add(name, sc, l)
-		} else {
-			leg.Add(name+" (no fit)", sc)
-		}
-		marks = append(marks, sc)
+		marks = append(marks, m...)
 		drawn++
 	}
 	if drawn == 0 {
@@ -408,7 +431,66 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 	p.X.Max *= 1.5
 	p.Y.Max *= 1.5
 	sort.Float64s(batches)
-	grey := color.Gray{Y: 150}
+	batchLine := draw.LineStyle{Color: color.Gray{Y: 150}, Width: vg.Points(0.6), Dashes: []vg.Length{vg.Points(1.5), vg.Points(1.5)}}
+	if err := addBatchLines(p, batches, byBatch, batchLine, marks); err != nil {
+		return nil, err
+	}
+	// A legend entry for the labelled lines, so that the figure says what they are.
+	leg.Add("one batch size B: E = B S", lineThumb{batchLine})
+	f := &Figure{Name: "steps_vs_tokens", Plot: p, Width: width, Inputs: inputs, legend: leg}
+	f.Height = height(width) + leg.height(width)
+	return f, nil
+}
+
+// targetMarks are the i-th target's points and, where its fit is uncensored, the fitted
+// hyperbola traced over its batch sizes (the curve first); each gets its legend entry.
+func targetMarks(leg *outerLegend, t analysis.TargetFit, i int) ([]plot.Plotter, error) {
+	col := okabeIto[i%len(okabeIto)]
+	var xys plotter.XYs
+	for _, c := range t.Points {
+		xys = append(xys, plotter.XY{X: c.Steps, Y: c.Tokens})
+	}
+	sc, err := plotter.NewScatter(xys)
+	if err != nil {
+		return nil, err
+	}
+	sc.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(2), Shape: glyphs[i%len(glyphs)]}
+	name := "target"
+	if t.Target.Valid() {
+		name = fmt.Sprintf("L = %.4g", float64(t.Target))
+	}
+	// A censored fit's curve would draw a B_crit the data do not support.
+	switch {
+	case t.Error == "" && (t.Censored == analysis.CensoredAbove || t.Censored == analysis.CensoredBelow):
+		if h := statementHead(t.Statement); h != "" {
+			leg.Add(name+" ("+h+")", sc)
+		} else {
+			leg.Add(name+" (censored)", sc)
+		}
+	case t.Error == "":
+		a, b := float64(t.SMin), float64(t.EMin)
+		bl, bh := t.Points[0].Batch/2, t.Points[len(t.Points)-1].Batch*2
+		var curve plotter.XYs
+		for k := 0; k <= 60; k++ {
+			B := bl * math.Pow(bh/bl, float64(k)/60)
+			curve = append(curve, plotter.XY{X: a + b/B, Y: a*B + b})
+		}
+		l, err := plotter.NewLine(curve)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, l.Width = col, vg.Points(0.8)
+		leg.Add(name, sc, l)
+		return []plot.Plotter{l, sc}, nil
+	default:
+		leg.Add(name+" (no fit)", sc)
+	}
+	return []plot.Plotter{sc}, nil
+}
+
+// addBatchLines joins each batch size's points (all on the line E = B S) in style, draws marks
+// over them, and labels each line with its batch past its upper end.
+func addBatchLines(p *plot.Plot, batches []float64, byBatch map[float64]plotter.XYs, style draw.LineStyle, marks []plot.Plotter) error {
 	var at plotter.XYs
 	var names []string
 	for _, b := range batches {
@@ -418,9 +500,9 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 		if len(pts) > 1 {
 			l, err := plotter.NewLine(plotter.XYs{pts[0], end})
 			if err != nil {
-				return nil, err
+				return err
 			}
-			l.Color, l.Width, l.Dashes = grey, vg.Points(0.6), []vg.Length{vg.Points(1.5), vg.Points(1.5)}
+			l.Color, l.Width, l.Dashes = style.Color, style.Width, style.Dashes
 			p.Add(l)
 		}
 		at = append(at, end)
@@ -429,7 +511,7 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 	p.Add(marks...)
 	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: at, Labels: names})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for i := range lab.TextStyle {
 		lab.TextStyle[i].Font.Size = p.Legend.TextStyle.Font.Size
@@ -437,12 +519,7 @@ func StepsTokens(res *analysis.Result, width vg.Length) (*Figure, error) {
 	}
 	lab.Offset = vg.Point{X: vg.Points(3), Y: vg.Points(2)}
 	p.Add(lab)
-	// A legend entry for the labelled lines, so that the figure says what they are.
-	batchLine := draw.LineStyle{Color: grey, Width: vg.Points(0.6), Dashes: []vg.Length{vg.Points(1.5), vg.Points(1.5)}}
-	leg.Add("one batch size B: E = B S", lineThumb{batchLine})
-	f := &Figure{Name: "steps_vs_tokens", Plot: p, Width: width, Inputs: inputs, legend: leg}
-	f.Height = height(width) + leg.height(width)
-	return f, nil
+	return nil
 }
 
 // lineThumb is the legend thumbnail of a line style.
@@ -463,60 +540,23 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 	}
 	p := newPlot(width, "target loss", "B_crit (tokens, Ki = 1024)")
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, tokenTicks{}
-	var pts errPoints
-	var up, down plotter.XYs
-	var onUp, onDown plotter.XYs // interval ends cut at the axis
-	lo, hi, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), 0.0
-	var inputs []analysis.TargetFit
+	m := bcritMarks{lo: math.Inf(1), hi: math.Inf(-1), ymin: math.Inf(1)}
 	for _, t := range res.Hyperbola.Targets {
 		if !t.Target.Valid() || t.Error != "" {
 			continue
 		}
-		inputs = append(inputs, t)
-		x := float64(t.Target)
-		lo, hi = math.Min(lo, x), math.Max(hi, x)
-		switch t.Censored {
-		case analysis.CensoredAbove:
-			y := 2 * t.Points[len(t.Points)-1].Batch
-			up = append(up, plotter.XY{X: x, Y: y})
-			ymin, ymax = math.Min(ymin, y), math.Max(ymax, y*1.5)
-		case analysis.CensoredBelow:
-			y := t.Points[0].Batch / 2
-			down = append(down, plotter.XY{X: x, Y: y})
-			ymin, ymax = math.Min(ymin, y/1.5), math.Max(ymax, y)
-		default:
-			y := float64(t.Bcrit)
-			l, h := y, y
-			if t.BcritCI.Lo.Valid() && t.BcritCI.Hi.Valid() {
-				l, h = math.Min(y, float64(t.BcritCI.Lo)), math.Max(y, float64(t.BcritCI.Hi))
-			}
-			// An interval end far outside the ladder says "unbounded there", not a number to
-			// scale the axis by: it stops at a sixteenth of the smallest batch or 16 times the
-			// largest, with a triangle pointing on.
-			floor, ceil := t.Points[0].Batch/16, 16*t.Points[len(t.Points)-1].Batch
-			if l < floor {
-				l = floor
-				onDown = append(onDown, plotter.XY{X: x, Y: l})
-			}
-			if h > ceil {
-				h = ceil
-				onUp = append(onUp, plotter.XY{X: x, Y: h})
-			}
-			pts.XYs = append(pts.XYs, plotter.XY{X: x, Y: y})
-			pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{y - l, h - y})
-			ymin, ymax = math.Min(ymin, l), math.Max(ymax, h)
-		}
+		m.add(t)
 	}
-	if len(pts.XYs)+len(up)+len(down) == 0 {
+	if len(m.pts.XYs)+len(m.up)+len(m.down) == 0 {
 		return nil, errors.New("figure bcrit_vs_target: no target has a fit")
 	}
-	if len(pts.XYs) > 0 {
-		eb, err := plotter.NewYErrorBars(pts)
+	if len(m.pts.XYs) > 0 {
+		eb, err := plotter.NewYErrorBars(m.pts)
 		if err != nil {
 			return nil, err
 		}
 		eb.CapWidth, eb.LineStyle.Width = vg.Points(3), vg.Points(0.7)
-		sc, err := plotter.NewScatter(pts.XYs)
+		sc, err := plotter.NewScatter(m.pts.XYs)
 		if err != nil {
 			return nil, err
 		}
@@ -524,60 +564,111 @@ func BcritTarget(res *analysis.Result, width vg.Length) (*Figure, error) {
 		p.Add(eb, sc)
 		p.Legend.Add(fmt.Sprintf("B_crit, %.0f%% interval", 100*res.Bootstrap.Level), sc)
 	}
+	if err := m.addTriangles(p); err != nil {
+		return nil, err
+	}
+	if tr := res.Hyperbola.Trend; tr != nil {
+		if err := addBcritTrend(p, tr, m.lo, m.hi); err != nil {
+			return nil, err
+		}
+	}
+	p.X.Min, p.X.Max = padLin(m.lo, m.hi, 0.08)
+	p.Y.Min, p.Y.Max = padLog(m.ymin, m.ymax, 1.6)
+	if p.Y.Max/p.Y.Min < 5 {
+		// Keep at least two powers of two on the axis so it has labels.
+		mid := math.Sqrt(m.ymin * m.ymax)
+		p.Y.Min, p.Y.Max = mid/2.3, mid*2.3
+	}
+	p.Legend.Top, p.Legend.Left = true, false
+	return &Figure{Name: "bcrit_vs_target", Plot: p, Width: width, Height: height(width), Inputs: m.inputs}, nil
+}
+
+// bcritMarks are the marks of bcrit_vs_target: B_crit with its interval per target, censored
+// fits at their bound, interval ends cut at the axis, and the ranges the axes must hold.
+type bcritMarks struct {
+	pts                errPoints
+	up, down           plotter.XYs // censored above and below, at twice or half the ladder's end
+	onUp, onDown       plotter.XYs // interval ends cut at the axis
+	lo, hi, ymin, ymax float64
+	inputs             []analysis.TargetFit
+}
+
+// add places the fit of target t.
+func (m *bcritMarks) add(t analysis.TargetFit) {
+	m.inputs = append(m.inputs, t)
+	x := float64(t.Target)
+	m.lo, m.hi = math.Min(m.lo, x), math.Max(m.hi, x)
+	switch t.Censored {
+	case analysis.CensoredAbove:
+		y := t.Bound()
+		m.up = append(m.up, plotter.XY{X: x, Y: y})
+		m.ymin, m.ymax = math.Min(m.ymin, y), math.Max(m.ymax, y*1.5)
+	case analysis.CensoredBelow:
+		y := t.Bound()
+		m.down = append(m.down, plotter.XY{X: x, Y: y})
+		m.ymin, m.ymax = math.Min(m.ymin, y/1.5), math.Max(m.ymax, y)
+	default:
+		y := float64(t.Bcrit)
+		l, h := y, y
+		if t.BcritCI.Lo.Valid() && t.BcritCI.Hi.Valid() {
+			l, h = math.Min(y, float64(t.BcritCI.Lo)), math.Max(y, float64(t.BcritCI.Hi))
+		}
+		// An interval end far outside the ladder says "unbounded there", not a number to
+		// scale the axis by: it stops at a sixteenth of the smallest batch or 16 times the
+		// largest, with a triangle pointing on.
+		floor, ceil := t.Points[0].Batch/16, 16*t.Points[len(t.Points)-1].Batch
+		if l < floor {
+			l = floor
+			m.onDown = append(m.onDown, plotter.XY{X: x, Y: l})
+		}
+		if h > ceil {
+			h = ceil
+			m.onUp = append(m.onUp, plotter.XY{X: x, Y: h})
+		}
+		m.pts.XYs = append(m.pts.XYs, plotter.XY{X: x, Y: y})
+		m.pts.YErrors = append(m.pts.YErrors, struct{ Low, High float64 }{y - l, h - y})
+		m.ymin, m.ymax = math.Min(m.ymin, l), math.Max(m.ymax, h)
+	}
+}
+
+// addTriangles draws the censored bounds and the cut interval ends as triangles pointing away.
+func (m *bcritMarks) addTriangles(p *plot.Plot) error {
 	for _, c := range []struct {
 		xys   plotter.XYs
 		shape draw.GlyphDrawer
 		color int
 		name  string
-	}{{up, draw.PyramidGlyph{}, 1, "lower bound (censored)"}, {down, invertedPyramid{}, 1, "upper bound (censored)"},
-		{onUp, draw.PyramidGlyph{}, 6, "interval runs on above"}, {onDown, invertedPyramid{}, 6, "interval runs on below"}} {
+	}{{m.up, draw.PyramidGlyph{}, 1, "lower bound (censored)"}, {m.down, invertedPyramid{}, 1, "upper bound (censored)"},
+		{m.onUp, draw.PyramidGlyph{}, 6, "interval runs on above"}, {m.onDown, invertedPyramid{}, 6, "interval runs on below"}} {
 		if len(c.xys) == 0 {
 			continue
 		}
 		sc, err := plotter.NewScatter(c.xys)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		sc.GlyphStyle = draw.GlyphStyle{Color: okabeIto[c.color], Radius: vg.Points(2.5), Shape: c.shape}
 		p.Add(sc)
 		p.Legend.Add(c.name, sc)
 	}
-	if tr := res.Hyperbola.Trend; tr != nil {
-		var curve plotter.XYs
-		for k := 0; k <= 20; k++ {
-			x := lo + (hi-lo)*float64(k)/20
-			curve = append(curve, plotter.XY{X: x, Y: math.Exp(tr.LogC - math.Log(x)/tr.AlphaB)})
-		}
-		l, err := plotter.NewLine(curve)
-		if err != nil {
-			return nil, err
-		}
-		l.Color, l.Dashes, l.Width = okabeIto[6], []vg.Length{vg.Points(3), vg.Points(2)}, vg.Points(0.8)
-		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("trend, alpha_B = %.2g", tr.AlphaB), l)
-	}
-	p.X.Min, p.X.Max = padLin(lo, hi, 0.08)
-	p.Y.Min, p.Y.Max = padLog(ymin, ymax, 1.6)
-	if p.Y.Max/p.Y.Min < 5 {
-		// Keep at least two powers of two on the axis so it has labels.
-		mid := math.Sqrt(ymin * ymax)
-		p.Y.Min, p.Y.Max = mid/2.3, mid*2.3
-	}
-	p.Legend.Top, p.Legend.Left = true, false
-	return &Figure{Name: "bcrit_vs_target", Plot: p, Width: width, Height: height(width), Inputs: inputs}, nil
+	return nil
 }
 
-type invertedPyramid struct{}
-
-func (invertedPyramid) DrawGlyph(c *draw.Canvas, sty draw.GlyphStyle, pt vg.Point) {
-	c.SetColor(sty.Color)
-	r := sty.Radius
-	var path vg.Path
-	path.Move(vg.Point{X: pt.X, Y: pt.Y - r})
-	path.Line(vg.Point{X: pt.X + r, Y: pt.Y + r*0.7})
-	path.Line(vg.Point{X: pt.X - r, Y: pt.Y + r*0.7})
-	path.Close()
-	c.Fill(path)
+// addBcritTrend draws the power-law trend of B_crit in the target loss between lo and hi.
+func addBcritTrend(p *plot.Plot, tr *analysis.BcritTrend, lo, hi float64) error {
+	var curve plotter.XYs
+	for k := 0; k <= 20; k++ {
+		x := lo + (hi-lo)*float64(k)/20
+		curve = append(curve, plotter.XY{X: x, Y: math.Exp(tr.LogC - math.Log(x)/tr.AlphaB)})
+	}
+	l, err := plotter.NewLine(curve)
+	if err != nil {
+		return err
+	}
+	l.Color, l.Dashes, l.Width = okabeIto[6], []vg.Length{vg.Points(3), vg.Points(2)}, vg.Points(0.8)
+	p.Add(l)
+	p.Legend.Add(fmt.Sprintf("trend, alpha_B = %.2g", tr.AlphaB), l)
+	return nil
 }
 
 // NoiseScale draws the simple gradient noise scale against tokens, one line per branch, broken

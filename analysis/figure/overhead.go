@@ -71,12 +71,7 @@ func Overhead(res *analysis.Result, width vg.Length) (*Figure, error) {
 	dash := []vg.Length{vg.Points(3), vg.Points(2)}
 	switch pf.Censored {
 	case analysis.CensoredAbove, analysis.CensoredBelow:
-		b := float64(pf.Bound)
-		to := b * 2.2
-		if pf.Censored == analysis.CensoredBelow {
-			to = b / 2.2
-		}
-		if err := arrow(p, b, to, room.arrowY(0), red, claim(pf), dash); err != nil {
+		if err := boundArrow(p, float64(pf.Bound), pf.Censored, room.arrowY(0), red, claim(pf), dash); err != nil {
 			return nil, err
 		}
 	default:

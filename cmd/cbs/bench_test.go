@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"cbs/bench"
 	"cbs/compute/blas"
-	"cbs/model"
 )
 
 func runCaptured(t *testing.T, args ...string) (string, int) {
@@ -37,7 +37,7 @@ func TestBenchJSON(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("%s: exit %d: %s", objective, code, out)
 		}
-		var r benchResult
+		var r bench.Result
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("%s: %v\n%s", objective, err, out)
 		}
@@ -72,8 +72,9 @@ func TestBenchJSON(t *testing.T) {
 		if r.BLAS.Library == "" || r.Backend == "" || r.CPU == "" {
 			t.Errorf("%s: missing backend description: %+v %q %q", objective, r.BLAS, r.Backend, r.CPU)
 		}
-		if r.Precision != "fp32" || r.DNNL != nil {
-			t.Errorf("%s: default precision %q, onednn %+v; want fp32 without oneDNN", objective, r.Precision, r.DNNL)
+		// oneDNN is reported at fp32 exactly when it runs the fp32 products.
+		if r.Precision != "fp32" || r.FP32Products == "" || (r.DNNL != nil) != (r.FP32Products == "onednn") {
+			t.Errorf("%s: default precision %q, fp32 products on %q, onednn %+v", objective, r.Precision, r.FP32Products, r.DNNL)
 		}
 	}
 }
@@ -89,7 +90,7 @@ func TestBenchBF16(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	var r benchResult
+	var r bench.Result
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -132,32 +133,8 @@ func TestBenchBadFlags(t *testing.T) {
 	}
 }
 
-// TestBenchFLOPsMoE: a sparse layer counts its router and the top-k experts a token passes
-// through (the active weights), as the PyTorch reference's bench does; a dense layer its MLP.
-func TestBenchFLOPsMoE(t *testing.T) {
-	c := model.Config{ModelType: "qwen3_moe", HiddenSize: 64, IntermediateSize: 128, NumLayers: 2, NumHeads: 4,
-		NumKVHeads: 2, HeadDim: 16, VocabSize: 260, NumExperts: 4, NumExpertsPerTok: 2, MoEIntermediateSize: 32,
-		DecoderSparseStep: 1}
-	attention := 64*64 + 2*32*64 + 64*64
-	for _, tc := range []struct {
-		name     string
-		mlpOnly  []int
-		wantLin  int
-		sparseOf int
-	}{
-		{"all sparse", nil, 2*attention + 2*(4*64+2*3*64*32) + 260*64, 2},
-		{"layer 0 dense", []int{0}, 2*attention + 3*64*128 + (4*64 + 2*3*64*32) + 260*64, 1},
-	} {
-		c := c
-		c.MLPOnlyLayers = tc.mlpOnly
-		flops, linear := benchFLOPs(c, 64, 1024)
-		if linear != tc.wantLin {
-			t.Errorf("%s: n_linear = %d, want %d", tc.name, linear, tc.wantLin)
-		}
-		if want := 6*float64(tc.wantLin)*1024 + 12*2*64*64*1024; flops != want {
-			t.Errorf("%s: flops = %g, want %g", tc.name, flops, want)
-		}
-	}
+// TestBenchMoE: bench runs a Qwen3-MoE model and its formula says what a sparse layer counts.
+func TestBenchMoE(t *testing.T) {
 	out, code := runCaptured(t, "bench", "--preset", "tiny", "--experts", "4", "--top-k", "2", "--moe-ff", "32", "--steps", "1", "--warmup", "0", "--json")
 	if code != 0 || !strings.Contains(out, "router and the 2 of 4 experts") {
 		t.Errorf("bench with experts: exit %d\n%s", code, out)

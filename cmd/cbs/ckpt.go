@@ -222,6 +222,23 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 		}
 	}
 	layout := model.Layout(c)
+	if err := rep.checkWeights(dir, stored, layout); err != nil {
+		return nil, err
+	}
+	if err := rep.checkOptimizer(dir, layout); err != nil {
+		return nil, err
+	}
+	if rep.Trainer, err = model.LoadTrainerState(dir); err != nil {
+		return nil, err
+	}
+	rep.FilesChecked = rep.Trainer != nil
+	return rep, nil
+}
+
+// checkWeights lists the tensors the layout implies with the dtype and file stored for each,
+// refuses a checkpoint whose shapes disagree with them, and notes the stored tensors the model
+// does not use.
+func (rep *ckptReport) checkWeights(dir string, stored *model.StoredWeights, layout []model.Tensor) error {
 	var bad []string
 	used := map[string]bool{}
 	for _, t := range layout {
@@ -244,7 +261,7 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 		where = filepath.Join(dir, stored.Index)
 	}
 	if err := shapeError(where, bad); err != nil {
-		return nil, err
+		return err
 	}
 	var unused []string
 	for _, name := range stored.Names() {
@@ -255,11 +272,17 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 	if len(unused) > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("weights: %d stored tensor(s) the model does not use, ignored when loading: %s", len(unused), strings.Join(unused, ", ")))
 	}
+	return nil
+}
+
+// checkOptimizer checks the AdamW moments' shapes against the layout, where the checkpoint has
+// an optimizer file, and reports its metadata.
+func (rep *ckptReport) checkOptimizer(dir string, layout []model.Tensor) error {
 	optPath := filepath.Join(dir, model.OptimizerFile)
 	of, err := safetensors.Read(optPath)
 	switch {
 	case err == nil:
-		bad = nil
+		var bad []string
 		for _, t := range layout {
 			for _, suffix := range []string{".exp_avg", ".exp_avg_sq"} {
 				st, ok := of.Tensor(t.Name + suffix)
@@ -267,17 +290,13 @@ func inspectCheckpoint(dir string) (*ckptReport, error) {
 			}
 		}
 		if err := shapeError(optPath, bad); err != nil {
-			return nil, err
+			return err
 		}
 		rep.Optimizer = of.Metadata
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, err
+		return err
 	}
-	if rep.Trainer, err = model.LoadTrainerState(dir); err != nil {
-		return nil, err
-	}
-	rep.FilesChecked = rep.Trainer != nil
-	return rep, nil
+	return nil
 }
 
 func (r *ckptReport) print(w io.Writer) {

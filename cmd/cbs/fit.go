@@ -162,12 +162,7 @@ resumes it), or give --partial to fit what the branches logged so far; the resul
 
 Exit status: 0 ok, 1 error (unreadable or malformed data, an unfinished sweep without --partial),
 2 bad usage.`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usageErrorf("fit takes one RUN_DIR, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args: atMostOneRunDir("fit"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.resolve(args); err != nil {
 				return err
@@ -184,17 +179,36 @@ Exit status: 0 ok, 1 error (unreadable or malformed data, an unfinished sweep wi
 }
 
 func (o *fitOptions) resolve(args []string) error {
-	switch {
-	case len(args) == 1 && o.table != "":
-		return usageErrorf("give a run directory or --table, not both")
-	case len(args) == 0 && o.table == "":
-		return usageErrorf("missing RUN_DIR (or --table FILE.csv)")
-	case len(args) == 1:
-		o.runDir = args[0]
-	}
 	var err error
+	if o.runDir, err = runDirOrTable(args, o.table); err != nil {
+		return err
+	}
 	o.opts, err = o.flags.resolveFor(o.runDir)
 	return err
+}
+
+// atMostOneRunDir refuses more than one argument to verb, which reads one RUN_DIR or a table.
+func atMostOneRunDir(verb string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > 1 {
+			return usageErrorf("%s takes one RUN_DIR, got %d arguments", verb, len(args))
+		}
+		return nil
+	}
+}
+
+// runDirOrTable is the run directory args name, "" when --table names a table instead; one of
+// the two must be given, not both.
+func runDirOrTable(args []string, table string) (string, error) {
+	switch {
+	case len(args) == 1 && table != "":
+		return "", usageErrorf("give a run directory or --table, not both")
+	case len(args) == 0 && table == "":
+		return "", usageErrorf("missing RUN_DIR (or --table FILE.csv)")
+	case len(args) == 1:
+		return args[0], nil
+	}
+	return "", nil
 }
 
 // warnPartial says on stderr that a fit is partial, where it is seen even when stdout goes to a

@@ -45,12 +45,7 @@ unfinished sweep is refused unless --partial is given; every figure then carries
 how many branches are unfinished.
 
 Exit status: 0 ok, 1 error (an unfinished sweep without --partial included), 2 bad usage.`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usageErrorf("plot takes one RUN_DIR, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args: atMostOneRunDir("plot"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.resolve(args); err != nil {
 				return err
@@ -68,13 +63,9 @@ Exit status: 0 ok, 1 error (an unfinished sweep without --partial included), 2 b
 }
 
 func (o *plotOptions) resolve(args []string) error {
-	switch {
-	case len(args) == 1 && o.table != "":
-		return usageErrorf("give a run directory or --table, not both")
-	case len(args) == 0 && o.table == "":
-		return usageErrorf("missing RUN_DIR (or --table FILE.csv)")
-	case len(args) == 1:
-		o.runDir = args[0]
+	var err error
+	if o.runDir, err = runDirOrTable(args, o.table); err != nil {
+		return err
 	}
 	if o.out == "" {
 		if o.runDir == "" {
@@ -90,11 +81,9 @@ func (o *plotOptions) resolve(args []string) error {
 	if !ok {
 		return usageErrorf("--format %q: allowed %s", o.format, strings.Join(figure.Formats, ", "))
 	}
-	w, err := parseFigureWidth(o.width)
-	if err != nil {
+	if o.widthL, err = parseFigureWidth(o.width); err != nil {
 		return err
 	}
-	o.widthL = w
 	o.opts, err = o.flags.resolveFor(o.runDir)
 	return err
 }

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -62,18 +62,9 @@ ended, is shown stopped.
 Exit status: 0 ok, 1 error (an unreadable state.json included, reported after the table), 2 bad usage.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var dir string
-			switch {
-			case len(args) == 1:
-				dir = args[0]
-			case config != "":
-				plan, err := loadPlan(config)
-				if err != nil {
-					return err
-				}
-				dir = plan.Out
-			default:
-				return usageErrorf("status: give RUN_DIR or --config FILE")
+			dir, err := statusDir(args, config)
+			if err != nil {
+				return err
 			}
 			rows, err := sweepStatus(dir)
 			if err != nil {
@@ -87,7 +78,6 @@ Exit status: 0 ok, 1 error (an unreadable state.json included, reported after th
 			for i := range rep.Branches {
 				rep.Branches[i].ETASeconds = etaSeconds(rep.Branches[i])
 			}
-			rows = rep.Branches
 			out := cmd.OutOrStdout()
 			if asJSON {
 				b, err := json.MarshalIndent(rep, "", "  ")
@@ -95,43 +85,67 @@ Exit status: 0 ok, 1 error (an unreadable state.json included, reported after th
 					return err
 				}
 				fmt.Fprintln(out, string(b))
-				return unreadableError(rows)
+				return unreadableError(rep.Branches)
 			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			head := "branch\tstate\ttokens\tstep\ttrain loss\teval loss\ttok/s\tETA"
-			if slurm {
-				head += "\tslurm"
-			}
-			fmt.Fprintln(tw, head)
-			for _, r := range rows {
-				eta := etaCell(r)
-				state := r.State
-				if r.Reason != "" {
-					state += " (" + r.Reason + ")"
-				}
-				speed := "-" // an external trainer writes no perf.jsonl
-				if r.TokensPerS > 0 {
-					speed = fmt.Sprintf("%.0f", r.TokensPerS)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%s\t%s", r.ID, state, runfmt.Tokens(r.Tokens).Human(),
-					runfmt.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), speed, eta)
-				if slurm {
-					fmt.Fprintf(tw, "\t%s", slurmCell(r.Slurm))
-				}
-				fmt.Fprintln(tw)
-			}
-			if err := tw.Flush(); err != nil {
+			if err := writeStatusTable(out, rep, slurm); err != nil {
 				return err
 			}
-			if rep.FitJob != nil {
-				fmt.Fprintf(out, "\nfit and plot job: %s\n", slurmCell(rep.FitJob))
-			}
-			return unreadableError(rows)
+			return unreadableError(rep.Branches)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVar(&config, "config", "", "find the run directory from a sweep config")
 	return cmd
+}
+
+// statusDir is the run directory status reads: RUN_DIR, else the out directory of --config.
+func statusDir(args []string, config string) (string, error) {
+	switch {
+	case len(args) == 1:
+		return args[0], nil
+	case config != "":
+		plan, err := loadPlan(config)
+		if err != nil {
+			return "", err
+		}
+		return plan.Out, nil
+	}
+	return "", usageErrorf("status: give RUN_DIR or --config FILE")
+}
+
+// writeStatusTable prints a row per branch, with a column of Slurm tasks when the run was
+// submitted to Slurm, and the fit job below.
+func writeStatusTable(out io.Writer, rep statusReport, slurm bool) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	head := "branch\tstate\ttokens\tstep\ttrain loss\teval loss\ttok/s\tETA"
+	if slurm {
+		head += "\tslurm"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rep.Branches {
+		eta := etaCell(r)
+		state := r.State
+		if r.Reason != "" {
+			state += " (" + r.Reason + ")"
+		}
+		speed := "-" // an external trainer writes no perf.jsonl
+		if r.TokensPerS > 0 {
+			speed = fmt.Sprintf("%.0f", r.TokensPerS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%d\t%s\t%s\t%s\t%s", r.ID, state, runfmt.Tokens(r.Tokens).Human(),
+			runfmt.Tokens(r.Budget).Human(), r.Step, lossCell(r.TrainLoss), lossCell(r.EvalLoss), speed, eta)
+		if slurm {
+			fmt.Fprintf(tw, "\t%s", slurmCell(r.Slurm))
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if rep.FitJob != nil {
+		fmt.Fprintf(out, "\nfit and plot job: %s\n", slurmCell(rep.FitJob))
+	}
+	return nil
 }
 
 // joinSlurm adds what Slurm says about a submitted sweep's tasks; it reports whether the run
@@ -208,7 +222,7 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 		default:
 			r.State, r.Reason = st.State, st.Reason
 		}
-		eachLine(filepath.Join(bdir, runfmt.MetricsFile), func(b []byte) {
+		runfmt.EachLine(filepath.Join(bdir, runfmt.MetricsFile), func(b []byte) {
 			if m, err := runfmt.ParseMetrics(b); err == nil {
 				r.Tokens, r.Step = m.Tokens, m.Step
 				if m.TrainLoss != nil {
@@ -219,7 +233,7 @@ func sweepStatus(dir string) ([]branchStatus, error) {
 				}
 			}
 		})
-		eachLine(filepath.Join(bdir, runfmt.PerfFile), func(b []byte) {
+		runfmt.EachLine(filepath.Join(bdir, runfmt.PerfFile), func(b []byte) {
 			var p runfmt.Perf
 			if json.Unmarshal(b, &p) == nil {
 				r.TokensPerS = p.TokensPerS
@@ -297,17 +311,4 @@ func unreadableError(rows []branchStatus) error {
 		return nil
 	}
 	return fmt.Errorf("status: state.json of %d branch(es) is unreadable: %s", len(ids), strings.Join(ids, ", "))
-}
-
-func eachLine(path string, f func([]byte)) {
-	file, err := os.Open(path)
-	if err != nil {
-		return
-	}
-	defer file.Close()
-	sc := bufio.NewScanner(file)
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		f(sc.Bytes())
-	}
 }

@@ -45,56 +45,7 @@ diverged, 130 interrupted.`,
 		Example: `  cbs sweep experiments/quickstart/sweep.toml
   cbs config plan my-sweep.toml && cbs sweep --config my-sweep.toml --parallel 2`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.externalBranch != "" {
-				return runExternalBranch(cmd, o.externalBranch)
-			}
-			if err := configArg(&o.config, args, "sweep"); err != nil {
-				return err
-			}
-			plan, err := loadPlan(o.config)
-			if err != nil {
-				return err
-			}
-			if o.threads >= 0 {
-				plan.Config.Run.Threads = o.threads
-			}
-			if o.parallel > 0 {
-				plan.Config.Run.Parallel = o.parallel
-			}
-			if plan.Config.Run.Executor == sweep.ExecutorLocal && !o.dryRun {
-				warnSlowPath(cmd.ErrOrStderr())
-			}
-			// A local dry run prints the plan, which carries the warning already; an error is
-			// left for the sweep to report when it opens the data.
-			if !(o.dryRun && plan.Config.Run.Executor == sweep.ExecutorLocal) {
-				if w, err := plan.DataWarning(); err == nil && w != "" {
-					fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
-				}
-			}
-			ctx, stop := interruptible(cmd.Context())
-			defer stop()
-			stderr := cmd.ErrOrStderr()
-			outcome, err := sweep.Execute(ctx, plan, sweep.Options{
-				RetryFailed: o.retryFailed, Log: stderr, Terminal: isTerminal(stderr), CodeVersion: codeVersion(),
-				DryRun: o.dryRun, Stdout: cmd.OutOrStdout(),
-			})
-			switch {
-			case errors.Is(err, sweep.ErrChangedConfig):
-				return &codedError{code: exitUsage, err: err}
-			case errors.Is(err, sweep.ErrInterrupted):
-				return &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: branches checkpointed in %s; run the same command to continue", plan.Out)}
-			case err != nil:
-				return err
-			}
-			if outcome.AnyFailed() {
-				return &codedError{code: exitSomeFailed, err: fmt.Errorf("some branches did not finish:\n  %s", strings.Join(outcome.Failed, "\n  "))}
-			}
-			if !o.dryRun {
-				fmt.Fprintln(cmd.OutOrStdout(), plan.Out)
-			}
-			return nil
-		},
+		RunE: o.run,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "sweep config (TOML)")
@@ -106,6 +57,58 @@ diverged, 130 interrupted.`,
 	f.StringVar(&o.externalBranch, "external-branch", "", "run the external trainer of one branch directory (holds external.json) and check its metrics")
 	f.MarkHidden("external-branch")
 	return cmd
+}
+
+// run expands the sweep config and executes the plan with its executor.
+func (o *sweepOptions) run(cmd *cobra.Command, args []string) error {
+	if o.externalBranch != "" {
+		return runExternalBranch(cmd, o.externalBranch)
+	}
+	if err := configArg(&o.config, args, "sweep"); err != nil {
+		return err
+	}
+	plan, err := loadPlan(o.config)
+	if err != nil {
+		return err
+	}
+	if o.threads >= 0 {
+		plan.Config.Run.Threads = o.threads
+	}
+	if o.parallel > 0 {
+		plan.Config.Run.Parallel = o.parallel
+	}
+	if plan.Config.Run.Executor == sweep.ExecutorLocal && !o.dryRun {
+		warnSlowPath(cmd.ErrOrStderr())
+	}
+	// A local dry run prints the plan, which carries the warning already; an error is
+	// left for the sweep to report when it opens the data.
+	if !(o.dryRun && plan.Config.Run.Executor == sweep.ExecutorLocal) {
+		if w, err := plan.DataWarning(); err == nil && w != "" {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+		}
+	}
+	ctx, stop := interruptible(cmd.Context())
+	defer stop()
+	stderr := cmd.ErrOrStderr()
+	outcome, err := sweep.Execute(ctx, plan, sweep.Options{
+		RetryFailed: o.retryFailed, Log: stderr, Terminal: isTerminal(stderr), CodeVersion: codeVersion(),
+		DryRun: o.dryRun, Stdout: cmd.OutOrStdout(),
+	})
+	switch {
+	case errors.Is(err, sweep.ErrChangedConfig):
+		return &codedError{code: exitUsage, err: err}
+	case errors.Is(err, sweep.ErrInterrupted):
+		return &codedError{code: exitInterrupted, err: fmt.Errorf("interrupted: branches checkpointed in %s; run the same command to continue", plan.Out)}
+	case err != nil:
+		return err
+	}
+	if outcome.AnyFailed() {
+		return &codedError{code: exitSomeFailed, err: fmt.Errorf("some branches did not finish:\n  %s", strings.Join(outcome.Failed, "\n  "))}
+	}
+	if !o.dryRun {
+		fmt.Fprintln(cmd.OutOrStdout(), plan.Out)
+	}
+	return nil
 }
 
 // runExternalBranch runs one branch's external trainer; its exit status tells Slurm whether the

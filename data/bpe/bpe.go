@@ -43,16 +43,11 @@ var files embed.FS
 
 // Tokenizer is GPT-2's byte-level BPE. It is safe for concurrent use.
 type Tokenizer struct {
-	byteID [256]int32
-	// merges maps a pair of ids (left<<32 | right) to rank<<32 | merged id, so that comparing
-	// values compares ranks.
-	merges map[uint64]uint64
+	bpe    bytelevel.BPE
 	tokens [vocabSize][]byte // each id's bytes, for Decode
-	cache  bytelevel.Cache
 }
 
-// Pieces longer than this are not cached (they are rare and would bloat the cache), and are
-// merged with the heap-based algorithm, whose cost grows as n log n instead of n².
+// longPiece is the longest piece whose ids are cached.
 const longPiece = 64
 
 var (
@@ -120,7 +115,7 @@ func load() (*Tokenizer, error) {
 		return nil, fmt.Errorf("encoder.json: %d tokens, <|endoftext|> = %d; want %d tokens ending with it", len(encoder), encoder["<|endoftext|>"], EndOfText+1)
 	}
 
-	t := &Tokenizer{merges: make(map[uint64]uint64, numMerges), cache: bytelevel.Cache{Max: 1 << 17, MinPublish: 256}}
+	t := &Tokenizer{bpe: bytelevel.BPE{Merges: make(map[uint64]uint64, numMerges), Cache: bytelevel.Cache{Max: 1 << 17, MinPublish: 256}, LongPiece: longPiece}}
 	toRune := bytelevel.Runes
 	fromRune := make(map[rune]byte, 256)
 	for b, r := range toRune {
@@ -151,7 +146,7 @@ func load() (*Tokenizer, error) {
 		if !ok {
 			return nil, fmt.Errorf("encoder.json: no token for byte %#02x", b)
 		}
-		t.byteID[b] = id
+		t.bpe.ByteID[b] = id
 	}
 
 	// vocab.bpe: a version line, then one merge per line in rank order, then an empty line.
@@ -167,7 +162,7 @@ func load() (*Tokenizer, error) {
 		if !ok || !oka || !okb || !okm {
 			return nil, fmt.Errorf("vocab.bpe: line %d: merge %q of tokens not in encoder.json", rank+2, line)
 		}
-		t.merges[bytelevel.PairKey(ia, ib)] = uint64(rank)<<32 | uint64(uint32(im))
+		t.bpe.Merges[bytelevel.PairKey(ia, ib)] = uint64(rank)<<32 | uint64(uint32(im))
 	}
 	return t, nil
 }
@@ -177,25 +172,10 @@ func (t *Tokenizer) Encode(text []byte) []int32 {
 	out := make([]int32, 0, len(text)/3+1)
 	for len(text) > 0 {
 		n := nextPiece(text)
-		out = t.appendPiece(out, text[:n])
+		out = t.bpe.AppendPiece(out, text[:n])
 		text = text[n:]
 	}
 	return out
-}
-
-func (t *Tokenizer) appendPiece(out []int32, piece []byte) []int32 {
-	if len(piece) == 1 {
-		return append(out, t.byteID[piece[0]])
-	}
-	if len(piece) > longPiece {
-		return append(out, bytelevel.Merge(piece, &t.byteID, t.merges)...)
-	}
-	if ids, ok := t.cache.Get(piece); ok {
-		return append(out, ids...)
-	}
-	ids := bytelevel.Merge(piece, &t.byteID, t.merges)
-	t.cache.Put(piece, ids)
-	return append(out, ids...)
 }
 
 // Decode returns the text of ids. BOS/EOS decodes as "<|endoftext|>", MASK as "<|mask|>", PAD as

@@ -212,7 +212,7 @@ func TestMergeLong(t *testing.T) {
 		for j := range piece {
 			piece[j] = alpha[r.IntN(len(alpha))]
 		}
-		if got, want := bytelevel.MergeHeap(piece, &tok.byteID, tok.merges), bytelevel.MergeScan(piece, &tok.byteID, tok.merges); !reflect.DeepEqual(got, want) {
+		if got, want := bytelevel.MergeHeap(piece, &tok.bpe.ByteID, tok.bpe.Merges), bytelevel.MergeScan(piece, &tok.bpe.ByteID, tok.bpe.Merges); !reflect.DeepEqual(got, want) {
 			t.Fatalf("MergeHeap(%q) = %v, MergeScan gives %v", piece, got, want)
 		}
 	}
@@ -281,7 +281,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.Run("cold", func(b *testing.B) {
 		b.SetBytes(int64(len(src)))
 		for b.Loop() {
-			tok.cache.Reset()
+			tok.bpe.Cache.Reset()
 			tok.Encode(src)
 		}
 	})

@@ -2,7 +2,8 @@ package bpe
 
 import (
 	"unicode"
-	"unicode/utf8"
+
+	"cbs/data/internal/bytelevel"
 )
 
 // GPT-2 cuts text into pieces before BPE with the pattern
@@ -32,14 +33,6 @@ const (
 	number
 )
 
-// asciiClass is the class of every ASCII byte, the common case.
-var asciiClass = func() (t [utf8.RuneSelf]class) {
-	for c := range t {
-		t[c] = runeClass(rune(c))
-	}
-	return t
-}()
-
 func runeClass(r rune) class {
 	switch {
 	case isSpace(r):
@@ -52,6 +45,9 @@ func runeClass(r rune) class {
 	return other
 }
 
+// classes reads the classes of the characters of a text.
+var classes = bytelevel.NewClasses(runeClass, other)
+
 // isSpace is JavaScript's \s.
 func isSpace(r rune) bool {
 	switch r {
@@ -59,31 +55,6 @@ func isSpace(r rune) bool {
 		return true
 	}
 	return 0x2000 <= r && r <= 0x200a
-}
-
-// classAt returns the class and byte length of the character at the start of s (non-empty).
-func classAt(s []byte) (class, int) {
-	if c := s[0]; c < utf8.RuneSelf {
-		return asciiClass[c], 1
-	}
-	r, n := utf8.DecodeRune(s)
-	if r == utf8.RuneError && n == 1 {
-		return other, 1
-	}
-	return runeClass(r), n
-}
-
-// runLen is the length of the run of characters of class c at the start of s.
-func runLen(s []byte, c class) int {
-	i := 0
-	for i < len(s) {
-		ci, n := classAt(s[i:])
-		if ci != c {
-			break
-		}
-		i += n
-	}
-	return i
 }
 
 // nextPiece returns the length of the first pre-tokenization piece of s (non-empty).
@@ -103,19 +74,19 @@ func nextPiece(s []byte) int {
 		}
 	}
 	if s[0] == ' ' && len(s) >= 2 {
-		if c, _ := classAt(s[1:]); c != space {
-			return 1 + runLen(s[1:], c)
+		if c, _ := classes.At(s[1:]); c != space {
+			return 1 + classes.RunLen(s[1:], c)
 		}
 	}
-	c, n := classAt(s)
+	c, n := classes.At(s)
 	if c != space {
-		return runLen(s, c)
+		return classes.RunLen(s, c)
 	}
 	// A whitespace run: all of it at the end of the text, else all but its last character (when
 	// that leaves something), else the single character.
 	last, end := 0, n
 	for end < len(s) {
-		ci, ni := classAt(s[end:])
+		ci, ni := classes.At(s[end:])
 		if ci != space {
 			break
 		}

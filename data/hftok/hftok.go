@@ -64,11 +64,8 @@ import (
 // Tokenizer is a byte-level BPE tokenizer loaded from a tokenizer.json. It is safe for
 // concurrent use.
 type Tokenizer struct {
-	name   string
-	byteID [256]int32
-	// merges maps a pair of ids (left<<32 | right) to rank<<32 | merged id, so comparing values
-	// compares ranks.
-	merges map[uint64]uint64
+	name string
+	bpe  bytelevel.BPE
 	// whole maps a vocab token's bytes to its id, when ignore_merges lets a piece that is a
 	// token skip the merges.
 	whole     map[string]int32
@@ -79,7 +76,6 @@ type Tokenizer struct {
 	norm      *matcher // added tokens matched in the normalized text
 	bos, eos  int32
 	mask, pad int32
-	cache     bytelevel.Cache
 }
 
 var (
@@ -192,24 +188,15 @@ func (t *Tokenizer) encodeText(out []int32, text []byte) []int32 {
 	return out
 }
 
+// appendPiece appends the ids of piece: a vocab token's own id where ignore_merges lets a
+// piece that is a token skip the merges, else its merges'.
 func (t *Tokenizer) appendPiece(out []int32, piece []byte) []int32 {
-	if len(piece) == 1 {
-		return append(out, t.byteID[piece[0]])
-	}
-	if t.whole != nil {
+	if t.whole != nil && len(piece) > 1 {
 		if id, ok := t.whole[string(piece)]; ok {
 			return append(out, id)
 		}
 	}
-	if len(piece) > longPiece {
-		return append(out, bytelevel.Merge(piece, &t.byteID, t.merges)...)
-	}
-	if ids, ok := t.cache.Get(piece); ok {
-		return append(out, ids...)
-	}
-	ids := bytelevel.Merge(piece, &t.byteID, t.merges)
-	t.cache.Put(piece, ids)
-	return append(out, ids...)
+	return t.bpe.AppendPiece(out, piece)
 }
 
 // Decode returns the bytes of ids as a string: each vocab token's bytes, each added token's
@@ -323,23 +310,10 @@ func parse(content []byte) (*Tokenizer, error) {
 		return nil, fmt.Errorf("not a tokenizer.json: %w", err)
 	}
 	m := f.Model
-	if m == nil {
-		return nil, errors.New("model: missing")
+	if err := checkModel(m); err != nil {
+		return nil, err
 	}
-	if m.Type != "BPE" && !(m.Type == "" && m.Merges != nil) {
-		return nil, fmt.Errorf("model.type = %q: only BPE is supported", m.Type)
-	}
-	switch {
-	case m.ByteFallback:
-		return nil, errors.New("model.byte_fallback = true: only byte-level BPE is supported")
-	case m.Dropout != nil && *m.Dropout != 0:
-		return nil, fmt.Errorf("model.dropout = %g: only deterministic BPE (no dropout) is supported", *m.Dropout)
-	case m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "":
-		return nil, fmt.Errorf("model.continuing_subword_prefix = %q: not supported", *m.ContinuingSubwordPrefix)
-	case m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "":
-		return nil, fmt.Errorf("model.end_of_word_suffix = %q: not supported", *m.EndOfWordSuffix)
-	}
-	t := &Tokenizer{merges: make(map[uint64]uint64), cache: bytelevel.Cache{Max: 1 << 18, MinPublish: 512}}
+	t := &Tokenizer{bpe: bytelevel.BPE{Merges: make(map[uint64]uint64), Cache: bytelevel.Cache{Max: 1 << 18, MinPublish: 512}, LongPiece: longPiece}}
 	var err error
 	if t.forms, err = parseNormalizer(f.Normalizer); err != nil {
 		return nil, err
@@ -356,34 +330,70 @@ func parse(content []byte) (*Tokenizer, error) {
 			return nil, fmt.Errorf("decoder %q: only ByteLevel is supported", d.Type)
 		}
 	}
+	if err := t.readVocab(m, f.AddedTokens); err != nil {
+		return nil, err
+	}
+	if err := t.readMerges(m); err != nil {
+		return nil, err
+	}
+	addedByContent, err := t.readAddedTokens(f.AddedTokens)
+	if err != nil {
+		return nil, err
+	}
+	t.setSpecialIDs(addedByContent)
+	return t, nil
+}
 
-	// The vocab and the decode table.
+// checkModel refuses a model that is not deterministic byte-level BPE.
+func checkModel(m *modelJSON) error {
+	if m == nil {
+		return errors.New("model: missing")
+	}
+	if m.Type != "BPE" && !(m.Type == "" && m.Merges != nil) {
+		return fmt.Errorf("model.type = %q: only BPE is supported", m.Type)
+	}
+	switch {
+	case m.ByteFallback:
+		return errors.New("model.byte_fallback = true: only byte-level BPE is supported")
+	case m.Dropout != nil && *m.Dropout != 0:
+		return fmt.Errorf("model.dropout = %g: only deterministic BPE (no dropout) is supported", *m.Dropout)
+	case m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "":
+		return fmt.Errorf("model.continuing_subword_prefix = %q: not supported", *m.ContinuingSubwordPrefix)
+	case m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "":
+		return fmt.Errorf("model.end_of_word_suffix = %q: not supported", *m.EndOfWordSuffix)
+	}
+	return nil
+}
+
+// readVocab builds the decode table, sized for the vocab and the added tokens, the id of every
+// byte's token and, when the model ignores merges, the table of whole-word tokens.
+func (t *Tokenizer) readVocab(m *modelJSON, added []addedToken) error {
 	size := int64(0)
 	for s, id := range m.Vocab {
 		if id < 0 || id >= 1<<31-8 {
-			return nil, fmt.Errorf("model.vocab: token %q has id %d, out of range", s, id)
+			return fmt.Errorf("model.vocab: token %q has id %d, out of range", s, id)
 		}
 		size = max(size, id+1)
 	}
-	for _, a := range f.AddedTokens {
+	for _, a := range added {
 		if a.ID < 0 || a.ID >= 1<<31-8 {
-			return nil, fmt.Errorf("added_tokens: %q has id %d, out of range", a.Content, a.ID)
+			return fmt.Errorf("added_tokens: %q has id %d, out of range", a.Content, a.ID)
 		}
 		size = max(size, int64(a.ID)+1)
 	}
 	t.tokens = make([][]byte, size)
 	for s, id := range m.Vocab {
 		if t.tokens[id] != nil {
-			return nil, fmt.Errorf("model.vocab: id %d is given to two tokens, one of them %q", id, s)
+			return fmt.Errorf("model.vocab: id %d is given to two tokens, one of them %q", id, s)
 		}
 		t.tokens[id] = tokenBytes(s)
 	}
 	for b, r := range bytelevel.Runes {
 		id, ok := m.Vocab[string(r)]
 		if !ok {
-			return nil, fmt.Errorf("model.vocab: no token for byte %#02x (%q): not a byte-level vocabulary", b, r)
+			return fmt.Errorf("model.vocab: no token for byte %#02x (%q): not a byte-level vocabulary", b, r)
 		}
-		t.byteID[b] = int32(id)
+		t.bpe.ByteID[b] = int32(id)
 	}
 	if m.IgnoreMerges {
 		t.whole = make(map[string]int32, len(m.Vocab))
@@ -391,27 +401,35 @@ func parse(content []byte) (*Tokenizer, error) {
 			t.whole[string(tokenBytes(s))] = int32(id)
 		}
 	}
+	return nil
+}
 
-	// Merges, in rank order; a pair listed twice keeps its last rank, as in the reference.
+// readMerges reads the merges in rank order; a pair listed twice keeps its last rank, as in the
+// reference.
+func (t *Tokenizer) readMerges(m *modelJSON) error {
 	pairs, err := parseMerges(m.Merges)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for rank, p := range pairs {
 		a, oka := m.Vocab[p[0]]
 		b, okb := m.Vocab[p[1]]
 		ab, okab := m.Vocab[p[0]+p[1]]
 		if !oka || !okb || !okab {
-			return nil, fmt.Errorf("model.merges[%d]: %q + %q: a token or their merge is not in the vocab", rank, p[0], p[1])
+			return fmt.Errorf("model.merges[%d]: %q + %q: a token or their merge is not in the vocab", rank, p[0], p[1])
 		}
-		t.merges[bytelevel.PairKey(int32(a), int32(b))] = uint64(rank)<<32 | uint64(uint32(ab))
+		t.bpe.Merges[bytelevel.PairKey(int32(a), int32(b))] = uint64(rank)<<32 | uint64(uint32(ab))
 	}
+	return nil
+}
 
-	// Added tokens: decoded as their content, matched raw or normalized.
+// readAddedTokens makes the added tokens decode as their content and builds their matchers,
+// raw or normalized; it returns their ids by content.
+func (t *Tokenizer) readAddedTokens(added []addedToken) (map[string]int32, error) {
 	addedByContent := map[string]int32{}
 	var raw, normalized []pattern
-	for i := range f.AddedTokens {
-		a := &f.AddedTokens[i]
+	for i := range added {
+		a := &added[i]
 		if a.Content == "" {
 			return nil, fmt.Errorf("added_tokens: id %d has empty content", a.ID)
 		}
@@ -428,8 +446,13 @@ func parse(content []byte) (*Tokenizer, error) {
 		}
 	}
 	t.raw, t.norm = newMatcher(raw), newMatcher(normalized)
+	return addedByContent, nil
+}
 
-	// Special ids for cbs.
+// setSpecialIDs picks the ids cbs needs (end and beginning of text, mask, padding) among the
+// added tokens by their usual names, appending a token for each that the file lacks (a missing
+// beginning of text is the end of text).
+func (t *Tokenizer) setSpecialIDs(addedByContent map[string]int32) {
 	find := func(names ...string) (int32, bool) {
 		for _, n := range names {
 			if id, ok := addedByContent[n]; ok {
@@ -455,7 +478,6 @@ func parse(content []byte) (*Tokenizer, error) {
 	if t.pad, ok = find("<|pad|>"); !ok {
 		t.pad = appendToken("<|pad|>")
 	}
-	return t, nil
 }
 
 func parseNormalizer(raw json.RawMessage) ([]norm.Form, error) {

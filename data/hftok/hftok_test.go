@@ -468,7 +468,7 @@ func TestMergeLong(t *testing.T) {
 			for j := range piece {
 				piece[j] = alpha[r.IntN(len(alpha))]
 			}
-			if got, want := bytelevel.MergeHeap(piece, &tok.byteID, tok.merges), bytelevel.MergeScan(piece, &tok.byteID, tok.merges); !reflect.DeepEqual(got, want) {
+			if got, want := bytelevel.MergeHeap(piece, &tok.bpe.ByteID, tok.bpe.Merges), bytelevel.MergeScan(piece, &tok.bpe.ByteID, tok.bpe.Merges); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: MergeHeap(%q) = %v, MergeScan gives %v", tok.Name(), piece, got, want)
 			}
 		}
@@ -574,7 +574,7 @@ func BenchmarkEncode(b *testing.B) {
 			tok.Encode(text)
 			for b.Loop() {
 				if cold {
-					tok.cache.Reset()
+					tok.bpe.Cache.Reset()
 				}
 				tok.Encode(text)
 			}

@@ -2,7 +2,8 @@ package hftok
 
 import (
 	"unicode"
-	"unicode/utf8"
+
+	"cbs/data/internal/bytelevel"
 )
 
 // The pre-tokenizer cuts normalized text into pieces, each encoded by BPE on its own. A
@@ -52,13 +53,6 @@ const (
 	newline       // \r or \n
 )
 
-var asciiClass = func() (t [utf8.RuneSelf]class) {
-	for c := range t {
-		t[c] = runeClass(rune(c))
-	}
-	return t
-}()
-
 func runeClass(r rune) class {
 	switch {
 	case r == '\r' || r == '\n':
@@ -73,30 +67,8 @@ func runeClass(r rune) class {
 	return other
 }
 
-// classAt returns the class and byte length of the character at the start of s (non-empty).
-func classAt(s []byte) (class, int) {
-	if c := s[0]; c < utf8.RuneSelf {
-		return asciiClass[c], 1
-	}
-	r, n := utf8.DecodeRune(s)
-	if r == utf8.RuneError && n == 1 {
-		return other, 1
-	}
-	return runeClass(r), n
-}
-
-// runLen is the length of the run of characters of class c at the start of s.
-func runLen(s []byte, c class) int {
-	i := 0
-	for i < len(s) {
-		ci, n := classAt(s[i:])
-		if ci != c {
-			break
-		}
-		i += n
-	}
-	return i
-}
+// classes reads the classes of the characters of a text.
+var classes = bytelevel.NewClasses(runeClass, other)
 
 func isSpaceClass(c class) bool { return c == space || c == newline }
 
@@ -135,7 +107,7 @@ func contraction(s []byte, fold bool) int {
 // last character, the end of its last \r or \n (0 when it has none) and its length in characters.
 func whitespace(s []byte) (end, last, nlEnd, count int) {
 	for end < len(s) {
-		c, n := classAt(s[end:])
+		c, n := classes.At(s[end:])
 		if !isSpaceClass(c) {
 			break
 		}
@@ -157,22 +129,22 @@ func nextQwen(s []byte, digits int) int {
 			return 1 + n
 		}
 	}
-	c0, n0 := classAt(s)
+	c0, n0 := classes.At(s)
 	// [^\r\n\p{L}\p{N}]?\p{L}+
 	switch c0 {
 	case letter:
-		return runLen(s, letter)
+		return classes.RunLen(s, letter)
 	case other, space:
 		if n0 < len(s) {
-			if c1, _ := classAt(s[n0:]); c1 == letter {
-				return n0 + runLen(s[n0:], letter)
+			if c1, _ := classes.At(s[n0:]); c1 == letter {
+				return n0 + classes.RunLen(s[n0:], letter)
 			}
 		}
 	case number:
 		// \p{N}{1,digits}
 		i := n0
 		for k := 1; k < digits && i < len(s); k++ {
-			c, n := classAt(s[i:])
+			c, n := classes.At(s[i:])
 			if c != number {
 				break
 			}
@@ -185,12 +157,12 @@ func nextQwen(s []byte, digits int) int {
 	if c0 == other {
 		start = 0
 	} else if s[0] == ' ' && len(s) > 1 {
-		if c1, _ := classAt(s[1:]); c1 == other {
+		if c1, _ := classes.At(s[1:]); c1 == other {
 			start = 1
 		}
 	}
 	if start >= 0 {
-		i := start + runLen(s[start:], other)
+		i := start + classes.RunLen(s[start:], other)
 		for i < len(s) && (s[i] == '\r' || s[i] == '\n') {
 			i++
 		}
@@ -216,13 +188,13 @@ func nextGPT2(s []byte) int {
 		}
 	}
 	if s[0] == ' ' && len(s) > 1 {
-		if c1, _ := classAt(s[1:]); !isSpaceClass(c1) {
-			return 1 + runLen(s[1:], c1)
+		if c1, _ := classes.At(s[1:]); !isSpaceClass(c1) {
+			return 1 + classes.RunLen(s[1:], c1)
 		}
 	}
-	c0, _ := classAt(s)
+	c0, _ := classes.At(s)
 	if !isSpaceClass(c0) {
-		return runLen(s, c0)
+		return classes.RunLen(s, c0)
 	}
 	end, last, _, count := whitespace(s)
 	if end == len(s) || count == 1 {

@@ -240,9 +240,16 @@ func parseHeader(header []byte, dataLen uint64) (*File, map[string][2]uint64, er
 		return nil, nil, fmt.Errorf("safetensors: header: %d bytes of trailing data after the JSON object", len(rest))
 	}
 	sort.Strings(f.names)
+	if err := checkTiling(f.names, offsets, dataLen); err != nil {
+		return nil, nil, err
+	}
+	return f, offsets, nil
+}
 
-	// The byte ranges, in order, must tile the data: no gaps, no overlaps, nothing left over.
-	order := append([]string(nil), f.names...)
+// checkTiling checks that the byte ranges of the tensors names, in order, tile the dataLen
+// bytes of data: no gaps, no overlaps, nothing left over.
+func checkTiling(names []string, offsets map[string][2]uint64, dataLen uint64) error {
+	order := append([]string(nil), names...)
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := offsets[order[i]], offsets[order[j]]
 		return a[0] < b[0] || a[0] == b[0] && a[1] < b[1]
@@ -252,19 +259,19 @@ func parseHeader(header []byte, dataLen uint64) (*File, map[string][2]uint64, er
 		off := offsets[name]
 		if off[0] != pos {
 			if off[0] < pos {
-				return nil, nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] overlap the previous tensor, which ends at %d", name, off[0], off[1], pos)
+				return fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] overlap the previous tensor, which ends at %d", name, off[0], off[1], pos)
 			}
-			return nil, nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] leave a gap after byte %d", name, off[0], off[1], pos)
+			return fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] leave a gap after byte %d", name, off[0], off[1], pos)
 		}
 		if off[1] > dataLen {
-			return nil, nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] beyond the %d bytes of data", name, off[0], off[1], dataLen)
+			return fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] beyond the %d bytes of data", name, off[0], off[1], dataLen)
 		}
 		pos = off[1]
 	}
 	if pos != dataLen {
-		return nil, nil, fmt.Errorf("safetensors: tensors cover %d bytes of data, the file holds %d", pos, dataLen)
+		return fmt.Errorf("safetensors: tensors cover %d bytes of data, the file holds %d", pos, dataLen)
 	}
-	return f, offsets, nil
+	return nil
 }
 
 func parseInfo(name string, raw []byte) (Tensor, [2]uint64, error) {
@@ -576,29 +583,12 @@ func header(tensors []Named, metadata map[string]string, dtype string) ([]byte, 
 	}
 	sort.SliceStable(order, func(a, b int) bool { return tensors[order[a]].Name < tensors[order[b]].Name })
 
-	var h []byte
-	h = append(h, '{')
+	h := []byte{'{'}
 	if len(metadata) > 0 {
-		keys := make([]string, 0, len(metadata))
-		for k := range metadata {
-			keys = append(keys, k)
+		var err error
+		if h, err = appendMetadata(h, metadata); err != nil {
+			return nil, nil, err
 		}
-		sort.Strings(keys)
-		h = append(h, `"__metadata__":{`...)
-		for i, k := range keys {
-			if i > 0 {
-				h = append(h, ',')
-			}
-			var err error
-			if h, err = appendString(h, k); err != nil {
-				return nil, nil, fmt.Errorf("safetensors: metadata key %q: %w", k, err)
-			}
-			h = append(h, ':')
-			if h, err = appendString(h, metadata[k]); err != nil {
-				return nil, nil, fmt.Errorf("safetensors: metadata %q: %w", k, err)
-			}
-		}
-		h = append(h, '}')
 	}
 	var off uint64
 	for j, i := range order {
@@ -609,47 +599,88 @@ func header(tensors []Named, metadata map[string]string, dtype string) ([]byte, 
 		if j > 0 && tensors[order[j-1]].Name == t.Name {
 			return nil, nil, fmt.Errorf("safetensors: tensor %q given twice", t.Name)
 		}
-		var n int
-		switch v := t.Data.(type) {
-		case []float32:
-			n = len(v)
-		case []float64:
-			n = len(v)
-		default:
-			return nil, nil, fmt.Errorf("safetensors: tensor %q: data is %T, want []float32 or []float64", t.Name, t.Data)
-		}
-		nbytes, ok := byteCount(t.Shape, int(size))
-		if !ok || nbytes != uint64(n)*size {
-			return nil, nil, fmt.Errorf("safetensors: tensor %q: %d elements for shape %v", t.Name, n, t.Shape)
+		nbytes, err := tensorBytes(t, size)
+		if err != nil {
+			return nil, nil, err
 		}
 		if len(metadata) > 0 || j > 0 {
 			h = append(h, ',')
 		}
-		var err error
-		if h, err = appendString(h, t.Name); err != nil {
-			return nil, nil, fmt.Errorf("safetensors: tensor %q: %w", t.Name, err)
+		if h, err = appendTensorInfo(h, t, dtype, off, off+nbytes); err != nil {
+			return nil, nil, err
 		}
-		h = append(h, `:{"dtype":"`...)
-		h = append(h, dtype...)
-		h = append(h, `","shape":[`...)
-		for k, d := range t.Shape {
-			if k > 0 {
-				h = append(h, ',')
-			}
-			h = strconv.AppendInt(h, int64(d), 10)
-		}
-		h = append(h, `],"data_offsets":[`...)
-		h = strconv.AppendUint(h, off, 10)
-		h = append(h, ',')
 		off += nbytes
-		h = strconv.AppendUint(h, off, 10)
-		h = append(h, "]}"...)
 	}
 	h = append(h, '}')
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
 	return h, order, nil
+}
+
+// appendMetadata appends the __metadata__ entry, its keys sorted.
+func appendMetadata(h []byte, metadata map[string]string) ([]byte, error) {
+	keys := make([]string, 0, len(metadata))
+	for k := range metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h = append(h, `"__metadata__":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			h = append(h, ',')
+		}
+		var err error
+		if h, err = appendString(h, k); err != nil {
+			return nil, fmt.Errorf("safetensors: metadata key %q: %w", k, err)
+		}
+		h = append(h, ':')
+		if h, err = appendString(h, metadata[k]); err != nil {
+			return nil, fmt.Errorf("safetensors: metadata %q: %w", k, err)
+		}
+	}
+	return append(h, '}'), nil
+}
+
+// tensorBytes is the size of t's data written with size bytes per element, checked against
+// its shape.
+func tensorBytes(t Named, size uint64) (uint64, error) {
+	var n int
+	switch v := t.Data.(type) {
+	case []float32:
+		n = len(v)
+	case []float64:
+		n = len(v)
+	default:
+		return 0, fmt.Errorf("safetensors: tensor %q: data is %T, want []float32 or []float64", t.Name, t.Data)
+	}
+	nbytes, ok := byteCount(t.Shape, int(size))
+	if !ok || nbytes != uint64(n)*size {
+		return 0, fmt.Errorf("safetensors: tensor %q: %d elements for shape %v", t.Name, n, t.Shape)
+	}
+	return nbytes, nil
+}
+
+// appendTensorInfo appends t's header entry: its dtype, shape and data offsets [start, end).
+func appendTensorInfo(h []byte, t Named, dtype string, start, end uint64) ([]byte, error) {
+	var err error
+	if h, err = appendString(h, t.Name); err != nil {
+		return nil, fmt.Errorf("safetensors: tensor %q: %w", t.Name, err)
+	}
+	h = append(h, `:{"dtype":"`...)
+	h = append(h, dtype...)
+	h = append(h, `","shape":[`...)
+	for k, d := range t.Shape {
+		if k > 0 {
+			h = append(h, ',')
+		}
+		h = strconv.AppendInt(h, int64(d), 10)
+	}
+	h = append(h, `],"data_offsets":[`...)
+	h = strconv.AppendUint(h, start, 10)
+	h = append(h, ',')
+	h = strconv.AppendUint(h, end, 10)
+	return append(h, "]}"...), nil
 }
 
 // appendString appends s as a JSON string the way Python's json.dumps does by default

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -290,22 +291,10 @@ func (s *Sharded) ReadShard(i int) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !equalStrings(f.names, sh.Header.names) {
+	if !slices.Equal(f.names, sh.Header.names) {
 		return nil, fmt.Errorf("%s: changed while being read", path)
 	}
 	return f, nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // WriteSharded writes tensors to dir as shards of prefix with their index, each tensor stored as

@@ -126,3 +126,32 @@ func (h *candidates) Pop() any {
 	*h = old[:len(old)-1]
 	return c
 }
+
+// BPE is a byte-level BPE vocabulary as a tokenizer encodes with it: the id of every byte, the
+// merge table, and the cache of the pieces already merged.
+type BPE struct {
+	ByteID [256]int32
+	// Merges maps PairKey(left, right) to rank<<32 | merged id, so that comparing values
+	// compares ranks.
+	Merges map[uint64]uint64
+	Cache  Cache
+	// LongPiece is the longest piece whose ids are cached: a longer one is rare, and would bloat
+	// the cache.
+	LongPiece int
+}
+
+// AppendPiece appends the ids of piece (non-empty) to out.
+func (b *BPE) AppendPiece(out []int32, piece []byte) []int32 {
+	if len(piece) == 1 {
+		return append(out, b.ByteID[piece[0]])
+	}
+	if len(piece) > b.LongPiece {
+		return append(out, Merge(piece, &b.ByteID, b.Merges)...)
+	}
+	if ids, ok := b.Cache.Get(piece); ok {
+		return append(out, ids...)
+	}
+	ids := Merge(piece, &b.ByteID, b.Merges)
+	b.Cache.Put(piece, ids)
+	return append(out, ids...)
+}
