@@ -297,7 +297,7 @@ func LoadNotes[T compute.Float](dir string) (*Params[T], []string, error) {
 		if !ok {
 			return nil, nil, fmt.Errorf("%s: missing tensor %s", indexPath, t.Name)
 		}
-		if !sameShape(st.Shape, t.Shape) {
+		if !slices.Equal(st.Shape, t.Shape) {
 			return nil, nil, fmt.Errorf("%s: tensor %s has shape %v, config.json implies %v", filepath.Join(dir, s.Shards[k].File), t.Name, st.Shape, t.Shape)
 		}
 		byShard[k] = append(byShard[k], i)
@@ -500,7 +500,7 @@ func fill[T compute.Float](p *Params[T], flat []T, f *safetensors.File, path, su
 		if !ok {
 			return fmt.Errorf("%s: missing tensor %s", path, t.Name+suffix)
 		}
-		if !sameShape(st.Shape, t.Shape) {
+		if !slices.Equal(st.Shape, t.Shape) {
 			return fmt.Errorf("%s: tensor %s has shape %v, config.json implies %v", path, t.Name+suffix, st.Shape, t.Shape)
 		}
 		if err := convert(flat[t.Offset:t.Offset+t.Size], st); err != nil {
@@ -531,18 +531,6 @@ func convert[T compute.Float](dst []T, st safetensors.Tensor) error {
 		dst[i] = T(v[i])
 	}
 	return nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // LoadOptimizer reads dir/optimizer.safetensors into AdamW state for p with hyperparameters cfg.

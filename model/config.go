@@ -199,11 +199,32 @@ func ParseConfigNotes(data []byte) (Config, []string, error) {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return Config{}, nil, fmt.Errorf("config.json: %w", err)
 	}
-	// given reports whether config.json sets key to something other than null.
-	given := func(key string) bool {
-		v, ok := raw[key]
-		return ok && !isNull(v)
+	if err := c.applyModelTypeDefaults(raw); err != nil {
+		return Config{}, nil, err
 	}
+	var unknown []string
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
+		v := raw[key]
+		check, hf := hfKeys[key]
+		switch {
+		case hf:
+			if err := check(&c, raw, v); err != nil {
+				return Config{}, nil, fmt.Errorf("config.json: %s = %s: %w", key, compactJSON(v), err)
+			}
+		case !configKeys[key]:
+			unknown = append(unknown, key)
+		}
+	}
+	c.applyAbsentDefaults(raw)
+	if err := c.Validate(); err != nil {
+		return c, nil, err
+	}
+	return c, c.readNotes(unknown), nil
+}
+
+// applyModelTypeDefaults clears what a dense Qwen3 has no use for and gives a Qwen3-MoE the
+// Hugging Face defaults of the expert keys config.json leaves out.
+func (c *Config) applyModelTypeDefaults(raw map[string]json.RawMessage) error {
 	switch c.ModelType {
 	case "", Qwen3:
 		// Hugging Face's Qwen3 has no experts, whatever else the file holds.
@@ -230,20 +251,17 @@ func ParseConfigNotes(data []byte) (Config, []string, error) {
 			c.RouterAuxLossCoef = defaultRouterAuxLossCoef
 		}
 	default:
-		return Config{}, nil, fmt.Errorf("config.json: model_type = %q, want %q or %q", c.ModelType, Qwen3, Qwen3MoE)
+		return fmt.Errorf("config.json: model_type = %q, want %q or %q", c.ModelType, Qwen3, Qwen3MoE)
 	}
-	var unknown []string
-	for _, key := range slices.Sorted(maps.Keys(raw)) {
-		v := raw[key]
-		check, hf := hfKeys[key]
-		switch {
-		case hf:
-			if err := check(&c, raw, v); err != nil {
-				return Config{}, nil, fmt.Errorf("config.json: %s = %s: %w", key, compactJSON(v), err)
-			}
-		case !configKeys[key]:
-			unknown = append(unknown, key)
-		}
+	return nil
+}
+
+// applyAbsentDefaults fills what Hugging Face derives when config.json leaves a key out or
+// sets it to null.
+func (c *Config) applyAbsentDefaults(raw map[string]json.RawMessage) {
+	given := func(key string) bool {
+		v, ok := raw[key]
+		return ok && !isNull(v)
 	}
 	// A null special token is none: absent when the config is written again.
 	if isNull(c.BOSTokenID) {
@@ -261,9 +279,11 @@ func ParseConfigNotes(data []byte) (Config, []string, error) {
 	if m, ok := raw["mask_token_id"]; ok && isNull(m) {
 		c.MaskTokenID = -1
 	}
-	if err := c.Validate(); err != nil {
-		return c, nil, err
-	}
+}
+
+// readNotes are the notes for the user: the unknown keys ignored, and each special-token id
+// beyond the vocabulary.
+func (c *Config) readNotes(unknown []string) []string {
 	var notes []string
 	if len(unknown) > 0 {
 		notes = append(notes, fmt.Sprintf("config.json: ignored %d key(s) cbs does not know: %s", len(unknown), strings.Join(unknown, ", ")))
@@ -279,7 +299,7 @@ func ParseConfigNotes(data []byte) (Config, []string, error) {
 			}
 		}
 	}
-	return c, notes, nil
+	return notes
 }
 
 // LoadConfig reads dir/config.json.

@@ -243,52 +243,15 @@ func (m *Model[T]) routerAux(b *Batch) {
 // moeBackward sets ws.dxn to the gradient of the sparse block's input from ws.dx, the gradient
 // of its output, and adds the block's weight gradients to g.
 func (m *Model[T]) moeBackward(w, g layerWeights[T], a *layerActs[T], N int) {
-	c, be, mo, s, ws := &m.Cfg, m.be, a.moe, &m.ws.moe, &m.ws
-	d, E, k, mff := c.HiddenSize, c.NumExperts, c.NumExpertsPerTok, c.MoEIntermediateSize
-	P, G := m.Params.Data, m.Grad
+	d, k := m.Cfg.HiddenSize, m.Cfg.NumExpertsPerTok
+	mo, s, ws := a.moe, &m.ws.moe, &m.ws
 	for i, as := range mo.order {
 		t := int(as) / k
 		copy(s.xg[i*d:(i+1)*d], a.xn2[t*d:(t+1)*d])
 		copy(s.yg[i*d:(i+1)*d], ws.dx[t*d:(t+1)*d])
 	}
-	for j := 0; j < E; j++ {
-		lo, hi := mo.offs[j], mo.offs[j+1]
-		n := hi - lo
-		if n == 0 {
-			continue
-		}
-		wg, wu, wd := m.expert(P, w, j)
-		gg, gu, gd := m.expert(G, g, j)
-		xg, yg := s.xg[lo*d:hi*d], s.yg[lo*d:hi*d]
-		gate, up, act := mo.gate[lo*mff:hi*mff], mo.up[lo*mff:hi*mff], mo.act[lo*mff:hi*mff]
-		dgate, dup, dact := s.dgate[lo*mff:hi*mff], s.dup[lo*mff:hi*mff], s.dact[lo*mff:hi*mff]
-		// With y = act Wd^T and dy the output's gradient: dact = w dy Wd and dw = dy . y =
-		// (dy Wd) . act, so one product gives both.
-		be.Gemm(false, false, n, mff, d, 1, yg, d, wd, mff, 0, dact, mff)
-		for r := 0; r < n; r++ {
-			i := lo + r
-			as := mo.order[i]
-			da, ac := dact[r*mff:(r+1)*mff], act[r*mff:(r+1)*mff]
-			var dot float64
-			for x := range da {
-				dot += float64(da[x]) * float64(ac[x])
-			}
-			s.dw[as] = dot
-			wt := mo.wts[as]
-			for x := range da {
-				da[x] *= wt
-			}
-			dy := yg[r*d : (r+1)*d]
-			for x := range dy {
-				dy[x] *= wt
-			}
-		}
-		be.Gemm(true, false, d, mff, n, 1, yg, d, act, mff, 1, gd, mff)
-		be.SwiGLUBackward(dgate, dup, dact, gate, up)
-		be.Gemm(true, false, mff, d, n, 1, dgate, mff, xg, d, 1, gg, d)
-		be.Gemm(true, false, mff, d, n, 1, dup, mff, xg, d, 1, gu, d)
-		be.Gemm(false, false, n, d, mff, 1, dgate, mff, wg, d, 0, yg, d)
-		be.Gemm(false, false, n, d, mff, 1, dup, mff, wu, d, 1, yg, d)
+	for j := 0; j < m.Cfg.NumExperts; j++ {
+		m.expertBackward(w, g, mo, j)
 	}
 	dxn := ws.dxn[:N*d]
 	clear(dxn)
@@ -299,14 +262,63 @@ func (m *Model[T]) moeBackward(w, g layerWeights[T], a *layerActs[T], N int) {
 			dx[x] += y[x]
 		}
 	}
-	// Router: the mixing weights' gradient (through the renormalisation) and the aux loss's give
-	// dp; the softmax takes it to the logits.
-	aux := m.aux.on
+	m.routerBackward(w, g, a, dxn, N)
+}
+
+// expertBackward runs expert j's backward pass over the tokens routed to it: its weight
+// gradients, each assignment's mixing-weight gradient into dw, and the gradient of its input
+// rows in place of the output gradient rows in yg.
+func (m *Model[T]) expertBackward(w, g layerWeights[T], mo *moeActs[T], j int) {
+	c, be, s := &m.Cfg, m.be, &m.ws.moe
+	d, mff := c.HiddenSize, c.MoEIntermediateSize
+	lo, hi := mo.offs[j], mo.offs[j+1]
+	n := hi - lo
+	if n == 0 {
+		return
+	}
+	wg, wu, wd := m.expert(m.Params.Data, w, j)
+	gg, gu, gd := m.expert(m.Grad, g, j)
+	xg, yg := s.xg[lo*d:hi*d], s.yg[lo*d:hi*d]
+	gate, up, act := mo.gate[lo*mff:hi*mff], mo.up[lo*mff:hi*mff], mo.act[lo*mff:hi*mff]
+	dgate, dup, dact := s.dgate[lo*mff:hi*mff], s.dup[lo*mff:hi*mff], s.dact[lo*mff:hi*mff]
+	// With y = act Wd^T and dy the output's gradient: dact = w dy Wd and dw = dy . y =
+	// (dy Wd) . act, so one product gives both.
+	be.Gemm(false, false, n, mff, d, 1, yg, d, wd, mff, 0, dact, mff)
+	for r := 0; r < n; r++ {
+		as := mo.order[lo+r]
+		da, ac := dact[r*mff:(r+1)*mff], act[r*mff:(r+1)*mff]
+		var dot float64
+		for x := range da {
+			dot += float64(da[x]) * float64(ac[x])
+		}
+		s.dw[as] = dot
+		wt := mo.wts[as]
+		for x := range da {
+			da[x] *= wt
+		}
+		dy := yg[r*d : (r+1)*d]
+		for x := range dy {
+			dy[x] *= wt
+		}
+	}
+	be.Gemm(true, false, d, mff, n, 1, yg, d, act, mff, 1, gd, mff)
+	be.SwiGLUBackward(dgate, dup, dact, gate, up)
+	be.Gemm(true, false, mff, d, n, 1, dgate, mff, xg, d, 1, gg, d)
+	be.Gemm(true, false, mff, d, n, 1, dup, mff, xg, d, 1, gu, d)
+	be.Gemm(false, false, n, d, mff, 1, dgate, mff, wg, d, 0, yg, d)
+	be.Gemm(false, false, n, d, mff, 1, dup, mff, wu, d, 1, yg, d)
+}
+
+// routerBackward takes the mixing weights' gradient (through the renormalisation) and the aux
+// loss's to the router logits, then to the router's weights and the layer's normed input dxn.
+func (m *Model[T]) routerBackward(w, g layerWeights[T], a *layerActs[T], dxn []T, N int) {
+	c, mo, s := &m.Cfg, a.moe, &m.ws.moe
+	d, E, k := c.HiddenSize, c.NumExperts, c.NumExpertsPerTok
 	for t := 0; t < N; t++ {
 		p, dz := mo.probs[t*E:(t+1)*E], s.dz[t*E:(t+1)*E]
 		sel, wts, dw := mo.sel[t*k:(t+1)*k], mo.wts[t*k:(t+1)*k], s.dw[t*k:(t+1)*k]
 		dp := s.dp
-		if aux {
+		if m.aux.on {
 			copy(dp, m.aux.grad)
 		} else {
 			clear(dp)
@@ -334,8 +346,8 @@ func (m *Model[T]) moeBackward(w, g layerWeights[T], a *layerActs[T], N int) {
 			dz[j] = T(float64(p[j]) * (dp[j] - pdp))
 		}
 	}
-	be.Gemm(true, false, E, d, N, 1, s.dz, E, a.xn2, d, 1, g.router, d)
-	be.Gemm(false, false, N, d, E, 1, s.dz, E, w.router, d, 1, dxn, d)
+	m.be.Gemm(true, false, E, d, N, 1, s.dz, E, a.xn2, d, 1, g.router, d)
+	m.be.Gemm(false, false, N, d, E, 1, s.dz, E, w.router, d, 1, dxn, d)
 }
 
 // AuxLoss returns the router load-balancing loss of the last forward pass (Loss, LossAndGrad or

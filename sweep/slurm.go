@@ -406,60 +406,103 @@ func SlurmStatus(ctx context.Context, out string) (*SlurmStatusReport, error) {
 	if err != nil || len(subs) == 0 {
 		return rep, err
 	}
-	// Tasks of later submissions override earlier ones.
-	owner := map[string]map[int]string{} // array job -> task -> branch
-	var ids []string
-	for _, s := range subs {
-		m := map[int]string{}
-		for _, t := range s.Tasks {
-			if t >= 0 && t < len(s.Branches) {
-				m[t] = s.Branches[t]
-			}
-		}
-		owner[s.ArrayJob] = m
-		ids = append(ids, s.ArrayJob)
-		if s.FitJob != "" {
-			ids = append(ids, s.FitJob)
-		}
-	}
-	found := map[string]map[int]SlurmTask{} // array job -> task -> what the scheduler says
-	fits := map[string]SlurmTask{}
-	record := func(t SlurmTask, arrayJob, task string) {
-		if _, ok := owner[arrayJob]; ok {
-			k, err := strconv.Atoi(task)
-			if err != nil {
-				return // a range of tasks not yet split off: squeue -r lists them one by one
-			}
-			if found[arrayJob] == nil {
-				found[arrayJob] = map[int]SlurmTask{}
-			}
-			t.ArrayJob = arrayJob
-			found[arrayJob][k] = t // scontrol, asked last, has the exit code
-			return
-		}
-		fits[t.Job] = t
-	}
-	q, err := slurmCmd(ctx, out, "squeue", "--me", "-h", "-r", "-o", "%F|%K|%i|%T|%R")
-	if err != nil {
+	seen := newSlurmSeen(subs)
+	if err := seen.squeue(ctx, out); err != nil {
 		return nil, err
 	}
-	wanted := map[string]bool{}
-	for _, id := range ids {
-		wanted[id] = true
+	rep.Unknown = seen.scontrol(ctx, out)
+	for _, s := range subs {
+		for k, t := range seen.found[s.ArrayJob] {
+			if id, ok := seen.owner[s.ArrayJob][k]; ok {
+				rep.Tasks[id] = t
+			}
+		}
+		if s.FitJob != "" {
+			if t, ok := seen.fits[s.FitJob]; ok {
+				rep.Fit = &t
+			} else {
+				rep.Fit = &SlurmTask{Job: s.FitJob, State: "UNKNOWN"}
+			}
+		}
+	}
+	return rep, nil
+}
+
+// slurmSeen is what the scheduler says about a sweep's submissions: each array task's state,
+// and each fit job's.
+type slurmSeen struct {
+	owner  map[string]map[int]string // array job -> task -> branch
+	ids    []string                  // the array and fit jobs, in submission order
+	wanted map[string]bool
+	found  map[string]map[int]SlurmTask // array job -> task -> what the scheduler says
+	fits   map[string]SlurmTask
+}
+
+// newSlurmSeen indexes the submissions; tasks of later submissions override earlier ones.
+func newSlurmSeen(subs []Submission) *slurmSeen {
+	s := &slurmSeen{owner: map[string]map[int]string{}, wanted: map[string]bool{},
+		found: map[string]map[int]SlurmTask{}, fits: map[string]SlurmTask{}}
+	for _, sub := range subs {
+		m := map[int]string{}
+		for _, t := range sub.Tasks {
+			if t >= 0 && t < len(sub.Branches) {
+				m[t] = sub.Branches[t]
+			}
+		}
+		s.owner[sub.ArrayJob] = m
+		s.ids = append(s.ids, sub.ArrayJob)
+		if sub.FitJob != "" {
+			s.ids = append(s.ids, sub.FitJob)
+		}
+	}
+	for _, id := range s.ids {
+		s.wanted[id] = true
+	}
+	return s
+}
+
+// record notes t, task of array job arrayJob, or a fit job when arrayJob is not one of ours.
+func (s *slurmSeen) record(t SlurmTask, arrayJob, task string) {
+	if _, ok := s.owner[arrayJob]; !ok {
+		s.fits[t.Job] = t
+		return
+	}
+	k, err := strconv.Atoi(task)
+	if err != nil {
+		return // a range of tasks not yet split off: squeue -r lists them one by one
+	}
+	if s.found[arrayJob] == nil {
+		s.found[arrayJob] = map[int]SlurmTask{}
+	}
+	t.ArrayJob = arrayJob
+	s.found[arrayJob][k] = t // scontrol, asked last, has the exit code
+}
+
+// squeue records the pending and running jobs.
+func (s *slurmSeen) squeue(ctx context.Context, out string) error {
+	q, err := slurmCmd(ctx, out, "squeue", "--me", "-h", "-r", "-o", "%F|%K|%i|%T|%R")
+	if err != nil {
+		return err
 	}
 	for _, line := range strings.Split(string(q), "\n") {
 		f := strings.SplitN(strings.TrimSpace(line), "|", 5)
-		if len(f) < 5 || !wanted[f[0]] {
+		if len(f) < 5 || !s.wanted[f[0]] {
 			continue
 		}
-		record(SlurmTask{Job: f[2], State: f[3], Reason: f[4]}, f[0], f[1])
+		s.record(SlurmTask{Job: f[2], State: f[3], Reason: f[4]}, f[0], f[1])
 	}
-	for _, id := range ids {
+	return nil
+}
+
+// scontrol records each job as scontrol shows it, exit codes included, and returns the jobs it
+// no longer knows.
+func (s *slurmSeen) scontrol(ctx context.Context, out string) (unknown []string) {
+	for _, id := range s.ids {
 		// scontrol knows a finished job for MinJobAge seconds after its end; later it says
 		// "Invalid job id specified", which only means it ended long ago.
 		o, err := slurmCmd(ctx, out, "scontrol", "-o", "show", "job", id)
 		if err != nil {
-			rep.Unknown = append(rep.Unknown, id)
+			unknown = append(unknown, id)
 			continue
 		}
 		for _, line := range strings.Split(string(o), "\n") {
@@ -470,27 +513,13 @@ func SlurmStatus(ctx context.Context, out string) (*SlurmStatusReport, error) {
 			t := SlurmTask{Job: kv["JobId"], State: kv["JobState"], Reason: kv["Reason"], ExitCode: kv["ExitCode"]}
 			if aj := kv["ArrayJobId"]; aj != "" {
 				t.Job = aj + "_" + kv["ArrayTaskId"]
-				record(t, aj, kv["ArrayTaskId"])
-			} else if wanted[t.Job] {
-				record(t, "", "")
+				s.record(t, aj, kv["ArrayTaskId"])
+			} else if s.wanted[t.Job] {
+				s.record(t, "", "")
 			}
 		}
 	}
-	for _, s := range subs {
-		for k, t := range found[s.ArrayJob] {
-			if id, ok := owner[s.ArrayJob][k]; ok {
-				rep.Tasks[id] = t
-			}
-		}
-		if s.FitJob != "" {
-			if t, ok := fits[s.FitJob]; ok {
-				rep.Fit = &t
-			} else {
-				rep.Fit = &SlurmTask{Job: s.FitJob, State: "UNKNOWN"}
-			}
-		}
-	}
-	return rep, nil
+	return unknown
 }
 
 var scontrolField = regexp.MustCompile(`(\w+(?:/\w+)?)=(\S*)`)

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/BurntSushi/toml"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -25,8 +24,8 @@ import (
 
 	"cbs/analysis"
 	"cbs/analysis/figure"
-	"cbs/branch"
 	"cbs/model"
+	fitreport "cbs/report"
 	"cbs/runfmt"
 	"cbs/sweep"
 )
@@ -51,9 +50,9 @@ type sweepFit struct {
 }
 
 func fit(dir string) (*sweepFit, error) {
-	opts, err := sweepOptions(dir)
-	if err != nil {
-		return nil, err
+	opts, ok := fitreport.SweepOptions(dir)
+	if !ok {
+		return nil, fmt.Errorf("%s: no readable %s (the sweep's fit options)", dir, sweep.ResolvedFile)
 	}
 	r, err := analysis.LoadRun(dir)
 	if err != nil {
@@ -67,30 +66,6 @@ func fit(dir string) (*sweepFit, error) {
 		return nil, err
 	}
 	return &sweepFit{dir: dir, run: r, data: d, res: res}, nil
-}
-
-// sweepOptions reads the fit options a sweep recorded in resolved.toml: its [analysis] table,
-// its seed, and its reference batch when that is on the ladder.
-func sweepOptions(dir string) (analysis.Options, error) {
-	var c struct {
-		Experiment branch.Experiment `toml:"experiment"`
-		Branches   struct {
-			BatchSizes     []branch.Tokens `toml:"batch_sizes"`
-			ReferenceBatch branch.Tokens   `toml:"reference_batch"`
-		} `toml:"branches"`
-		Analysis sweep.AnalysisTable `toml:"analysis"`
-	}
-	c.Analysis = sweep.DefaultAnalysis()
-	if _, err := toml.DecodeFile(filepath.Join(dir, sweep.ResolvedFile), &c); err != nil {
-		return analysis.Options{}, err
-	}
-	ref := 0.0
-	for _, b := range c.Branches.BatchSizes {
-		if b == c.Branches.ReferenceBatch {
-			ref = float64(b)
-		}
-	}
-	return c.Analysis.Options(c.Experiment.Seed, ref), nil
 }
 
 // rung compares one batch size.
@@ -364,18 +339,41 @@ func line(xs, ys []float64, c color.Color, dashed bool, glyph draw.GlyphDrawer) 
 
 func figures(rep *report, nat, tor *sweepFit, out string) error {
 	inputs := map[string]any{"native": rep.Native, "torch": rep.Torch, "metric": rep.Metric}
+	loss, err := lossFigure(rep, inputs)
+	if err != nil {
+		return err
+	}
+	gap, err := gapFigure(rep, nat, inputs)
+	if err != nil {
+		return err
+	}
+	// The token overheads and CBS of both sweeps, as cbs plot draws them.
+	cmp, err := figure.Compare([]figure.CompareInput{{Label: "cbs", Result: nat.res}, {Label: "PyTorch", Result: tor.res}}, figure.Column)
+	if err != nil {
+		return err
+	}
+	cmp.Name = "cbs_native_vs_torch"
+	for _, f := range []*figure.Figure{loss, gap, cmp} {
+		if _, err := f.Save(out, "png", nat.res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
+// lossFigure draws the eval loss against tokens of both sweeps.
+func lossFigure(rep *report, inputs map[string]any) (*figure.Figure, error) {
 	// Eval loss against tokens: cbs solid with circles, torch dashed with crosses.
 	p := newPlot("tokens", "eval loss (nats/token)")
 	for i, r := range rep.Rungs {
 		c := palette[i%len(palette)]
 		nl, ns, err := line(r.nativeCurve.Tokens, r.nativeCurve.Loss, c, false, draw.RingGlyph{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tl, ts, err := line(r.torchCurve.Tokens, r.torchCurve.Loss, c, true, draw.CrossGlyph{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.Add(nl, ns, tl, ts)
 		p.Legend.Add(runfmt.FormatTokens(r.Batch), nl)
@@ -387,8 +385,11 @@ func figures(rep *report, nat, tor *sweepFit, out string) error {
 	p.Legend.Add("PyTorch", kt, kst)
 	p.Legend.Top, p.Legend.Left = false, true
 	p.Legend.XOffs, p.Legend.YOffs = vg.Points(4), vg.Points(2)
-	loss := &figure.Figure{Name: "loss_native_vs_torch", Plot: p, Width: figure.Column, Height: figure.Column * 3 / 4, Inputs: inputs}
+	return &figure.Figure{Name: "loss_native_vs_torch", Plot: p, Width: figure.Column, Height: figure.Column * 3 / 4, Inputs: inputs}, nil
+}
 
+// gapFigure draws |torch - native| at every eval mark.
+func gapFigure(rep *report, nat *sweepFit, inputs map[string]any) (*figure.Figure, error) {
 	// |torch - native| at every eval mark, on a log axis beside the two scales a difference
 	// would have to reach to matter: the standard error of the native eval loss (the largest of
 	// the batch sizes' at each mark), and the loss change per doubling of the batch at the end.
@@ -403,7 +404,7 @@ func figures(rep *report, nat, tor *sweepFit, out string) error {
 		}
 		l, s, err := line(marks, gaps, palette[i%len(palette)], false, draw.CircleGlyph{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		g.Add(l, s)
 		g.Legend.Add(runfmt.FormatTokens(r.Batch), l)
@@ -416,7 +417,7 @@ func figures(rep *report, nat, tor *sweepFit, out string) error {
 	}
 	sel, _, err := line(marks, se, color.Gray{Y: 60}, true, draw.CircleGlyph{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g.Add(sel)
 	g.Legend.Add("eval loss SE", sel)
@@ -424,7 +425,7 @@ func figures(rep *report, nat, tor *sweepFit, out string) error {
 		d := math.Abs(float64(sl.PerDoubling))
 		dl, _, err := line([]float64{marks[0], marks[len(marks)-1]}, []float64{d, d}, color.Gray{Y: 60}, false, draw.CircleGlyph{})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		dl.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
 		g.Add(dl)
@@ -434,19 +435,5 @@ func figures(rep *report, nat, tor *sweepFit, out string) error {
 	// Between the scales above and the gaps below.
 	g.Legend.Top, g.Legend.Left = true, true
 	g.Legend.XOffs, g.Legend.YOffs = vg.Points(6), -vg.Points(42)
-	gap := &figure.Figure{Name: "gap_vs_tokens", Plot: g, Width: figure.Column, Height: figure.Column * 3 / 4, Inputs: inputs}
-
-	// The token overheads and CBS of both sweeps, as cbs plot draws them.
-	cmp, err := figure.Compare([]figure.CompareInput{{Label: "cbs", Result: nat.res}, {Label: "PyTorch", Result: tor.res}}, figure.Column)
-	if err != nil {
-		return err
-	}
-	cmp.Name = "cbs_native_vs_torch"
-
-	for _, f := range []*figure.Figure{loss, gap, cmp} {
-		if _, err := f.Save(out, "png", nat.res); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &figure.Figure{Name: "gap_vs_tokens", Plot: g, Width: figure.Column, Height: figure.Column * 3 / 4, Inputs: inputs}, nil
 }
