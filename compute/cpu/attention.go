@@ -7,16 +7,20 @@ import "math"
 // are computed).
 const causalBlock = 64
 
-// Attention runs one task per (batch, head): two BLAS products around a softmax, per block of
-// query rows when causal.
-func (c *CPU) Attention(o, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
-	g := H / KV
-	qs, ks := H*hd, KV*hd
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	bs := L
+// attentionShape gives attention's loops their numbers: g query heads per kv head, the row
+// strides of q and of k and v, the scale of the scores, and the query rows per block.
+func attentionShape(L, H, KV, hd int, causal bool) (g, qs, ks int, scale float32, bs int) {
+	bs = L
 	if causal {
 		bs = causalBlock
 	}
+	return H / KV, H * hd, KV * hd, float32(1 / math.Sqrt(float64(hd))), bs
+}
+
+// Attention runs one task per (batch, head): two BLAS products around a softmax, per block of
+// query rows when causal.
+func (c *CPU) Attention(o, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	g, qs, ks, scale, bs := attentionShape(L, H, KV, hd, causal)
 	c.pool.run(B*H, func(t int) {
 		b, h := t/H, t%H
 		kh := h / g
@@ -52,13 +56,7 @@ func softmaxRow(row []float32) {
 // it, so dk and dv are summed over the group in a fixed order without races. When causal, the
 // products skip the blocks above the diagonal, where P and so dS are zero.
 func (c *CPU) AttentionBackward(dq, dk, dv, do, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
-	g := H / KV
-	qs, ks := H*hd, KV*hd
-	scale := float32(1 / math.Sqrt(float64(hd)))
-	bs := L
-	if causal {
-		bs = causalBlock
-	}
+	g, qs, ks, scale, bs := attentionShape(L, H, KV, hd, causal)
 	c.pool.run(B*KV, func(t int) {
 		b, kh := t/KV, t%KV
 		sc := getScratch(L * L)
