@@ -61,7 +61,7 @@ type EvalConfig struct {
 // RunConfig is the [run] table: how a run executes, never what it computes.
 type RunConfig struct {
 	Executor string `toml:"executor" doc:"Where a sweep's branches run: \"local\" (this machine), \"slurm\" (one array task per branch, see [slurm]) or \"external\" (your own trainer, see [external]); train configs run locally."`
-	Parallel int    `toml:"parallel" doc:"How many branches train at once on this machine."`
+	Parallel int    `toml:"parallel" doc:"How many branches train at once on this machine, sharing run.threads; once no branch waits to start, the threads of finished branches go to those still running (results do not depend on it)."`
 	Device   string `toml:"device" doc:"\"cpu\", \"cuda\", \"cuda:N\" or \"auto\" (a GPU when one is usable, else the CPU)."`
 	Threads  int    `toml:"threads" default:"0 (all cores)" doc:"CPU threads in all; a local sweep divides them among its parallel branches."`
 	// Precision is omitted from a resolved config when empty, so the resolved configs of

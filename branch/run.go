@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"cbs/compute/device"
@@ -62,6 +63,10 @@ type Options struct {
 	// Corpus, when set, is used instead of opening spec.Data again: branches of one sweep
 	// share it. It must have been opened from the same data config.
 	Corpus *data.Corpus
+	// Threads, when set, is the CPU threads the run may use from its next step on: a local
+	// sweep raises it for the branches still running when others finish. Results do not
+	// depend on it.
+	Threads *atomic.Int32
 }
 
 // gnsEMATokens is the time constant, in tokens, of the EMAs of the gradient-noise-scale
@@ -166,6 +171,14 @@ type runner struct {
 	dev     *device.Model
 	hostOpt *model.AdamW[float32]
 	release func()
+	// cpu is the CPU backend when the run computes there (nil on a GPU).
+	cpu threadBudget
+}
+
+// threadBudget is a backend whose thread count a run may change between steps.
+type threadBudget interface {
+	Threads() int
+	SetThreads(int)
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -426,6 +439,9 @@ func (r *runner) place(params *model.Params[float32]) (string, error) {
 		return "", fmt.Errorf("run.device = %q: %w", s.Device, err)
 	}
 	r.dev, r.m, r.hostOpt, r.opt = m, m.M, r.opt, opt
+	if c := h.CPU(); c != nil {
+		r.cpu = c
+	}
 	r.release = func() { m.Free(); h.Close() }
 	if free, total, ok := h.MemInfo(); ok {
 		r.logf("%s: %s of %s memory free", h.Target, model.HumanBytes(float64(free)), model.HumanBytes(float64(total)))
@@ -545,6 +561,7 @@ func (r *runner) loop(ctx context.Context) error {
 			r.logf("interrupted at step %d; checkpoint written", r.state.Step)
 			return ErrInterrupted
 		}
+		r.adoptThreads()
 		t0 := time.Now()
 		lr := r.peakLR * s.Schedule.withTotal(s.Budget).Factor(Tokens(r.state.TokensSeen)+s.BatchTokens)
 		r.m.ZeroGrad()
@@ -718,6 +735,17 @@ func (r *runner) gns(met *runfmt.Metrics, smallSq, bigSq float64, bSmall, bBig i
 	met.GNSTraceEMA, met.GNSGradSqEMA = ptr(te), ptr(ge)
 	if ge > 0 {
 		met.GNSBSimple = ptr(te / ge)
+	}
+}
+
+// adoptThreads gives the CPU backend the thread budget of Options.Threads when that changed.
+func (r *runner) adoptThreads() {
+	if r.opts.Threads == nil || r.cpu == nil {
+		return
+	}
+	if n := int(r.opts.Threads.Load()); n > 0 && n != r.cpu.Threads() {
+		r.cpu.SetThreads(n)
+		r.logf("%d threads from step %d on (branches that ran beside it finished)", n, r.state.Step+1)
 	}
 }
 

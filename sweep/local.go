@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"cbs/branch"
 	"cbs/data"
@@ -59,11 +61,15 @@ func (l *local) run(ctx context.Context, todo []*branch.Spec, out *Outcome) erro
 	fmt.Fprintf(l.opts.Log, "%s: %s; %d at a time, %d %s each\n", p.Out, p.todoSummary(out, todo), l.parallel, l.threads, plural(l.threads, "thread", "threads"))
 	board := newBoard(l.opts.Log, l.opts.Terminal)
 	defer board.stop()
+	share := &threadShare{total: l.threads * l.parallel, waiting: len(specs), budgets: map[string]*atomic.Int32{}}
 	return pool(ctx, l.parallel, specs, out, func(s *branch.Spec) error {
+		threads := share.start(s.ID, l.threads)
+		defer share.finish(s.ID)
 		corpus, err := l.corpora.get(s.Data)
 		if err == nil {
 			err = branch.Run(ctx, s, branch.Options{
 				Dir: BranchDir(p.Out, s.ID), Progress: board.update, Log: board.logWriter(), Corpus: corpus,
+				Threads: threads,
 			})
 		}
 		board.finish(s.ID)
@@ -72,6 +78,48 @@ func (l *local) run(ctx context.Context, todo []*branch.Spec, out *Outcome) erro
 		}
 		return err
 	})
+}
+
+// threadShare hands the threads of the branches that finished to those still running, once no
+// branch waits to start: the last branches of a sweep then use the whole machine. Results do not
+// depend on the thread count, so this changes only how fast they come.
+type threadShare struct {
+	mu      sync.Mutex
+	total   int                      // threads of all branches together
+	waiting int                      // branches not started yet
+	budgets map[string]*atomic.Int32 // the thread budget of each running branch
+	running []string                 // running branches, in the order they started
+}
+
+// start registers branch id, running on threads, and returns its budget.
+func (t *threadShare) start(id string, threads int) *atomic.Int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.waiting--
+	b := new(atomic.Int32)
+	b.Store(int32(threads))
+	t.budgets[id] = b
+	t.running = append(t.running, id)
+	return b
+}
+
+// finish removes branch id and, when no branch waits, shares all threads among the rest.
+func (t *threadShare) finish(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.budgets, id)
+	t.running = slices.DeleteFunc(t.running, func(r string) bool { return r == id })
+	n := len(t.running)
+	if t.waiting > 0 || n == 0 {
+		return
+	}
+	for i, r := range t.running {
+		share := t.total / n
+		if i < t.total%n {
+			share++
+		}
+		t.budgets[r].Store(int32(max(1, share)))
+	}
 }
 
 // plural is one when n is 1, else many.

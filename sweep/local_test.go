@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"cbs/branch"
@@ -167,6 +168,93 @@ threads = 2
 			first = readFile(t, filepath.Join(p.Out, runfmt.ManifestFile))
 		} else if again := readFile(t, filepath.Join(p.Out, runfmt.ManifestFile)); again != first {
 			t.Errorf("a rerun with nothing to train rewrote the manifest:\n%s\nwas:\n%s", again, first)
+		}
+	}
+}
+
+// TestThreadShare: freed threads go to the running branches only once none waits to start,
+// shared as evenly as whole threads allow.
+func TestThreadShare(t *testing.T) {
+	s := &threadShare{total: 5, waiting: 3, budgets: map[string]*atomic.Int32{}}
+	a, b := s.start("a", 2), s.start("b", 2)
+	s.finish("a") // c still waits: b keeps its 2
+	if b.Load() != 2 {
+		t.Fatalf("b has %d threads while a branch waits, want 2", b.Load())
+	}
+	c := s.start("c", 2)
+	s.finish("b")
+	if c.Load() != 5 {
+		t.Errorf("c alone has %d threads, want all 5", c.Load())
+	}
+	if a.Load() != 2 {
+		t.Errorf("a finished branch's budget changed to %d", a.Load())
+	}
+	s2 := &threadShare{total: 5, waiting: 3, budgets: map[string]*atomic.Int32{}}
+	x, _, z := s2.start("x", 1), s2.start("y", 1), s2.start("z", 1)
+	s2.finish("y")
+	if x.Load() != 3 || z.Load() != 2 {
+		t.Errorf("x, z have %d, %d threads, want 3, 2 (the first started takes the remainder)", x.Load(), z.Load())
+	}
+}
+
+// TestFreedThreadsKeepResults: the last branch of a sweep takes the threads its finished
+// siblings freed, and every branch's metrics are the bits of a sweep run one branch at a time
+// on one thread.
+func TestFreedThreadsKeepResults(t *testing.T) {
+	dir := t.TempDir()
+	config := func(out, run string) string {
+		return writeFile(t, dir, out+".toml", `
+[experiment]
+name = "threads"
+seed = 3
+out = "`+out+`"
+[model]
+hidden_size = 32
+layers = 1
+heads = 2
+kv_heads = 1
+intermediate_size = 64
+[objective]
+name = "mdm"
+[data]
+source = "synthetic"
+seq_len = 32
+synthetic_tokens = 65536
+[optimizer]
+lr = 1e-3
+[branches]
+budget = "8Ki"
+batch_sizes = ["256", "512", "1Ki"]
+micro_batch = 4
+[eval]
+tokens = "256"
+[run]
+`+run+`
+`)
+	}
+	var logs strings.Builder
+	shared, err := Load(config("shared", "parallel = 2\nthreads = 2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := Execute(context.Background(), shared, Options{Log: &logs}); err != nil || o.AnyFailed() {
+		t.Fatalf("%v, %v", err, o.Failed)
+	}
+	if !strings.Contains(logs.String(), "2 threads from step") {
+		t.Errorf("no branch took the freed threads; log:\n%s", logs.String())
+	}
+	alone, err := Load(config("alone", "parallel = 1\nthreads = 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := Execute(context.Background(), alone, Options{}); err != nil || o.AnyFailed() {
+		t.Fatalf("%v, %v", err, o.Failed)
+	}
+	for _, s := range shared.Branches {
+		a := readFile(t, filepath.Join(BranchDir(shared.Out, s.ID), runfmt.MetricsFile))
+		b := readFile(t, filepath.Join(BranchDir(alone.Out, s.ID), runfmt.MetricsFile))
+		if a != b {
+			t.Errorf("%s: metrics differ between the shared-thread and the one-thread sweep", s.ID)
 		}
 	}
 }

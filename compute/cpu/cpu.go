@@ -64,6 +64,15 @@ type sgemmer interface {
 // FP32Library names the library of the fp32 products: "onednn", "openblas" or "gonum".
 func (c *CPU) FP32Library() string { return c.f32Name }
 
+// SetThreads changes the goroutine budget (0: all cores). Results do not depend on it, so a
+// run may change it between steps; not while an operation runs.
+func (c *CPU) SetThreads(threads int) {
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	c.threads, c.pool = threads, pool{threads}
+}
+
 // BLAS describes the BLAS library in use.
 func (c *CPU) BLAS() blas.Info { return c.info }
 
