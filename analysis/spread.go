@@ -3,6 +3,9 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
+
+	"gonum.org/v1/gonum/stat"
 )
 
 // Curve is one run's eval loss at its eval marks.
@@ -66,9 +69,9 @@ func NewBand(g CurveGroup) (Band, error) {
 			continue
 		}
 		b.Tokens = append(b.Tokens, t)
-		b.Mean = append(b.Mean, meanOf(losses))
-		b.Min = append(b.Min, minOf(losses))
-		b.Max = append(b.Max, maxOf(losses))
+		b.Mean = append(b.Mean, stat.Mean(losses, nil))
+		b.Min = append(b.Min, slices.Min(losses))
+		b.Max = append(b.Max, slices.Max(losses))
 	}
 	if len(b.Tokens) == 0 {
 		return Band{}, fmt.Errorf("%s: the runs share no eval mark", g.Label)
@@ -109,28 +112,4 @@ func (b Band) Check(label string, c Curve, ref []Curve) (SpreadCheck, error) {
 		}
 	}
 	return s, nil
-}
-
-func minOf(xs []float64) float64 {
-	m := xs[0]
-	for _, x := range xs[1:] {
-		m = math.Min(m, x)
-	}
-	return m
-}
-
-func maxOf(xs []float64) float64 {
-	m := xs[0]
-	for _, x := range xs[1:] {
-		m = math.Max(m, x)
-	}
-	return m
-}
-
-func meanOf(xs []float64) float64 {
-	var s float64
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
 }

@@ -29,8 +29,11 @@ func checkSpread(st Stage, seen map[string]string) error {
 			ref++
 		}
 	}
-	if len(st.Runs) == 0 || ref < 2 || ref == len(st.Runs) {
-		return fmt.Errorf("a spread stage needs two or more runs labelled %q (the reference) and one or more labelled otherwise", strings.Join(st.Labels[:min(1, len(st.Labels))], ""))
+	if len(st.Runs) == 0 {
+		return errors.New("a spread stage needs runs: two or more reference runs (labelled like the first) and one or more labelled otherwise")
+	}
+	if ref < 2 || ref == len(st.Runs) {
+		return fmt.Errorf("a spread stage needs two or more runs labelled %q (the reference) and one or more labelled otherwise", st.Labels[0])
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -34,7 +35,9 @@ func Spread(band analysis.Band, ref []analysis.Curve, others []analysis.CurveGro
 	if len(lo) == 0 {
 		return nil, errors.New("spread: no mark with tokens > 0")
 	}
-	area := append(append(plotter.XYs{}, lo...), reversed(hi)...)
+	back := slices.Clone(hi)
+	slices.Reverse(back)
+	area := append(slices.Clone(lo), back...)
 	poly, err := plotter.NewPolygon(area)
 	if err != nil {
 		return nil, err
@@ -95,12 +98,4 @@ func Spread(band analysis.Band, ref []analysis.Curve, others []analysis.CurveGro
 	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(4), -vg.Points(2)
 	return &Figure{Name: "loss_spread", Plot: p, Width: width, Height: height(width),
 		Inputs: map[string]any{"band": band, "others": others}}, nil
-}
-
-func reversed(xys plotter.XYs) plotter.XYs {
-	out := make(plotter.XYs, len(xys))
-	for i, xy := range xys {
-		out[len(xys)-1-i] = xy
-	}
-	return out
 }

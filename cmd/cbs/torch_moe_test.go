@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"cbs/analysis"
 	"cbs/internal/torchref"
 	"cbs/model"
 	"cbs/runfmt"
@@ -68,38 +68,6 @@ func moeConfig(norm bool, sparseStep int, mlpOnly []int, aux float64) model.Conf
 		NumExperts: 4, NumExpertsPerTok: 2, MoEIntermediateSize: 32, NormTopKProb: norm,
 		DecoderSparseStep: sparseStep, MLPOnlyLayers: mlpOnly, RouterAuxLossCoef: aux, OutputRouterLogits: aux > 0,
 	}
-}
-
-// gnsLine is the part of a metrics line the cross-checks compare.
-type gnsLine struct {
-	Step      int      `json:"step"`
-	TrainLoss float64  `json:"train_loss"`
-	EvalLoss  *float64 `json:"eval_loss"`
-	GradNorm  float64  `json:"grad_norm"`
-	SmallSq   *float64 `json:"gns_small_sq"`
-	BigSq     *float64 `json:"gns_big_sq"`
-	BSmall    int64    `json:"gns_b_small"`
-	BBig      int64    `json:"gns_b_big"`
-	BSimple   *float64 `json:"gns_b_simple"`
-}
-
-func readGNSLines(t *testing.T, path string) []gnsLine {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []gnsLine
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m gnsLine
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // noiseScales is what cbs fit reports for each branch: the final B_simple (EMA) and the
@@ -190,25 +158,35 @@ func TestExternalTorchMoEAndNoiseScale(t *testing.T) {
 				if err != nil || ts == nil || ts.StreamHash != st.StreamHash {
 					t.Errorf("%s: torch checkpoint %+v (%v); native stream_hash %s", id, ts, err, st.StreamHash)
 				}
-				nl, tl := readGNSLines(t, filepath.Join(nb, "metrics.jsonl")), readGNSLines(t, filepath.Join(tb, "metrics.jsonl"))
+				nl, err := analysis.ReadMetricsFile(filepath.Join(nb, runfmt.MetricsFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				tl, err := analysis.ReadMetricsFile(filepath.Join(tb, runfmt.MetricsFile))
+				if err != nil {
+					t.Fatal(err)
+				}
 				if len(nl) != len(tl) {
 					t.Fatalf("%s: %d native lines, %d torch lines", id, len(nl), len(tl))
 				}
 				for i := range nl {
 					n, p := nl[i], tl[i]
-					worstTrain = math.Max(worstTrain, relErr(p.TrainLoss, n.TrainLoss))
-					worstNorm = math.Max(worstNorm, relErr(p.GradNorm, n.GradNorm))
+					if n.TrainLoss == nil || p.TrainLoss == nil || n.GradNorm == nil || p.GradNorm == nil {
+						t.Fatalf("%s step %d: train_loss or grad_norm missing: native %+v, torch %+v", id, n.Step, n, p)
+					}
+					worstTrain = math.Max(worstTrain, relErr(*p.TrainLoss, *n.TrainLoss))
+					worstNorm = math.Max(worstNorm, relErr(*p.GradNorm, *n.GradNorm))
 					if (n.EvalLoss == nil) != (p.EvalLoss == nil) {
 						t.Fatalf("%s step %d: eval loss native %v, torch %v", id, n.Step, n.EvalLoss, p.EvalLoss)
 					}
 					if n.EvalLoss != nil {
 						worstEval = math.Max(worstEval, relErr(*p.EvalLoss, *n.EvalLoss))
 					}
-					if n.SmallSq == nil || p.SmallSq == nil || n.BigSq == nil || p.BigSq == nil || p.BSimple == nil ||
-						p.BSmall != n.BSmall || p.BBig != n.BBig {
+					if n.GNSSmallSq == nil || p.GNSSmallSq == nil || n.GNSBigSq == nil || p.GNSBigSq == nil || p.GNSBSimple == nil ||
+						p.GNSBSmall != n.GNSBSmall || p.GNSBBig != n.GNSBBig {
 						t.Fatalf("%s step %d: noise-scale keys: native %+v, torch %+v", id, n.Step, n, p)
 					}
-					worstGNS = math.Max(worstGNS, math.Max(relErr(*p.SmallSq, *n.SmallSq), relErr(*p.BigSq, *n.BigSq)))
+					worstGNS = math.Max(worstGNS, math.Max(relErr(*p.GNSSmallSq, *n.GNSSmallSq), relErr(*p.GNSBigSq, *n.GNSBigSq)))
 				}
 			}
 			t.Logf("largest relative gap: eval loss %.2g, train loss %.2g, grad norm %.2g, gns_small_sq and gns_big_sq %.2g", worstEval, worstTrain, worstNorm, worstGNS)

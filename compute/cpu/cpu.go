@@ -16,10 +16,10 @@ import (
 
 // CPU is the fast float32 backend.
 type CPU struct {
-	blas blas.Impl
 	info blas.Info
 	// f32 runs the fp32 products: oneDNN's sgemm where the library loads (faster than
-	// OpenBLAS's on every CPU measured, docs/performance.md), else blas. f32Name says which.
+	// OpenBLAS's on every CPU measured, docs/performance.md), else the BLAS library info names.
+	// f32Name says which.
 	f32     sgemmer
 	f32Name string
 	threads int
@@ -39,14 +39,11 @@ var _ compute.Backend[float32] = (*CPU)(nil)
 // CBS_FP32_GEMM=blas runs the fp32 products on the BLAS library (OpenBLAS, or gonum with
 // CBS_BLAS=gonum) even where oneDNN loads; the two give different bits.
 func New(threads int) *CPU {
-	if threads <= 0 {
-		threads = runtime.NumCPU()
-	}
 	impl, info := blas.Default()
 	impl.SetThreads(1)
 	info.Threads = 1
-	c := &CPU{blas: impl, info: info, threads: threads, pool: pool{threads}}
-	c.f32, c.f32Name = impl, info.Library
+	c := &CPU{info: info, f32: impl, f32Name: info.Library}
+	c.SetThreads(threads)
 	if !strings.EqualFold(os.Getenv("CBS_FP32_GEMM"), "blas") && info.Library == "openblas" {
 		if d, _ := blas.DefaultDNNL(); d != nil {
 			c.dnnl = d
