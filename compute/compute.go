@@ -38,9 +38,10 @@ type Backend[T Float] interface {
 
 	// Attention computes o [B*L, H*hd] = softmax(q k^T / sqrt(hd) [+ causal mask]) v per batch
 	// and head, with grouped-query attention (query head h reads kv head h / (H/KV)); probs
-	// [B, H, L, L] keeps the attention weights for the backward pass.
+	// keeps what the backward pass needs: the attention weights [B, H, L, L], or less on a
+	// backend that implements AttentionState (AttentionStateLen says how much).
 	Attention(o, probs, q, k, v []T, B, L, H, KV, hd int, causal bool)
-	// AttentionBackward sets dq, dk, dv from do and the saved probs.
+	// AttentionBackward sets dq, dk, dv from do and the probs Attention saved.
 	AttentionBackward(dq, dk, dv, do, probs, q, k, v []T, B, L, H, KV, hd int, causal bool)
 
 	// SwiGLU computes out = silu(gate) * up elementwise.
@@ -69,4 +70,22 @@ type AdamParams struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float64
 	// Step is the 1-based count of updates including this one (for bias correction).
 	Step int
+}
+
+// AttentionState is implemented by a backend whose Attention saves less than the attention
+// weights for the backward pass: the CPU backend keeps one log-sum-exp per query row, B x H x L
+// numbers instead of B x H x L x L, and recomputes the weights block by block in the backward
+// pass, so memory grows with L, not L^2.
+type AttentionState interface {
+	// AttentionStateLen is the length the probs argument of Attention needs.
+	AttentionStateLen(B, H, L int) int
+}
+
+// AttentionStateLen is the length of the probs buffer be's Attention needs: the weights
+// [B, H, L, L] unless be implements AttentionState.
+func AttentionStateLen(be any, B, H, L int) int {
+	if s, ok := be.(AttentionState); ok {
+		return s.AttentionStateLen(B, H, L)
+	}
+	return B * H * L * L
 }

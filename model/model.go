@@ -132,7 +132,7 @@ func (m *Model[T]) ensure(B, L int) error {
 			xn1: mk(N * d), rstd1: mk(N),
 			qraw: mk(N * qd), qrstd: mk(N * c.NumHeads), q: mk(N * qd),
 			kraw: mk(N * kd), krstd: mk(N * c.NumKVHeads), k: mk(N * kd),
-			v: mk(N * kd), probs: mk(B * c.NumHeads * L * L), o: mk(N * qd),
+			v: mk(N * kd), probs: mk(compute.AttentionStateLen(m.be, B, c.NumHeads, L)), o: mk(N * qd),
 			h: mk(N * d), xn2: mk(N * d), rstd2: mk(N),
 		}
 		if c.Sparse(l) {

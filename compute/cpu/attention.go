@@ -2,102 +2,111 @@ package cpu
 
 import "math"
 
-// causalBlock is the row block of causal attention: a block of queries [i0, i1) sees keys
-// [0, i1) only, so the products skip the blocks above the diagonal (at L = 256, 10 of 16 blocks
-// are computed).
-const causalBlock = 64
+// Attention works on blocks of attnBlock query rows: a block's scores against the keys it sees
+// (all of them, or up to the block's last row when causal) stay in a per-task scratch of
+// attnBlock x L floats, which fits in L2, and only one log-sum-exp per row is kept for the
+// backward pass, which recomputes the weights from it. The B x H x L x L weights are never
+// written to memory; at d512 (8 sequences of 512, 8 heads, 8 layers) they were 512 MB.
+// When causal, a block skips the keys after its last row (at L = 512, 36 of 64 block pairs are
+// computed).
+const attnBlock = 64
+
+var _ interface{ AttentionStateLen(B, H, L int) int } = (*CPU)(nil)
+
+// AttentionStateLen is the length of Attention's probs argument: one log-sum-exp of the scores
+// per (sequence, head, query row).
+func (c *CPU) AttentionStateLen(B, H, L int) int { return B * H * L }
 
 // attentionShape gives attention's loops their numbers: g query heads per kv head, the row
-// strides of q and of k and v, the scale of the scores, and the query rows per block.
-func attentionShape(L, H, KV, hd int, causal bool) (g, qs, ks int, scale float32, bs int) {
-	bs = L
-	if causal {
-		bs = causalBlock
-	}
-	return H / KV, H * hd, KV * hd, float32(1 / math.Sqrt(float64(hd))), bs
+// strides of q and of k and v, and the scale of the scores.
+func attentionShape(H, KV, hd int) (g, qs, ks int, scale float32) {
+	return H / KV, H * hd, KV * hd, float32(1 / math.Sqrt(float64(hd)))
 }
 
-// Attention runs one task per (batch, head): two BLAS products around a softmax, per block of
-// query rows when causal.
-func (c *CPU) Attention(o, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
-	g, qs, ks, scale, bs := attentionShape(L, H, KV, hd, causal)
+// attnKeys is the number of keys query rows [i0, i1) see.
+func attnKeys(i1, L int, causal bool) int {
+	if causal {
+		return i1
+	}
+	return L
+}
+
+// Attention runs one task per (sequence, head) and, in it, per block of query rows: the scores
+// S = scale q k^T (BLAS), a softmax per row that records the row's log-sum-exp in lse
+// [B, H, L], then o = S v (BLAS).
+func (c *CPU) Attention(o, lse, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	g, qs, ks, scale := attentionShape(H, KV, hd)
 	c.pool.run(B*H, func(t int) {
 		b, h := t/H, t%H
 		kh := h / g
-		P := probs[t*L*L : (t+1)*L*L]
+		sc := getScratch(attnBlock * L)
+		defer putScratch(sc)
+		S := sc.buf
 		qb, kb, vb, ob := q[b*L*qs+h*hd:], k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:], o[b*L*qs+h*hd:]
-		for i0 := 0; i0 < L; i0 += bs {
-			i1 := min(i0+bs, L)
-			nk := L
-			if causal {
-				nk = i1
-			}
-			c.f32.Sgemm(false, true, i1-i0, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, P[i0*L:], L)
+		rowLSE := lse[t*L : (t+1)*L]
+		for i0 := 0; i0 < L; i0 += attnBlock {
+			i1 := min(i0+attnBlock, L)
+			nk := attnKeys(i1, L, causal)
+			c.f32.Sgemm(false, true, i1-i0, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, S, nk)
 			for i := i0; i < i1; i++ {
-				row := P[i*L : (i+1)*L]
-				n := L
-				if causal {
-					n = i + 1
-				}
-				softmaxRow(row[:n])
+				row := S[(i-i0)*nk : (i-i0+1)*nk]
+				n := attnKeys(i+1, L, causal)
+				rowLSE[i] = softmaxRow(row[:n])
 				clear(row[n:])
 			}
-			c.f32.Sgemm(false, false, i1-i0, hd, nk, 1, P[i0*L:], L, vb, ks, 0, ob[i0*qs:], qs)
+			c.f32.Sgemm(false, false, i1-i0, hd, nk, 1, S, nk, vb, ks, 0, ob[i0*qs:], qs)
 		}
 	})
 }
 
-func softmaxRow(row []float32) {
-	z := expSubSum(row, row, maxOf(row))
+// softmaxRow replaces row by its softmax and returns the log-sum-exp of its old values.
+func softmaxRow(row []float32) float32 {
+	m := maxOf(row)
+	z := expSubSum(row, row, m)
 	scale(row, 1/z)
+	return m + float32(math.Log(float64(z)))
 }
 
-// AttentionBackward runs one task per (batch, kv head), looping over the query heads that share
-// it, so dk and dv are summed over the group in a fixed order without races. When causal, the
-// products skip the blocks above the diagonal, where P and so dS are zero.
-func (c *CPU) AttentionBackward(dq, dk, dv, do, probs, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
-	g, qs, ks, scale, bs := attentionShape(L, H, KV, hd, causal)
+// AttentionBackward runs one task per (sequence, kv head), looping over the query heads that
+// share it so dk and dv are summed over the group in a fixed order without races, and, per
+// head, over the same blocks of query rows as Attention: the weights P = exp(S - lse) from the
+// recomputed scores, dv += P^T do, dS = P (do v^T - rowsum(P do v^T)) scale, dq = dS k and
+// dk += dS^T q, all of it in the block's scratch.
+func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	g, qs, ks, scale := attentionShape(H, KV, hd)
 	c.pool.run(B*KV, func(t int) {
 		b, kh := t/KV, t%KV
-		sc := getScratch(L * L)
+		sc := getScratch(2 * attnBlock * L)
 		defer putScratch(sc)
-		dS := sc.buf
+		P, dS := sc.buf[:attnBlock*L], sc.buf[attnBlock*L:]
 		kb, vb := k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
 		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
-		for j := 0; j < g; j++ {
+		for r := range L {
+			clear(dkb[r*ks : r*ks+hd])
+			clear(dvb[r*ks : r*ks+hd])
+		}
+		for j := range g {
 			h := kh*g + j
-			P := probs[(b*H+h)*L*L : (b*H+h+1)*L*L]
+			rowLSE := lse[(b*H+h)*L : (b*H+h+1)*L]
 			dob, qb, dqb := do[b*L*qs+h*hd:], q[b*L*qs+h*hd:], dq[b*L*qs+h*hd:]
-			beta := float32(1)
-			if j == 0 {
-				beta = 0
-			}
-			for i0 := 0; i0 < L; i0 += bs {
-				i1 := min(i0+bs, L)
-				// Rows [i0, L) of P are nonzero in columns [i0, i1) (all rows when not causal).
-				r0, nk := i0, i1
-				if !causal {
-					r0, nk = 0, L
-				}
-				// dv = P^T do for this block of keys.
-				c.f32.Sgemm(true, false, i1-i0, hd, L-r0, 1, P[r0*L+i0:], L, dob[r0*qs:], qs, beta, dvb[i0*ks:], ks)
-				// dP = do v^T, then dS = P (dP - rowsum(dP P)) scale, for this block of queries.
-				c.f32.Sgemm(false, true, i1-i0, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS[i0*L:], L)
+			for i0 := 0; i0 < L; i0 += attnBlock {
+				i1 := min(i0+attnBlock, L)
+				rows, nk := i1-i0, attnKeys(i1, L, causal)
+				c.f32.Sgemm(false, true, rows, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, P, nk)
 				for i := i0; i < i1; i++ {
-					pr, dr := P[i*L:i*L+nk], dS[i*L:i*L+nk]
+					row := P[(i-i0)*nk : (i-i0+1)*nk]
+					n := attnKeys(i+1, L, causal)
+					expSubSum(row[:n], row[:n], rowLSE[i])
+					clear(row[n:])
+				}
+				c.f32.Sgemm(true, false, nk, hd, rows, 1, P, nk, dob[i0*qs:], qs, 1, dvb, ks)
+				c.f32.Sgemm(false, true, rows, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS, nk)
+				for i := range rows {
+					pr, dr := P[i*nk:(i+1)*nk], dS[i*nk:(i+1)*nk]
 					softmaxBwd(dr, pr, dot(pr, dr), scale)
 				}
-				// dq = dS k for this block of queries.
-				c.f32.Sgemm(false, false, i1-i0, hd, nk, 1, dS[i0*L:], L, kb, ks, 0, dqb[i0*qs:], qs)
-			}
-			// dk += dS^T q, per block of keys, once dS is complete.
-			for i0 := 0; i0 < L; i0 += bs {
-				i1 := min(i0+bs, L)
-				r0 := i0
-				if !causal {
-					r0 = 0
-				}
-				c.f32.Sgemm(true, false, i1-i0, hd, L-r0, 1, dS[r0*L+i0:], L, qb[r0*qs:], qs, beta, dkb[i0*ks:], ks)
+				c.f32.Sgemm(false, false, rows, hd, nk, 1, dS, nk, kb, ks, 0, dqb[i0*qs:], qs)
+				c.f32.Sgemm(true, false, nk, hd, rows, 1, dS, nk, qb[i0*qs:], qs, 1, dkb, ks)
 			}
 		}
 	})

@@ -99,8 +99,8 @@ func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[f
 		}
 	})
 	t.Run("attention", func(t *testing.T) {
-		// L = 150 spans several causal row blocks, the last one partial.
-		for _, sz := range []struct{ B, L, H, KV, hd int }{{2, 7, 4, 2, 8}, {1, 150, 4, 2, 16}} {
+		// L = 150 and 129 span several row blocks, the last one partial; 64 is one whole block.
+		for _, sz := range []struct{ B, L, H, KV, hd int }{{2, 7, 4, 2, 8}, {1, 150, 4, 2, 16}, {1, 64, 2, 2, 8}, {2, 129, 2, 1, 8}} {
 			checkAttention(t, fast, ref, sz.B, sz.L, sz.H, sz.KV, sz.hd)
 		}
 	})
@@ -180,13 +180,19 @@ func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[f
 	})
 }
 
+// checkAttention compares fast's attention with the reference's, forward and backward, each
+// backward pass from the state its own forward pass saved (fast keeps a log-sum-exp per row,
+// the reference the weights).
 func checkAttention(t *testing.T, fast, ref compute.Backend[float32], B, L, H, KV, hd int) {
 	const tol = 2e-6
 	q, k, v := randVec(B*L*H*hd, 9, 1), randVec(B*L*KV*hd, 10, 1), randVec(B*L*KV*hd, 11, 1)
 	do := randVec(B*L*H*hd, 12, 1)
+	if n := compute.AttentionStateLen(fast, B, H, L); n != B*H*L {
+		t.Fatalf("attention state %d elements, want %d (one per query row)", n, B*H*L)
+	}
 	for _, causal := range []bool{false, true} {
 		o1, o2 := make([]float32, len(q)), make([]float32, len(q))
-		p1, p2 := make([]float32, B*H*L*L), make([]float32, B*H*L*L)
+		s1, p2 := make([]float32, compute.AttentionStateLen(fast, B, H, L)), make([]float32, B*H*L*L)
 		// Outputs start as NaN: every element must be written, as buffers are reused across steps.
 		nan := float32(math.NaN())
 		fill := func(xs ...[]float32) {
@@ -196,18 +202,40 @@ func checkAttention(t *testing.T, fast, ref compute.Backend[float32], B, L, H, K
 				}
 			}
 		}
-		fill(o1, p1)
-		fast.Attention(o1, p1, q, k, v, B, L, H, KV, hd, causal)
+		fill(o1, s1)
+		fast.Attention(o1, s1, q, k, v, B, L, H, KV, hd, causal)
 		ref.Attention(o2, p2, q, k, v, B, L, H, KV, hd, causal)
 		closeTo(t, "o", o1, o2, tol)
-		closeTo(t, "probs", p1, p2, tol)
+		checkLSE(t, s1, p2, q, k, B, L, H, KV, hd, causal)
 		dq1, dk1, dv1 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
 		dq2, dk2, dv2 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
 		fill(dq1, dk1, dv1)
-		fast.AttentionBackward(dq1, dk1, dv1, do, p2, q, k, v, B, L, H, KV, hd, causal)
+		fast.AttentionBackward(dq1, dk1, dv1, do, s1, q, k, v, B, L, H, KV, hd, causal)
 		ref.AttentionBackward(dq2, dk2, dv2, do, p2, q, k, v, B, L, H, KV, hd, causal)
 		closeTo(t, "dq", dq1, dq2, 1e-5)
 		closeTo(t, "dk", dk1, dk2, 1e-5)
 		closeTo(t, "dv", dv1, dv2, 1e-5)
+	}
+}
+
+// checkLSE checks each saved log-sum-exp against the reference weights: the weight of key 0,
+// which every query sees, is exp(score_0 - lse).
+func checkLSE(t *testing.T, lse, probs, q, k []float32, B, L, H, KV, hd int, causal bool) {
+	t.Helper()
+	g, scale := H/KV, 1/math.Sqrt(float64(hd))
+	for b := range B {
+		for h := range H {
+			for i := range L {
+				var s float64
+				for e := range hd {
+					s += float64(q[(b*L+i)*H*hd+h*hd+e]) * float64(k[(b*L)*KV*hd+(h/g)*hd+e])
+				}
+				got := math.Exp(s*scale - float64(lse[(b*H+h)*L+i]))
+				want := float64(probs[((b*H+h)*L+i)*L])
+				if math.Abs(got-want) > 1e-5*math.Max(1, want) {
+					t.Fatalf("causal=%v b%d h%d row %d: exp(score - lse) = %g, reference weight %g", causal, b, h, i, got, want)
+				}
+			}
+		}
 	}
 }
