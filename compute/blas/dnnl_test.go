@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -233,4 +234,93 @@ func rowOff(trans bool, r, ld int) int {
 		return r
 	}
 	return r * ld
+}
+
+// TestDNNLCallAllocs guards the direct call on linux/amd64: a training step makes tens of
+// thousands of small products, so each allocation per call shows up in the GC.
+func TestDNNLCallAllocs(t *testing.T) {
+	d := dnnl(t)
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skip("other platforms call through purego.RegisterFunc, which allocates")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	a, b, c := randSlice[float32](r, 64), randSlice[float32](r, 64), make([]float32, 64)
+	a16, b16 := make([]uint16, 64), make([]uint16, 64)
+	compute.RoundBF16(a16, a)
+	compute.RoundBF16(b16, b)
+	if n := testing.AllocsPerRun(100, func() { d.Sgemm(false, true, 8, 8, 8, 1, a, 8, b, 8, 0, c, 8) }); n != 0 {
+		t.Errorf("Sgemm: %v allocations per call", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { d.GemmBF16(true, false, 8, 8, 8, 0.5, a16, 8, b16, 8, 1, c, 8) }); n != 0 {
+		t.Errorf("GemmBF16: %v allocations per call", n)
+	}
+}
+
+// TestDNNLConcurrent runs both GEMMs from 8 goroutines at once, each on its own operands and
+// shape: every result must match, bit for bit, the same product computed serially.
+func TestDNNLConcurrent(t *testing.T) {
+	d := dnnl(t)
+	const workers = 8
+	iters := 300
+	if testing.Short() {
+		iters = 50
+	}
+	type work struct {
+		ta, tb          bool
+		m, n, k         int
+		a, b            []float32
+		a16, b16        []uint16
+		c, want, want16 []float32
+		alpha, beta     float32
+	}
+	r := rand.New(rand.NewPCG(15, 16))
+	ws := make([]*work, workers)
+	for i := range ws {
+		w := &work{ta: i&1 != 0, tb: i&2 != 0, m: 5 + 7*i, n: 3 + 11*i, k: 1 + 13*i, alpha: 1 + float32(i)/4, beta: float32(i%3) - 1}
+		w.a, w.b = randSlice[float32](r, w.m*w.k), randSlice[float32](r, w.k*w.n)
+		w.a16, w.b16 = make([]uint16, len(w.a)), make([]uint16, len(w.b))
+		compute.RoundBF16(w.a16, w.a)
+		compute.RoundBF16(w.b16, w.b)
+		w.c = randSlice[float32](r, w.m*w.n)
+		ws[i] = w
+	}
+	// lds are the stored widths: op(A) is m x k, so A is k x m when transposed.
+	lds := func(w *work) (lda, ldb int) {
+		lda, ldb = w.k, w.n
+		if w.ta {
+			lda = w.m
+		}
+		if w.tb {
+			ldb = w.k
+		}
+		return lda, ldb
+	}
+	run := func(w *work) (f32, bf16 []float32) {
+		lda, ldb := lds(w)
+		f32, bf16 = slices.Clone(w.c), slices.Clone(w.c)
+		d.Sgemm(w.ta, w.tb, w.m, w.n, w.k, w.alpha, w.a, lda, w.b, ldb, w.beta, f32, w.n)
+		d.GemmBF16(w.ta, w.tb, w.m, w.n, w.k, w.alpha, w.a16, lda, w.b16, ldb, w.beta, bf16, w.n)
+		return f32, bf16
+	}
+	for _, w := range ws {
+		w.want, w.want16 = run(w)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, workers)
+	for i, w := range ws {
+		wg.Go(func() {
+			for it := range iters {
+				f32, bf16 := run(w)
+				if !slices.Equal(f32, w.want) || !slices.Equal(bf16, w.want16) {
+					errs <- fmt.Sprintf("worker %d (%dx%dx%d) iteration %d: result differs from the serial one", i, w.m, w.n, w.k, it)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }

@@ -5,7 +5,6 @@ package blas
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -20,8 +19,7 @@ import (
 // the count is set on the calling OS thread right before the call, since OpenMP keeps it per
 // thread and Go moves goroutines between threads. With another runtime the library decides.
 type DNNL struct {
-	sgemm func(ta, tb byte, m, n, k int64, alpha float32, a []float32, lda int64, b []float32, ldb int64, beta float32, c []float32, ldc int64) int32
-	bf16  func(ta, tb byte, m, n, k int64, alpha float32, a []uint16, lda int64, b []uint16, ldb int64, beta float32, c []float32, ldc int64) int32
+	gemm dnnlGemms
 	// ompSet and ompMax are omp_set_num_threads and omp_get_max_threads of the OpenMP runtime
 	// oneDNN links; 0 when it uses another one.
 	ompSet, ompMax uintptr
@@ -70,12 +68,13 @@ func loadDNNLFrom(path string) (*DNNL, error) {
 		version func() *dnnlVersion
 		isa     func() int32
 	)
+	var sgemm, bf16 uintptr
 	for _, s := range []struct {
 		name string
-		fn   any
+		fn   any // a func to register, or the *uintptr that takes the address
 	}{
-		{"dnnl_sgemm", &d.sgemm},
-		{"dnnl_gemm_bf16bf16f32", &d.bf16},
+		{"dnnl_sgemm", &sgemm},
+		{"dnnl_gemm_bf16bf16f32", &bf16},
 		{"dnnl_version", &version},
 		{"dnnl_get_effective_cpu_isa", &isa},
 	} {
@@ -83,6 +82,10 @@ func loadDNNLFrom(path string) (*DNNL, error) {
 		if err != nil || addr == 0 {
 			purego.Dlclose(h)
 			return nil, fmt.Errorf("%s: missing symbol %s (want oneDNN 2.x)", path, s.name)
+		}
+		if p, ok := s.fn.(*uintptr); ok {
+			*p = addr
+			continue
 		}
 		purego.RegisterFunc(s.fn, addr)
 	}
@@ -109,6 +112,7 @@ func loadDNNLFrom(path string) (*DNNL, error) {
 			d.threads.Store(int32(r))
 		}
 	}
+	d.gemm.bind(sgemm, bf16, d.ompSet)
 	return d, nil
 }
 
@@ -145,19 +149,8 @@ func (d *DNNL) Threads() int {
 	return int(d.threads.Load())
 }
 
-// begin pins the goroutine to its OS thread and sets that thread's OpenMP thread count for the
-// call that follows; end undoes the pin and panics on a failed call.
-func (d *DNNL) begin() {
-	if d.ompSet != 0 {
-		runtime.LockOSThread()
-		purego.SyscallN(d.ompSet, uintptr(d.threads.Load()))
-	}
-}
-
+// end panics on a failed call.
 func (d *DNNL) end(status int32) {
-	if d.ompSet != 0 {
-		runtime.UnlockOSThread()
-	}
 	if status != 0 {
 		panic("blas: onednn gemm: " + dnnlStatus(status))
 	}
@@ -178,8 +171,7 @@ func (d *DNNL) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float3
 		}
 		return
 	}
-	d.begin()
-	d.end(d.sgemm(dnnlTrans(transA), dnnlTrans(transB), int64(m), int64(n), int64(k), alpha, a, int64(lda), b, int64(ldb), beta, c, int64(ldc)))
+	d.end(d.gemm.sgemm(d.threads.Load(), dnnlTrans(transA), dnnlTrans(transB), int64(m), int64(n), int64(k), alpha, a, int64(lda), b, int64(ldb), beta, c, int64(ldc)))
 }
 
 // GemmBF16 is dnnl_gemm_bf16bf16f32: row-major C = alpha op(A) op(B) + beta C with A and B in
@@ -192,6 +184,5 @@ func (d *DNNL) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uin
 		}
 		return
 	}
-	d.begin()
-	d.end(d.bf16(dnnlTrans(transA), dnnlTrans(transB), int64(m), int64(n), int64(k), alpha, a, int64(lda), b, int64(ldb), beta, c, int64(ldc)))
+	d.end(d.gemm.gemmBF16(d.threads.Load(), dnnlTrans(transA), dnnlTrans(transB), int64(m), int64(n), int64(k), alpha, a, int64(lda), b, int64(ldb), beta, c, int64(ldc)))
 }
