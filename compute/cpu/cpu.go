@@ -24,6 +24,9 @@ type CPU struct {
 	f32Name string
 	threads int
 	pool    pool
+	// helpers is the pool's helper goroutines, stopped when the backend is garbage: they hold
+	// this box, never the backend.
+	helpers *helperBox
 	// prec is the precision of Gemm's operands; dnnl runs the bf16 products (nil until
 	// SetPrecision loads it).
 	prec compute.Precision
@@ -42,8 +45,13 @@ func New(threads int) *CPU {
 	impl, info := blas.Default()
 	impl.SetThreads(1)
 	info.Threads = 1
-	c := &CPU{info: info, f32: impl, f32Name: info.Library}
+	c := &CPU{info: info, f32: impl, f32Name: info.Library, helpers: &helperBox{}}
 	c.SetThreads(threads)
+	runtime.AddCleanup(c, func(b *helperBox) {
+		if b.h != nil {
+			b.h.stop()
+		}
+	}, c.helpers)
 	if !strings.EqualFold(os.Getenv("CBS_FP32_GEMM"), "blas") && info.Library == "openblas" {
 		if d, _ := blas.DefaultDNNL(); d != nil {
 			c.dnnl = d
@@ -67,7 +75,9 @@ func (c *CPU) SetThreads(threads int) {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	c.threads, c.pool = threads, pool{threads}
+	c.pool.stop()
+	c.threads, c.pool = threads, newPool(threads)
+	c.helpers.h = c.pool.h
 }
 
 // BLAS describes the BLAS library in use.
