@@ -83,19 +83,7 @@ func runCases[T float32 | float64](t *testing.T, impl Impl, tol float64) {
 	for _, tc := range gemmCases {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
-				name := fmt.Sprintf("%dx%dx%d/tA=%v/tB=%v/ld+%d,%d,%d/a=%g/b=%g", tc.m, tc.n, tc.k, ta, tb, tc.padA, tc.padB, tc.pC, tc.alpha, tc.beta)
-				ar, ac := tc.m, tc.k
-				if ta {
-					ar, ac = tc.k, tc.m
-				}
-				br, bc := tc.k, tc.n
-				if tb {
-					br, bc = tc.n, tc.k
-				}
-				lda, ldb, ldc := ac+tc.padA, bc+tc.padB, tc.n+tc.pC
-				a := randSlice[T](r, (ar-1)*lda+ac)
-				b := randSlice[T](r, (br-1)*ldb+bc)
-				c := randSlice[T](r, tc.m*ldc) // last row padded too: padding must survive
+				name, a, lda, b, ldb, c, ldc := caseOperands[T](r, tc, ta, tb) // last row padded too: padding must survive
 				want := naive(ta, tb, tc.m, tc.n, tc.k, T(tc.alpha), a, lda, b, ldb, T(tc.beta), c, ldc)
 				got := append([]T(nil), c...)
 				Gemm(impl, ta, tb, tc.m, tc.n, tc.k, T(tc.alpha), a, lda, b, ldb, T(tc.beta), got, ldc)
@@ -268,4 +256,20 @@ func TestCPUInfo(t *testing.T) {
 	} else {
 		t.Log(s)
 	}
+}
+
+// caseOperands draws A, B and C for tc with op(A) and op(B) transposed as ta and tb, each row
+// padded as tc says (C's last row too: the padding must survive the product), and names the case.
+func caseOperands[T float32 | float64](r *rand.Rand, tc gemmCase, ta, tb bool) (name string, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+	name = fmt.Sprintf("%dx%dx%d/tA=%v/tB=%v/ld+%d,%d,%d/a=%g/b=%g", tc.m, tc.n, tc.k, ta, tb, tc.padA, tc.padB, tc.pC, tc.alpha, tc.beta)
+	ar, ac := tc.m, tc.k
+	if ta {
+		ar, ac = tc.k, tc.m
+	}
+	br, bc := tc.k, tc.n
+	if tb {
+		br, bc = tc.n, tc.k
+	}
+	lda, ldb, ldc = ac+tc.padA, bc+tc.padB, tc.n+tc.pC
+	return name, randSlice[T](r, (ar-1)*lda+ac), lda, randSlice[T](r, (br-1)*ldb+bc), ldb, randSlice[T](r, tc.m*ldc), ldc
 }

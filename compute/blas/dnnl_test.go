@@ -66,19 +66,7 @@ func TestDNNLGemmBF16(t *testing.T) {
 	for _, tc := range gemmCases {
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
-				name := fmt.Sprintf("%dx%dx%d/tA=%v/tB=%v/a=%g/b=%g", tc.m, tc.n, tc.k, ta, tb, tc.alpha, tc.beta)
-				ar, ac := tc.m, tc.k
-				if ta {
-					ar, ac = tc.k, tc.m
-				}
-				br, bc := tc.k, tc.n
-				if tb {
-					br, bc = tc.n, tc.k
-				}
-				lda, ldb, ldc := ac+tc.padA, bc+tc.padB, tc.n+tc.pC
-				a := randSlice[float32](r, (ar-1)*lda+ac)
-				b := randSlice[float32](r, (br-1)*ldb+bc)
-				c := randSlice[float32](r, tc.m*ldc)
+				name, a, lda, b, ldb, c, ldc := caseOperands[float32](r, tc, ta, tb)
 				a16, b16 := make([]uint16, len(a)), make([]uint16, len(b))
 				compute.RoundBF16(a16, a)
 				compute.RoundBF16(b16, b)
