@@ -1,6 +1,10 @@
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"cbs/compute"
+)
 
 // Attention works on blocks of attnBlock query rows: a block's scores against the keys it sees
 // (all of them, or up to the block's last row when causal) stay in a per-task scratch of
@@ -11,7 +15,7 @@ import "math"
 // computed).
 const attnBlock = 64
 
-var _ interface{ AttentionStateLen(B, H, L int) int } = (*CPU)(nil)
+var _ compute.AttentionState = (*CPU)(nil)
 
 // AttentionStateLen is the length of Attention's probs argument: one log-sum-exp of the scores
 // per (sequence, head, query row).

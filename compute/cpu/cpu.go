@@ -23,10 +23,9 @@ type CPU struct {
 	f32     sgemmer
 	f32Name string
 	threads int
-	pool    pool
-	// helpers is the pool's helper goroutines, stopped when the backend is garbage: they hold
-	// this box, never the backend.
-	helpers *helperBox
+	// pool's helper goroutines hold the pool, never the backend, so a cleanup can stop them
+	// once the backend is garbage.
+	pool *pool
 	// prec is the precision of Gemm's operands; dnnl runs the bf16 products (nil until
 	// SetPrecision loads it).
 	prec compute.Precision
@@ -45,13 +44,9 @@ func New(threads int) *CPU {
 	impl, info := blas.Default()
 	impl.SetThreads(1)
 	info.Threads = 1
-	c := &CPU{info: info, f32: impl, f32Name: info.Library, helpers: &helperBox{}}
+	c := &CPU{info: info, f32: impl, f32Name: info.Library, pool: &pool{}}
 	c.SetThreads(threads)
-	runtime.AddCleanup(c, func(b *helperBox) {
-		if b.h != nil {
-			b.h.stop()
-		}
-	}, c.helpers)
+	runtime.AddCleanup(c, (*pool).stop, c.pool)
 	if !strings.EqualFold(os.Getenv("CBS_FP32_GEMM"), "blas") && info.Library == "openblas" {
 		if d, _ := blas.DefaultDNNL(); d != nil {
 			c.dnnl = d
@@ -75,9 +70,8 @@ func (c *CPU) SetThreads(threads int) {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	c.pool.stop()
-	c.threads, c.pool = threads, newPool(threads)
-	c.helpers.h = c.pool.h
+	c.threads = threads
+	c.pool.resize(threads)
 }
 
 // BLAS describes the BLAS library in use.

@@ -20,23 +20,30 @@ type pool struct {
 	h       *helpers // nil when threads <= 1
 }
 
-func newPool(threads int) pool {
-	p := pool{threads: threads}
-	if threads > 1 {
-		p.h = startHelpers(threads - 1)
-	}
+func newPool(threads int) *pool {
+	p := &pool{}
+	p.resize(threads)
 	return p
 }
 
+// resize stops the helpers and starts threads-1 new ones; not while a run is in progress.
+func (p *pool) resize(threads int) {
+	p.stop()
+	p.threads, p.h = threads, nil
+	if threads > 1 {
+		p.h = startHelpers(threads - 1)
+	}
+}
+
 // stop ends the helpers once they are idle; the pool then runs every task on the caller.
-func (p pool) stop() {
+func (p *pool) stop() {
 	if p.h != nil {
 		p.h.stop()
 	}
 }
 
 // run calls f(i) for every task i in [0, n).
-func (p pool) run(n int, f func(i int)) {
+func (p *pool) run(n int, f func(i int)) {
 	if p.threads <= 1 || n <= 1 {
 		for i := 0; i < n; i++ {
 			f(i)
@@ -99,9 +106,6 @@ func (j *job) join() {
 	}
 	j.active.Add(-1)
 }
-
-// helperBox holds a backend's current helpers for the cleanup that stops them.
-type helperBox struct{ h *helpers }
 
 // helperSpin is how long a helper polls for the next run before it sleeps.
 const helperSpin = 200 * time.Microsecond

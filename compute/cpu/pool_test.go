@@ -8,7 +8,7 @@ import (
 )
 
 // checkRun runs n tasks on p and fails unless each ran exactly once.
-func checkRun(t *testing.T, p pool, n int) {
+func checkRun(t *testing.T, p *pool, n int) {
 	t.Helper()
 	counts := make([]atomic.Int32, n)
 	p.run(n, func(i int) { counts[i].Add(1) })
