@@ -39,6 +39,10 @@ func attnKeys(i1, L int, causal bool) int {
 // S = scale q k^T (BLAS), a softmax per row that records the row's log-sum-exp in lse
 // [B, H, L], then o = S v (BLAS).
 func (c *CPU) Attention(o, lse, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	if c.prec == compute.PrecisionBF16 {
+		c.attentionBF16(o, lse, q, k, v, B, L, H, KV, hd, causal)
+		return
+	}
 	g, qs, ks, scale := attentionShape(H, KV, hd)
 	c.pool.run(B*H, func(t int) {
 		b, h := t/H, t%H
@@ -77,6 +81,10 @@ func softmaxRow(row []float32) float32 {
 // recomputed scores, dv += P^T do, dS = P (do v^T - rowsum(P do v^T)) scale, dq = dS k and
 // dk += dS^T q, all of it in the block's scratch.
 func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H, KV, hd int, causal bool) {
+	if c.prec == compute.PrecisionBF16 {
+		c.attentionBackwardBF16(dq, dk, dv, do, lse, q, k, v, B, L, H, KV, hd, causal)
+		return
+	}
 	g, qs, ks, scale := attentionShape(H, KV, hd)
 	c.pool.run(B*KV, func(t int) {
 		b, kh := t/KV, t%KV

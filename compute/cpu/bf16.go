@@ -14,9 +14,9 @@ var _ compute.BF16Gemm = (*CPU)(nil)
 // default: float32 operands, OpenBLAS's sgemm) or compute.PrecisionBF16 (both operands rounded
 // to bfloat16, products accumulated in fp32 by oneDNN's gemm_bf16bf16f32). bf16 needs oneDNN,
 // loaded here on first use; without it SetPrecision returns an error and leaves the precision as
-// it was. Attention's products and every other operation stay fp32 at either precision: on
-// attention's products, per causal block or whole, oneDNN's bf16 GEMM made the step slower, not
-// faster (docs/performance.md). Set it before models run on the backend, not while they do.
+// it was. At bf16 attention's products take bf16 operands too (attentionBF16), as under
+// autocast; every other operation stays fp32 at either precision. Set it before models run on
+// the backend, not while they do.
 func (c *CPU) SetPrecision(p compute.Precision) error {
 	switch p {
 	case compute.PrecisionFP32:

@@ -79,6 +79,61 @@ var bf16Tolerance = map[string]float64{
 	"round":      1.0 / 256, // |BF16(x) - x| <= 2^-8 |x|, elementwise
 	"gemm":       1e-2,      // C = alpha op(A) op(B) + beta C, both operands bf16
 	"gemm_accum": 1e-2,      // the same onto a nonzero C with beta = 1
+	// Attention's products take bf16 q, k, v and weights P, its backward also bf16 do and dS;
+	// each output goes through two rounded products, and shows about 3e-3 (o) to 5e-3 (dq).
+	"attention": 1e-2,
+}
+
+// TestBF16Attention checks attention at bf16 against the fp32 reference, causal and not, with
+// grouped kv heads and a partial last block of query rows, and that its results do not depend
+// on the thread count.
+func TestBF16Attention(t *testing.T) {
+	ref := Reference[float32]{}
+	for _, sh := range []struct{ B, L, H, KV, hd int }{{2, 129, 4, 2, 16}, {1, 200, 2, 2, 64}, {1, 7, 2, 1, 8}} {
+		B, L, H, KV, hd := sh.B, sh.L, sh.H, sh.KV, sh.hd
+		q, k, v := randVec(B*L*H*hd, 9, 1), randVec(B*L*KV*hd, 10, 1), randVec(B*L*KV*hd, 11, 1)
+		do := randVec(B*L*H*hd, 12, 1)
+		for _, causal := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%+v/causal=%v", sh, causal), func(t *testing.T) {
+				o2, p2 := make([]float32, len(q)), make([]float32, B*H*L*L)
+				dq2, dk2, dv2 := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
+				ref.Attention(o2, p2, q, k, v, B, L, H, KV, hd, causal)
+				ref.AttentionBackward(dq2, dk2, dv2, do, p2, q, k, v, B, L, H, KV, hd, causal)
+				var first [][]float32
+				for _, threads := range []int{1, 3} {
+					be := bf16Backend(t, threads)
+					o1, s1 := randVec(len(q), 1, 1), randVec(compute.AttentionStateLen(be, B, H, L), 2, 1)
+					dq1, dk1, dv1 := randVec(len(q), 3, 1), randVec(len(k), 4, 1), randVec(len(v), 5, 1)
+					be.Attention(o1, s1, q, k, v, B, L, H, KV, hd, causal)
+					be.AttentionBackward(dq1, dk1, dv1, do, s1, q, k, v, B, L, H, KV, hd, causal)
+					outs := [][]float32{o1, s1, dq1, dk1, dv1}
+					if first == nil {
+						first = outs
+						tol := bf16Tolerance["attention"]
+						for _, c := range []struct {
+							name      string
+							got, want []float32
+						}{{"o", o1, o2}, {"dq", dq1, dq2}, {"dk", dk1, dk2}, {"dv", dv1, dv2}} {
+							e := relErr(c.got, c.want)
+							t.Logf("%s: relative error %.2e (tolerance %g)", c.name, e, tol)
+							if e > tol || math.IsNaN(e) {
+								t.Errorf("%s: relative error %.3g > %g", c.name, e, tol)
+							}
+							if L > 8 && e < 1e-5 {
+								t.Errorf("%s: relative error %.3g: the products were not rounded to bf16", c.name, e)
+							}
+						}
+						continue
+					}
+					for i := range outs {
+						if !slices.Equal(outs[i], first[i]) {
+							t.Errorf("output %d at %d threads differs from 1 thread", i, threads)
+						}
+					}
+				}
+			})
+		}
+	}
 }
 
 func TestBF16Ops(t *testing.T) {
