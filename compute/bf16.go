@@ -71,3 +71,13 @@ type BF16Gemm interface {
 	// products accumulated in fp32.
 	GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int)
 }
+
+// BF16Outputs is what a BF16Gemm backend offers when it can write an op's result straight to
+// bfloat16, for results that only bf16 matrix products read: the fp32 result is rounded while
+// it is still in cache instead of after a trip through memory. Each gives exactly the bits of
+// its fp32 op followed by ToBF16 (RMSNormBF16 also the same rstd).
+type BF16Outputs interface {
+	RMSNormBF16(out []uint16, rstd, x, w []float32, d int, eps float64)
+	SwiGLUBF16(out []uint16, gate, up []float32)
+	SwiGLUBackwardBF16(dgate, dup []uint16, dout, gate, up []float32)
+}

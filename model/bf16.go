@@ -19,6 +19,9 @@ import "cbs/compute"
 // bf16State is the model's bf16 copies and when they are current.
 type bf16State struct {
 	be compute.BF16Gemm
+	// out writes the results that only products read straight to bf16; nil where the backend
+	// cannot.
+	out compute.BF16Outputs
 	// on: the current forward/backward pair runs its products through the copies.
 	on bool
 	// w is the bf16 copy of the parameters' matrices (the norm vectors stay zero), current when
@@ -51,6 +54,7 @@ func (m *Model[T]) lowp(B, L int) {
 		return
 	}
 	lp.be, lp.on = bg, true
+	lp.out, _ = m.be.(compute.BF16Outputs)
 	if lp.B != B || lp.L != L {
 		m.allocBF16(B, L)
 	}
@@ -161,6 +165,44 @@ func (m *Model[T]) round(dst []uint16, src []T) {
 		m.lp.be.ToBF16(dst, any(src).([]float32))
 	}
 }
+
+// The results below are read only by products: at bf16, a backend with compute.BF16Outputs
+// writes them straight to their bf16 copies and leaves the fp32 buffers as they were.
+
+// rmsNormOperand is RMSNorm into out, and into its bf16 copy h when the pass runs bf16 products.
+func (m *Model[T]) rmsNormOperand(out []T, h []uint16, rstd, x, w []T, d int, eps float64) {
+	if m.lp.on && m.lp.out != nil {
+		m.lp.out.RMSNormBF16(h, f32(rstd), f32(x), f32(w), d, eps)
+		return
+	}
+	m.be.RMSNorm(out, rstd, x, w, d, eps)
+	m.round(h, out)
+}
+
+// swigluOperand is SwiGLU into out, and into its bf16 copy h when the pass runs bf16 products.
+func (m *Model[T]) swigluOperand(out []T, h []uint16, gate, up []T) {
+	if m.lp.on && m.lp.out != nil {
+		m.lp.out.SwiGLUBF16(h, f32(gate), f32(up))
+		return
+	}
+	m.be.SwiGLU(out, gate, up)
+	m.round(h, out)
+}
+
+// swigluBackwardOperands is SwiGLUBackward into dgate and dup, and into their bf16 copies when
+// the pass runs bf16 products.
+func (m *Model[T]) swigluBackwardOperands(dgate, dup []T, dgateh, duph []uint16, dout, gate, up []T) {
+	if m.lp.on && m.lp.out != nil {
+		m.lp.out.SwiGLUBackwardBF16(dgateh, duph, f32(dout), f32(gate), f32(up))
+		return
+	}
+	m.be.SwiGLUBackward(dgate, dup, dout, gate, up)
+	m.round(dgateh, dgate)
+	m.round(duph, dup)
+}
+
+// f32 is x as []float32; the bf16 copies exist only for float32 models.
+func f32[T compute.Float](x []T) []float32 { return any(x).([]float32) }
 
 // gemm is the backend's Gemm on the float operands, or GemmBF16 on their bf16 copies.
 func (m *Model[T]) gemm(transA, transB bool, M, N, K int, alpha T, a operand[T], lda int, b operand[T], ldb int, beta T, c []T, ldc int) {

@@ -190,8 +190,7 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 		w, a, x := m.layer(P, l), &ws.acts[l], ws.xs[l]
 		wh := m.layerH(l)
 		xn1h, oh, xn2h, acth := m.actH(l)
-		be.RMSNorm(a.xn1, a.rstd1, x, w.in, d, c.RMSNormEps)
-		m.round(xn1h, a.xn1)
+		m.rmsNormOperand(a.xn1, xn1h, a.rstd1, x, w.in, d, c.RMSNormEps)
 		xn1 := op(a.xn1, xn1h)
 		m.gemm(false, true, N, qd, d, 1, xn1, d, op(w.wq, wh.wq), d, 0, a.qraw, qd)
 		m.gemm(false, true, N, kd, d, 1, xn1, d, op(w.wk, wh.wk), d, 0, a.kraw, kd)
@@ -204,30 +203,28 @@ func (m *Model[T]) forward(b *Batch, causal bool) {
 		m.mem.Copy(a.h, x)
 		m.round(oh, a.o)
 		m.gemm(false, true, N, d, qd, 1, op(a.o, oh), qd, op(w.wo, wh.wo), qd, 1, a.h, d)
-		be.RMSNorm(a.xn2, a.rstd2, a.h, w.post, d, c.RMSNormEps)
 		if a.moe != nil {
+			be.RMSNorm(a.xn2, a.rstd2, a.h, w.post, d, c.RMSNormEps)
 			m.moeForward(w, a, ws.xs[l+1], N)
 			continue
 		}
-		m.round(xn2h, a.xn2)
+		m.rmsNormOperand(a.xn2, xn2h, a.rstd2, a.h, w.post, d, c.RMSNormEps)
 		xn2 := op(a.xn2, xn2h)
 		m.gemm(false, true, N, ff, d, 1, xn2, d, op(w.gate, wh.gate), d, 0, a.gate, ff)
 		m.gemm(false, true, N, ff, d, 1, xn2, d, op(w.up, wh.up), d, 0, a.up, ff)
-		be.SwiGLU(a.act, a.gate, a.up)
+		m.swigluOperand(a.act, acth, a.gate, a.up)
 		next := ws.xs[l+1]
 		m.mem.Copy(next, a.h)
-		m.round(acth, a.act)
 		m.gemm(false, true, N, d, ff, 1, op(a.act, acth), ff, op(w.down, wh.down), ff, 1, next, d)
 	}
 	if c.MoE() {
 		m.routerAux(b)
 	}
-	be.RMSNorm(ws.xnf, ws.rstdf, ws.xs[c.NumLayers], m.finalNorm(P), d, c.RMSNormEps)
 	var xnfh []uint16
 	if m.lp.on {
 		xnfh = m.lp.xnf
 	}
-	m.round(xnfh, ws.xnf)
+	m.rmsNormOperand(ws.xnf, xnfh, ws.rstdf, ws.xs[c.NumLayers], m.finalNorm(P), d, c.RMSNormEps)
 	m.gemm(false, true, N, V, d, 1, op(ws.xnf, xnfh), d, op(m.head(P), m.headH()), d, 0, ws.logits, V)
 }
 
@@ -323,9 +320,7 @@ func (m *Model[T]) backward(b *Batch, causal bool) {
 			dx := op(ws.dx, dyh)
 			m.gemm(false, false, N, ff, d, 1, dx, d, op(w.down, wh.down), ff, 0, ws.dact, ff)
 			m.gemm(true, false, d, ff, N, 1, dx, d, op(a.act, acth), ff, 1, g.down, ff)
-			be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
-			m.round(dgateh, ws.dgate)
-			m.round(duph, ws.dup)
+			m.swigluBackwardOperands(ws.dgate, ws.dup, dgateh, duph, ws.dact, a.gate, a.up)
 			dgate, dup, xn2 := op(ws.dgate, dgateh), op(ws.dup, duph), op(a.xn2, xn2h)
 			m.gemm(false, false, N, d, ff, 1, dgate, ff, op(w.gate, wh.gate), d, 0, ws.dxn, d)
 			m.gemm(false, false, N, d, ff, 1, dup, ff, op(w.up, wh.up), d, 1, ws.dxn, d)

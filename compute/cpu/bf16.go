@@ -8,7 +8,10 @@ import (
 	"cbs/compute/blas"
 )
 
-var _ compute.BF16Gemm = (*CPU)(nil)
+var (
+	_ compute.BF16Gemm    = (*CPU)(nil)
+	_ compute.BF16Outputs = (*CPU)(nil)
+)
 
 // SetPrecision selects the operands of the products Gemm runs: compute.PrecisionFP32 (the
 // default: float32 operands, OpenBLAS's sgemm) or compute.PrecisionBF16 (both operands rounded
@@ -128,3 +131,56 @@ func getScratch16(n int) *scratch16 {
 }
 
 func putScratch16(s *scratch16) { scratch16Pool.Put(s) }
+
+// bf16Tile is how many results the ops that write bf16 compute in fp32 before rounding them, in
+// a scratch that stays in L1. It is a multiple of 16, so every tile but a task's last runs
+// the SIMD kernels on all its elements, and the results are the unfused op's bits.
+const bf16Tile = 1024
+
+// RMSNormBF16 is RMSNorm with its result rounded to bf16, row by row in a scratch.
+func (c *CPU) RMSNormBF16(out []uint16, rstd, x, w []float32, d int, eps float64) {
+	rows := len(x) / d
+	c.pool.run(chunks(rows, rowBlock), func(i int) {
+		lo, hi := span(i, rowBlock, rows)
+		sc := getScratch(d)
+		defer putScratch(sc)
+		for r := lo; r < hi; r++ {
+			rstd[r] = rmsNormRow(sc.buf, x[r*d:(r+1)*d], w, eps)
+			roundBF16(out[r*d:(r+1)*d], sc.buf)
+		}
+	})
+}
+
+// SwiGLUBF16 is SwiGLU with its result rounded to bf16, bf16Tile elements at a time.
+func (c *CPU) SwiGLUBF16(out []uint16, gate, up []float32) {
+	n := len(out)
+	c.pool.run(chunks(n, swigluBlock), func(i int) {
+		lo, hi := span(i, swigluBlock, n)
+		sc := getScratch(bf16Tile)
+		defer putScratch(sc)
+		for t := lo; t < hi; t += bf16Tile {
+			e := min(t+bf16Tile, hi)
+			f := sc.buf[:e-t]
+			swiglu(f, gate[t:e], up[t:e])
+			roundBF16(out[t:e], f)
+		}
+	})
+}
+
+// SwiGLUBackwardBF16 is SwiGLUBackward with both gradients rounded to bf16, bf16Tile elements
+// at a time.
+func (c *CPU) SwiGLUBackwardBF16(dgate, dup []uint16, dout, gate, up []float32) {
+	n := len(dout)
+	c.pool.run(chunks(n, swigluBlock), func(i int) {
+		lo, hi := span(i, swigluBlock, n)
+		sc := getScratch(2 * bf16Tile)
+		defer putScratch(sc)
+		for t := lo; t < hi; t += bf16Tile {
+			e := min(t+bf16Tile, hi)
+			fg, fu := sc.buf[:e-t], sc.buf[bf16Tile:bf16Tile+e-t]
+			swigluBwd(fg, fu, dout[t:e], gate[t:e], up[t:e])
+			roundBF16(dgate[t:e], fg)
+			roundBF16(dup[t:e], fu)
+		}
+	})
+}

@@ -253,3 +253,49 @@ func TestSetPrecision(t *testing.T) {
 		t.Errorf("k=0: %v", c)
 	}
 }
+
+// TestBF16Outputs: the ops that write bf16 give the bits of the fp32 op rounded with
+// compute.RoundBF16, across task and tile boundaries and the SIMD kernels' scalar tails.
+func TestBF16Outputs(t *testing.T) {
+	n := 2*swigluBlock + 3*bf16Tile + 21
+	gate, up, dout := randVec(n, 41, 3), randVec(n, 42, 1), randVec(n, 43, 1)
+	for _, threads := range []int{1, 3} {
+		be := bf16Backend(t, threads)
+		rounded := func(x []float32) []uint16 {
+			h := make([]uint16, len(x))
+			compute.RoundBF16(h, x)
+			return h
+		}
+		t.Run(fmt.Sprintf("threads=%d/swiglu", threads), func(t *testing.T) {
+			f := make([]float32, n)
+			be.SwiGLU(f, gate, up)
+			h := make([]uint16, n)
+			be.SwiGLUBF16(h, gate, up)
+			if !slices.Equal(h, rounded(f)) {
+				t.Fatal("SwiGLUBF16 differs from SwiGLU rounded")
+			}
+		})
+		t.Run(fmt.Sprintf("threads=%d/swiglu_backward", threads), func(t *testing.T) {
+			fg, fu := make([]float32, n), make([]float32, n)
+			be.SwiGLUBackward(fg, fu, dout, gate, up)
+			hg, hu := make([]uint16, n), make([]uint16, n)
+			be.SwiGLUBackwardBF16(hg, hu, dout, gate, up)
+			if !slices.Equal(hg, rounded(fg)) || !slices.Equal(hu, rounded(fu)) {
+				t.Fatal("SwiGLUBackwardBF16 differs from SwiGLUBackward rounded")
+			}
+		})
+		for _, d := range []int{37, 64, 1500} {
+			t.Run(fmt.Sprintf("threads=%d/rmsnorm/d=%d", threads, d), func(t *testing.T) {
+				rows := 2*rowBlock + 3
+				x, w := randVec(rows*d, 44, 2), randVec(d, 45, 1)
+				f, rf := make([]float32, rows*d), make([]float32, rows)
+				be.RMSNorm(f, rf, x, w, d, 1e-6)
+				h, rh := make([]uint16, rows*d), make([]float32, rows)
+				be.RMSNormBF16(h, rh, x, w, d, 1e-6)
+				if !slices.Equal(h, rounded(f)) || !slices.Equal(rh, rf) {
+					t.Fatal("RMSNormBF16 differs from RMSNorm rounded")
+				}
+			})
+		}
+	}
+}

@@ -185,12 +185,16 @@ func (c *CPU) RMSNorm(out, rstd, x, w []float32, d int, eps float64) {
 	c.pool.run(chunks(rows, rowBlock), func(i int) {
 		lo, hi := span(i, rowBlock, rows)
 		for r := lo; r < hi; r++ {
-			xr := x[r*d : (r+1)*d]
-			s := float32(1 / math.Sqrt(float64(dot(xr, xr))/float64(d)+eps))
-			rstd[r] = s
-			mulScale(out[r*d:(r+1)*d], xr, w, s)
+			rstd[r] = rmsNormRow(out[r*d:(r+1)*d], x[r*d:(r+1)*d], w, eps)
 		}
 	})
+}
+
+// rmsNormRow sets out = x w / rms(x) and returns 1 / rms(x).
+func rmsNormRow(out, x, w []float32, eps float64) float32 {
+	s := float32(1 / math.Sqrt(float64(dot(x, x))/float64(len(x))+eps))
+	mulScale(out, x, w, s)
+	return s
 }
 
 // RMSNormBackward sums dw per row block and adds the blocks in order.
@@ -255,18 +259,21 @@ func ropeRows(x, cos, sin []float32, first, L, heads, hd int, inverse bool) {
 	}
 }
 
+// swigluBlock is the number of elements per task of SwiGLU and its backward.
+const swigluBlock = 1 << 14
+
 func (c *CPU) SwiGLU(out, gate, up []float32) {
 	n := len(out)
-	c.pool.run(chunks(n, 1<<14), func(i int) {
-		lo, hi := span(i, 1<<14, n)
+	c.pool.run(chunks(n, swigluBlock), func(i int) {
+		lo, hi := span(i, swigluBlock, n)
 		swiglu(out[lo:hi], gate[lo:hi], up[lo:hi])
 	})
 }
 
 func (c *CPU) SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
 	n := len(dout)
-	c.pool.run(chunks(n, 1<<14), func(i int) {
-		lo, hi := span(i, 1<<14, n)
+	c.pool.run(chunks(n, swigluBlock), func(i int) {
+		lo, hi := span(i, swigluBlock, n)
 		swigluBwd(dgate[lo:hi], dup[lo:hi], dout[lo:hi], gate[lo:hi], up[lo:hi])
 	})
 }
