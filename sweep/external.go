@@ -229,7 +229,8 @@ var ErrTrainerFailed = errors.New("trainer failed")
 // RunExternalBranch runs the external trainer of the branch in dir (from its external.json),
 // then checks its metrics.jsonl and records the outcome in state.json: done; failed with the
 // exit status or the first bad metrics line; diverged when a loss is not finite; pending when
-// ctx was cancelled (the trainer got SIGTERM). Output goes to dir/log.txt and to log.
+// ctx was cancelled (the trainer got SIGTERM) before the trainer had finished its budget and
+// exited 0. Output goes to dir/log.txt and to log.
 func RunExternalBranch(ctx context.Context, dir string, log io.Writer) error {
 	rec, run, err := loadExternalBranch(dir)
 	if err != nil {
@@ -271,12 +272,14 @@ func RunExternalBranch(ctx context.Context, dir string, log io.Writer) error {
 		}
 	}
 	fmt.Fprintf(logFile, "%s cbs: trainer exited: %v\n", time.Now().UTC().Format(time.RFC3339), exitText(werr))
-	if ctx.Err() != nil {
+	last, verr := ValidateMetrics(filepath.Join(dir, runfmt.MetricsFile), rec)
+	// A trainer that had written its whole budget and exited cleanly when the signal came is
+	// done: marking it pending would run it again on resume.
+	if ctx.Err() != nil && (werr != nil || verr != nil) {
 		st = runfmt.State{State: runfmt.StatePending, Reason: "interrupted; run again to continue"}
 		branch.WriteState(dir, st)
 		return ErrInterrupted
 	}
-	last, verr := ValidateMetrics(filepath.Join(dir, runfmt.MetricsFile), rec)
 	st.Step, st.Tokens = last.Step, last.Tokens
 	switch {
 	case werr != nil:

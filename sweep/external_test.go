@@ -200,3 +200,40 @@ func TestExternalInterrupt(t *testing.T) {
 		t.Errorf("the trainer did not get SIGTERM:\n%s", log)
 	}
 }
+
+// TestExternalInterruptAfterFinish: a trainer that has written its whole budget when the
+// interrupt comes, and exits 0 on SIGTERM, is done, not pending: resuming must not run it again.
+func TestExternalInterruptAfterFinish(t *testing.T) {
+	dir := t.TempDir()
+	script := `s=1; while [ $((s*{batch_tokens})) -le {budget_tokens} ]; do printf '{{"step": %d, "tokens": %d, "train_loss": 1}}\n' $s $((s*{batch_tokens})) >> {out}/metrics.jsonl; s=$((s+1)); done; trap 'exit 0' TERM; sleep 30 & wait`
+	cfg := strings.Replace(extConfig, `command = "train`, "command = '''"+script+"'''\n# command = \"train", 1)
+	cfg = strings.Replace(cfg, "seed = 7\n", "seed = 7\nout = \""+filepath.Join(dir, "run")+"\"\n", 1)
+	p, err := Load(writeFile(t, dir, "ext.toml", cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdir := BranchDir(p.Out, "b1Ki-r0")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Interrupt once the first branch has written its 8 steps.
+		for ctx.Err() == nil {
+			if b, err := os.ReadFile(filepath.Join(bdir, runfmt.MetricsFile)); err == nil && strings.Count(string(b), "\n") == 8 {
+				time.Sleep(100 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	o, err := Execute(ctx, p, Options{})
+	cancel()
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted sweep: %v", err)
+	}
+	if st := readState(bdir); st.State != runfmt.StateDone || o.States["b1Ki-r0"] != runfmt.StateDone {
+		t.Errorf("finished branch after an interrupt: %+v, outcome %v", st, o.States)
+	}
+	if st := o.States["b2Ki-r0"]; st != runfmt.StatePending {
+		t.Errorf("unstarted branch after an interrupt: %v", st)
+	}
+}
