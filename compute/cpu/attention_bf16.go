@@ -1,5 +1,7 @@
 package cpu
 
+import "math"
+
 // attentionBF16 is Attention at bf16: q, k and v are rounded once, each block's weights P are
 // rounded in the block's scratch, and oneDNN multiplies the bf16 operands with fp32
 // accumulation, as autocast does with attention's products. The scale of the scores is applied
@@ -25,13 +27,11 @@ func (c *CPU) attentionBF16(o, lse, q, k, v []float32, B, L, H, KV, hd int, caus
 			rows, nk := i1-i0, attnKeys(i1, L, causal)
 			c.dnnl.GemmBF16(false, true, rows, nk, hd, 1, qb[i0*qs:], qs, kb, ks, 0, S, nk)
 			for i := i0; i < i1; i++ {
-				row := S[(i-i0)*nk : (i-i0+1)*nk]
+				r := (i - i0) * nk
 				n := attnKeys(i+1, L, causal)
-				scale(row[:n], scl)
-				rowLSE[i] = softmaxRow(row[:n])
-				clear(row[n:])
+				rowLSE[i] = softmaxRowBF16(P16[r:r+n], S[r:r+n], scl)
+				clear(P16[r+n : r+nk])
 			}
-			roundBF16(P16[:rows*nk], S[:rows*nk])
 			c.dnnl.GemmBF16(false, false, rows, hd, nk, 1, P16, nk, vb, ks, 0, ob[i0*qs:], qs)
 		}
 	})
@@ -71,8 +71,7 @@ func (c *CPU) attentionBackwardBF16(dq, dk, dv, do, lse, q, k, v []float32, B, L
 				for i := i0; i < i1; i++ {
 					row := P[(i-i0)*nk : (i-i0+1)*nk]
 					n := attnKeys(i+1, L, causal)
-					scale(row[:n], scl)
-					expSubSum(row[:n], row[:n], rowLSE[i])
+					expScaleSubSum(row[:n], row[:n], scl, rowLSE[i])
 					clear(row[n:])
 				}
 				roundBF16(P16[:rows*nk], P[:rows*nk])
@@ -80,9 +79,8 @@ func (c *CPU) attentionBackwardBF16(dq, dk, dv, do, lse, q, k, v []float32, B, L
 				c.dnnl.GemmBF16(false, true, rows, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS, nk)
 				for i := range rows {
 					pr, dr := P[i*nk:(i+1)*nk], dS[i*nk:(i+1)*nk]
-					softmaxBwd(dr, pr, dot(pr, dr), scl)
+					softmaxBwdBF16(dS16[i*nk:(i+1)*nk], dr, pr, dot(pr, dr), scl)
 				}
-				roundBF16(dS16[:rows*nk], dS[:rows*nk])
 				c.dnnl.GemmBF16(false, false, rows, hd, nk, 1, dS16, nk, kb, ks, 0, dqb[i0*qs:], qs)
 				c.dnnl.GemmBF16(true, false, nk, hd, rows, 1, dS16, nk, qb[i0*qs:], qs, 1, dkb, ks)
 			}
@@ -95,4 +93,14 @@ func (c *CPU) rounded(x []float32) *scratch16 {
 	s := getScratch16(len(x))
 	c.ToBF16(s.buf, x)
 	return s
+}
+
+// softmaxRowBF16 sets p to the softmax of s x, rounded to bf16, and returns the log-sum-exp of
+// s x; x is left holding exp(s x - max). It gives the bits of scaling x, softmaxRow and roundBF16:
+// the largest of the scaled scores is s times the largest score, as rounding is monotonic.
+func softmaxRowBF16(p []uint16, x []float32, s float32) float32 {
+	m := maxOf(x) * s
+	z := expScaleSubSum(x, x, s, m)
+	mulRoundBF16(p, x, 1/z)
+	return m + float32(math.Log(float64(z)))
 }

@@ -75,6 +75,35 @@ func roundBF16(dst []uint16, src []float32) {
 	}
 }
 
+// mulRoundBF16 sets dst = BF16(src s): the bits of scale followed by roundBF16.
+func mulRoundBF16(dst []uint16, src []float32, s float32) {
+	n := len(src)
+	dst = dst[:n]
+	i := 0
+	if useSIMD && n >= 16 {
+		i = n &^ 15
+		mulRoundBF16AVX2(&dst[0], &src[0], i, s)
+	}
+	for ; i < n; i++ {
+		dst[i] = compute.BF16(src[i] * s)
+	}
+}
+
+// softmaxBwdBF16 sets dst = BF16(pr (dr - dot) scale): the bits of softmaxBwd followed by
+// roundBF16, without writing dr.
+func softmaxBwdBF16(dst []uint16, dr, pr []float32, dot, scale float32) {
+	n := len(dr)
+	dst, pr = dst[:n], pr[:n]
+	i := 0
+	if useSIMD && n >= 16 {
+		i = n &^ 15
+		softmaxBwdBF16AVX2(&dst[0], &dr[0], &pr[0], i, dot, scale)
+	}
+	for ; i < n; i++ {
+		dst[i] = compute.BF16(pr[i] * (dr[i] - dot) * scale)
+	}
+}
+
 // GemmBF16 computes C = alpha op(A) op(B) + beta C from bfloat16 operands with fp32
 // accumulation (oneDNN), split into the same fixed blocks of C as Gemm, each block one
 // single-threaded library call: results do not depend on the thread count. It needs oneDNN,

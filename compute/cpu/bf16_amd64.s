@@ -58,3 +58,71 @@ bfloop:
 	VZEROUPPER
 bfdone:
 	RET
+
+#define ROUNDCONSTS \
+	VPBROADCASTD ·kbfOne<>(SB), Y10 \
+	VPBROADCASTD ·kbfHalf<>(SB), Y11 \
+	VPBROADCASTD ·kbfAbs<>(SB), Y12 \
+	VPBROADCASTD ·kbfInf<>(SB), Y13 \
+	VPBROADCASTD ·kbfQuiet<>(SB), Y14
+
+// STORE16 rounds Y0 and Y1 and stores their 16 bf16 values at (DI).
+#define STORE16 \
+	ROUND8(Y0) \
+	ROUND8(Y1) \
+	VPACKUSDW Y1, Y0, Y0 \
+	VPERMQ $0xd8, Y0, Y0 \
+	VMOVDQU Y0, (DI)
+
+// func mulRoundBF16AVX2(dst *uint16, src *float32, n int, s float32), n a multiple of 16
+// dst = BF16(src s)
+TEXT ·mulRoundBF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS s+24(FP), Y9
+	SHRQ $4, CX
+	JZ mrdone
+	ROUNDCONSTS
+mrloop:
+	VMULPS (SI), Y9, Y0
+	VMULPS 32(SI), Y9, Y1
+	STORE16
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ mrloop
+	VZEROUPPER
+mrdone:
+	RET
+
+// func softmaxBwdBF16AVX2(dst *uint16, dr, pr *float32, n int, dot, scale float32), n a
+// multiple of 16: dst = BF16(pr (dr - dot) scale), in softmaxBwdAVX2's order of operations.
+TEXT ·softmaxBwdBF16AVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ dr+8(FP), SI
+	MOVQ pr+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS dot+32(FP), Y7
+	VBROADCASTSS scale+36(FP), Y8
+	SHRQ $4, CX
+	JZ sbhdone
+	ROUNDCONSTS
+sbhloop:
+	VMOVUPS (SI), Y0
+	VSUBPS Y7, Y0, Y0
+	VMULPS (DX), Y0, Y0
+	VMULPS Y8, Y0, Y0
+	VMOVUPS 32(SI), Y1
+	VSUBPS Y7, Y1, Y1
+	VMULPS 32(DX), Y1, Y1
+	VMULPS Y8, Y1, Y1
+	STORE16
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ sbhloop
+	VZEROUPPER
+sbhdone:
+	RET

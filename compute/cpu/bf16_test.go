@@ -299,3 +299,48 @@ func TestBF16Outputs(t *testing.T) {
 		}
 	}
 }
+
+// TestFusedSoftmaxKernels: the kernels that fold a scale into the exp or a rounding into the
+// softmax's last pass give the bits of the passes they replace, with the vector kernels and
+// without.
+func TestFusedSoftmaxKernels(t *testing.T) {
+	old := useSIMD
+	defer func() { useSIMD = old }()
+	for _, simd := range []bool{true, false} {
+		if simd && !hasAVX2FMA() {
+			continue
+		}
+		useSIMD = simd
+		for _, n := range simdLengths {
+			t.Run(fmt.Sprintf("simd=%v/n=%d", simd, n), func(t *testing.T) {
+				x, y := randVec(n, 111, 4), randVec(n, 112, 1)
+				cp := func(v []float32) []float32 { return append([]float32(nil), v...) }
+				rounded := func(v []float32) []uint16 { h := make([]uint16, len(v)); roundBF16(h, v); return h }
+
+				got := make([]float32, n)
+				gotSum := expScaleSubSum(got, x, 0.125, 0.3)
+				want := cp(x)
+				scale(want, 0.125)
+				wantSum := expSubSum(want, want, 0.3)
+				if !slices.Equal(got, want) || gotSum != wantSum {
+					t.Errorf("expScaleSubSum differs from scale then expSubSum (sums %v, %v)", gotSum, wantSum)
+				}
+
+				h := make([]uint16, n)
+				mulRoundBF16(h, x, 0.37)
+				w := cp(x)
+				scale(w, 0.37)
+				if !slices.Equal(h, rounded(w)) {
+					t.Error("mulRoundBF16 differs from scale then roundBF16")
+				}
+
+				softmaxBwdBF16(h, x, y, 0.2, 0.125)
+				w = cp(x)
+				softmaxBwd(w, y, 0.2, 0.125)
+				if !slices.Equal(h, rounded(w)) {
+					t.Error("softmaxBwdBF16 differs from softmaxBwd then roundBF16")
+				}
+			})
+		}
+	}
+}

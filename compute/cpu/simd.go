@@ -35,6 +35,26 @@ func expSubSum(dst, src []float32, sub float32) float32 {
 	return float32(t)
 }
 
+// expScaleSubSum is expSubSum of src scale: dst = exp(src scale - sub), each product rounded to
+// float32 before the subtraction, so it gives the bits of scale followed by expSubSum.
+func expScaleSubSum(dst, src []float32, scale, sub float32) float32 {
+	n := len(src)
+	dst = dst[:n]
+	var s float32
+	i := 0
+	if useSIMD && n >= 8 {
+		i = n &^ 7
+		s = expScaleSubSumAVX2(&dst[0], &src[0], i, scale, sub)
+	}
+	t := float64(s)
+	for ; i < n; i++ {
+		e := expf(float32(src[i]*scale) - sub)
+		dst[i] = e
+		t += float64(e)
+	}
+	return float32(t)
+}
+
 // maxOf returns the largest element of a non-empty x.
 func maxOf(x []float32) float32 {
 	n := len(x)

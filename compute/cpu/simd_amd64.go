@@ -21,6 +21,9 @@ func xgetbv0() (eax uint32)
 func expSubSumAVX2(dst, src *float32, n int, sub float32) float32
 
 //go:noescape
+func expScaleSubSumAVX2(dst, src *float32, n int, scale, sub float32) float32
+
+//go:noescape
 func maxAVX2(x *float32, n int) float32
 
 //go:noescape

@@ -477,3 +477,30 @@ sgloop:
 sgdone:
 	VZEROUPPER
 	RET
+
+// func expScaleSubSumAVX2(dst, src *float32, n int, scale, sub float32) float32
+// dst = exp(src scale - sub), the product rounded before the subtraction; returns the sum.
+TEXT ·expScaleSubSumAVX2(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS scale+24(FP), Y8
+	VBROADCASTSS sub+28(FP), Y7
+	VXORPS Y6, Y6, Y6
+	SHRQ $3, CX
+	JZ essdone
+essloop:
+	VMULPS (SI), Y8, Y0
+	VSUBPS Y7, Y0, Y0
+	EXP
+	VMOVUPS Y0, (DI)
+	VADDPS Y0, Y6, Y6
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ essloop
+essdone:
+	HSUM
+	MOVSS X0, ret+32(FP)
+	VZEROUPPER
+	RET

@@ -6,7 +6,10 @@ func hasAVX2FMA() bool { return false }
 
 // The assembly kernels exist on amd64 only; elsewhere useSIMD is false and these are never called.
 
-func expSubSumAVX2(dst, src *float32, n int, sub float32) float32     { panic("cpu: no simd") }
+func expSubSumAVX2(dst, src *float32, n int, sub float32) float32 { panic("cpu: no simd") }
+func expScaleSubSumAVX2(dst, src *float32, n int, scale, sub float32) float32 {
+	panic("cpu: no simd")
+}
 func maxAVX2(x *float32, n int) float32                               { panic("cpu: no simd") }
 func scaleAVX2(x *float32, n int, s float32)                          { panic("cpu: no simd") }
 func dotAVX2(x, y *float32, n int) float32                            { panic("cpu: no simd") }

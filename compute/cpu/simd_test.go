@@ -47,10 +47,15 @@ func TestSIMDKernels(t *testing.T) {
 		cp := func(v []float32) []float32 { return append([]float32(nil), v...) }
 		cases := map[string]func() out{
 			"expSubSum": func() out { d := make([]float32, n); s := expSubSum(d, x, 0.5); return out{a: d, s: s} },
-			"maxOf":     func() out { return out{s: maxOf(x)} },
-			"scale":     func() out { d := cp(x); scale(d, -1.5); return out{a: d} },
-			"dot":       func() out { return out{s: dot(x, y)} },
-			"mulScale":  func() out { d := make([]float32, n); mulScale(d, x, y, 0.7); return out{a: d} },
+			"expScaleSubSum": func() out {
+				d := make([]float32, n)
+				s := expScaleSubSum(d, x, 0.125, 0.5)
+				return out{a: d, s: s}
+			},
+			"maxOf":    func() out { return out{s: maxOf(x)} },
+			"scale":    func() out { d := cp(x); scale(d, -1.5); return out{a: d} },
+			"dot":      func() out { return out{s: dot(x, y)} },
+			"mulScale": func() out { d := make([]float32, n); mulScale(d, x, y, 0.7); return out{a: d} },
 			"rmsBwd1": func() out {
 				dw := cp(z)
 				s := rmsBwd1(dw, x, y, z, 0.9)
