@@ -93,10 +93,8 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 		P, dS := sc.buf[:attnBlock*L], sc.buf[attnBlock*L:]
 		kb, vb := k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
 		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
-		for r := range L {
-			clear(dkb[r*ks : r*ks+hd])
-			clear(dvb[r*ks : r*ks+hd])
-		}
+		clearHead(dkb, L, ks, hd)
+		clearHead(dvb, L, ks, hd)
 		for j := range g {
 			h := kh*g + j
 			rowLSE := lse[(b*H+h)*L : (b*H+h+1)*L]
@@ -122,4 +120,11 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 			}
 		}
 	})
+}
+
+// clearHead zeroes one head's hd columns in each of L rows of stride ld.
+func clearHead(x []float32, L, ld, hd int) {
+	for r := range L {
+		clear(x[r*ld : r*ld+hd])
+	}
 }

@@ -56,10 +56,8 @@ func (c *CPU) attentionBackwardBF16(dq, dk, dv, do, lse, q, k, v []float32, B, L
 		P16, dS16 := sc16.buf[:attnBlock*L], sc16.buf[attnBlock*L:]
 		kb, vb := k16.buf[b*L*ks+kh*hd:], v16.buf[b*L*ks+kh*hd:]
 		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
-		for r := range L {
-			clear(dkb[r*ks : r*ks+hd])
-			clear(dvb[r*ks : r*ks+hd])
-		}
+		clearHead(dkb, L, ks, hd)
+		clearHead(dvb, L, ks, hd)
 		for j := range g {
 			h := kh*g + j
 			rowLSE := lse[(b*H+h)*L : (b*H+h+1)*L]

@@ -15,28 +15,11 @@ var useSIMD = hasAVX2FMA() && os.Getenv("CBS_SIMD") != "off"
 // The vector kernels take whole groups of 8 elements; these wrappers finish the tail in Go.
 
 // expSubSum sets dst = exp(src - sub) and returns the sum of dst.
-func expSubSum(dst, src []float32, sub float32) float32 {
-	n := len(src)
-	dst = dst[:n]
-	var s float32
-	i := 0
-	if useSIMD && n >= 8 {
-		i = n &^ 7
-		s = expSubSumAVX2(&dst[0], &src[0], i, sub)
-	}
-	// The Go loop sums in float64: one float32 accumulator over a long row loses more than the
-	// eight lanes of the vector kernel do.
-	t := float64(s)
-	for ; i < n; i++ {
-		e := expf(src[i] - sub)
-		dst[i] = e
-		t += float64(e)
-	}
-	return float32(t)
-}
+func expSubSum(dst, src []float32, sub float32) float32 { return expScaleSubSum(dst, src, 1, sub) }
 
-// expScaleSubSum is expSubSum of src scale: dst = exp(src scale - sub), each product rounded to
-// float32 before the subtraction, so it gives the bits of scale followed by expSubSum.
+// expScaleSubSum sets dst = exp(src scale - sub), each product rounded to float32 before the
+// subtraction (so it gives the bits of scale followed by expSubSum; at scale 1, exactly
+// exp(src - sub)), and returns the sum of dst.
 func expScaleSubSum(dst, src []float32, scale, sub float32) float32 {
 	n := len(src)
 	dst = dst[:n]
@@ -46,6 +29,8 @@ func expScaleSubSum(dst, src []float32, scale, sub float32) float32 {
 		i = n &^ 7
 		s = expScaleSubSumAVX2(&dst[0], &src[0], i, scale, sub)
 	}
+	// The Go loop sums in float64: one float32 accumulator over a long row loses more than the
+	// eight lanes of the vector kernel do.
 	t := float64(s)
 	for ; i < n; i++ {
 		e := expf(float32(src[i]*scale) - sub)

@@ -18,9 +18,6 @@ func cpuidex(leaf, sub uint32) (a, b, c, d uint32)
 func xgetbv0() (eax uint32)
 
 //go:noescape
-func expSubSumAVX2(dst, src *float32, n int, sub float32) float32
-
-//go:noescape
 func expScaleSubSumAVX2(dst, src *float32, n int, scale, sub float32) float32
 
 //go:noescape

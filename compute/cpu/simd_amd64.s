@@ -213,31 +213,6 @@ TEXT ·xgetbv0(SB), NOSPLIT, $0-4
 	MOVL AX, eax+0(FP)
 	RET
 
-// func expSubSumAVX2(dst, src *float32, n int, sub float32) float32
-TEXT ·expSubSumAVX2(SB), NOSPLIT, $0-36
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
-	VBROADCASTSS sub+24(FP), Y7
-	VXORPS Y6, Y6, Y6
-	SHRQ $3, CX
-	JZ esdone
-esloop:
-	VMOVUPS (SI), Y0
-	VSUBPS Y7, Y0, Y0
-	EXP
-	VMOVUPS Y0, (DI)
-	VADDPS Y0, Y6, Y6
-	ADDQ $32, SI
-	ADDQ $32, DI
-	DECQ CX
-	JNZ esloop
-esdone:
-	HSUM
-	MOVSS X0, ret+32(FP)
-	VZEROUPPER
-	RET
-
 // func maxAVX2(x *float32, n int) float32
 TEXT ·maxAVX2(SB), NOSPLIT, $0-20
 	MOVQ x+0(FP), SI

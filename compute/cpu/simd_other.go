@@ -6,7 +6,6 @@ func hasAVX2FMA() bool { return false }
 
 // The assembly kernels exist on amd64 only; elsewhere useSIMD is false and these are never called.
 
-func expSubSumAVX2(dst, src *float32, n int, sub float32) float32 { panic("cpu: no simd") }
 func expScaleSubSumAVX2(dst, src *float32, n int, scale, sub float32) float32 {
 	panic("cpu: no simd")
 }
