@@ -117,6 +117,12 @@ func (c *CPU) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint
 		c.dnnl.GemmBF16(transA, transB, m, n, 0, alpha, nil, max(1, lda), nil, max(1, ldb), beta, cm, ldc)
 		return
 	}
+	if parts := kParts(m, n, k); parts > 1 {
+		c.splitK(parts, transA, transB, m, n, k, lda, ldb, beta, cm, ldc, func(ao, bo, kn int, out []float32) {
+			c.dnnl.GemmBF16(transA, transB, m, n, kn, alpha, a[ao:], lda, b[bo:], ldb, 0, out, n)
+		})
+		return
+	}
 	c.split(transA, transB, m, n, lda, ldb, ldc, func(ao, bo, co, rows, cols int) {
 		c.dnnl.GemmBF16(transA, transB, rows, cols, k, alpha, a[ao:], lda, b[bo:], ldb, beta, cm[co:], ldc)
 	})

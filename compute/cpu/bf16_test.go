@@ -158,6 +158,7 @@ func TestBF16Ops(t *testing.T) {
 			}{
 				{false, true, 600, 96, 64, 0}, {false, false, 300, 7, 5, 1}, {false, true, 9, 600, 33, 0},
 				{true, false, 513, 64, 700, 1}, {true, true, 20, 21, 22, 0}, {false, false, 257, 300, 128, 1},
+				{true, false, 256, 96, 3000, 1}, {false, true, 33, 256, 2048, 0}, // inner dimension split
 			} {
 				name := "gemm"
 				if tc.beta != 0 {

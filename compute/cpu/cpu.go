@@ -108,6 +108,12 @@ func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 		c.gemmRounded(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc)
 		return
 	}
+	if parts := kParts(m, n, k); parts > 1 {
+		c.splitK(parts, transA, transB, m, n, k, lda, ldb, beta, cm, ldc, func(ao, bo, kn int, out []float32) {
+			c.f32.Sgemm(transA, transB, m, n, kn, alpha, a[ao:], lda, b[bo:], ldb, 0, out, n)
+		})
+		return
+	}
 	// Split C by rows when it has many, else by columns, in blocks that depend on the shape only.
 	if m >= n {
 		c.pool.run(chunks(m, gemmBlock), func(i int) {
@@ -131,6 +137,60 @@ func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 			bblk = b[lo:]
 		}
 		c.f32.Sgemm(transA, transB, m, hi-lo, k, alpha, a, lda, bblk, ldb, beta, cm[lo:], ldc)
+	})
+}
+
+// kParts is how many ranges of the inner dimension a product is cut into. A product whose C is
+// a single block but whose inner dimension is long (the weight gradient of a layer of width
+// gemmBlock or less: K is every token of the micro-batch) would otherwise run on one thread;
+// four ranges let four threads share it. It depends on the shape only, like the blocks.
+func kParts(m, n, k int) int {
+	if max(m, n) > gemmBlock || k < kSplitMin {
+		return 1
+	}
+	return 4
+}
+
+// kSplitMin is the shortest inner dimension kParts splits: each range keeps at least 512 terms,
+// enough for the library's kernels to run at their rate.
+const kSplitMin = 2048
+
+// splitK computes C = beta C + sum of parts products over consecutive ranges of the inner
+// dimension: call(ao, bo, kn, out) writes alpha op(A) op(B) over the kn terms whose first
+// elements are at offsets ao of A and bo of B into out ([m, n], row stride n, not accumulated).
+// The partial products are added in range order, then to beta C, so the bits depend on the
+// shape only.
+func (c *CPU) splitK(parts int, transA, transB bool, m, n, k, lda, ldb int, beta float32, cm []float32, ldc int, call func(ao, bo, kn int, out []float32)) {
+	kb := chunks(k, parts)
+	sc := getScratch(parts * m * n)
+	defer putScratch(sc)
+	c.pool.run(parts, func(i int) {
+		lo, hi := span(i, kb, k)
+		ao, bo := lo, lo*ldb
+		if transA {
+			ao = lo * lda
+		}
+		if transB {
+			bo = lo
+		}
+		call(ao, bo, hi-lo, sc.buf[i*m*n:(i+1)*m*n])
+	})
+	c.pool.run(chunks(m, rowBlock), func(i int) {
+		lo, hi := span(i, rowBlock, m)
+		for r := lo; r < hi; r++ {
+			row := cm[r*ldc : r*ldc+n]
+			for j := range row {
+				sum := sc.buf[r*n+j]
+				for p := 1; p < parts; p++ {
+					sum += sc.buf[p*m*n+r*n+j]
+				}
+				if beta == 0 {
+					row[j] = sum
+				} else {
+					row[j] = beta*row[j] + sum
+				}
+			}
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"cbs/compute"
@@ -58,7 +59,10 @@ func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[f
 		for _, tc := range []struct {
 			ta, tb  bool
 			m, n, k int
-		}{{false, false, 300, 7, 5}, {false, true, 9, 600, 33}, {true, false, 513, 64, 70}, {true, true, 20, 21, 22}} {
+		}{
+			{false, false, 300, 7, 5}, {false, true, 9, 600, 33}, {true, false, 513, 64, 70}, {true, true, 20, 21, 22},
+			{true, false, 64, 48, 2500}, {false, true, 100, 256, 2049}, // inner dimension split (kParts)
+		} {
 			lda, ldb := tc.k, tc.n
 			if tc.ta {
 				lda = tc.m
@@ -237,5 +241,56 @@ func checkLSE(t *testing.T, lse, probs, q, k []float32, B, L, H, KV, hd int, cau
 				}
 			}
 		}
+	}
+}
+
+// TestGemmSplitK: a product cut along its inner dimension (kParts) gives the same bits at any
+// thread count, matches the reference, and with beta 0 never reads C.
+func TestGemmSplitK(t *testing.T) {
+	ref := Reference[float32]{}
+	for _, tc := range []struct {
+		ta, tb  bool
+		m, n, k int
+		beta    float32
+	}{
+		{true, false, 256, 256, 4096, 1}, {false, false, 70, 3, 2048, 0}, {false, true, 5, 200, 3001, 0.5},
+		{true, true, 129, 64, 2050, 0}, {true, false, 257, 64, 4096, 1}, // 257 rows: blocks, not ranges
+	} {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			wantParts := 4
+			if max(tc.m, tc.n) > gemmBlock {
+				wantParts = 1
+			}
+			if got := kParts(tc.m, tc.n, tc.k); got != wantParts {
+				t.Fatalf("kParts = %d, want %d", got, wantParts)
+			}
+			lda, ldb := tc.k, tc.n
+			if tc.ta {
+				lda = tc.m
+			}
+			if tc.tb {
+				ldb = tc.k
+			}
+			a, b := randVec(tc.m*tc.k, 1, 1), randVec(tc.k*tc.n, 2, 1)
+			c0 := randVec(tc.m*tc.n, 3, 1)
+			if tc.beta == 0 {
+				for i := range c0 {
+					c0[i] = float32(math.NaN())
+				}
+			}
+			want := append([]float32(nil), c0...)
+			ref.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, tc.beta, want, tc.n)
+			var first []float32
+			for _, threads := range []int{1, 2, 3} {
+				got := append([]float32(nil), c0...)
+				New(threads).Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, tc.beta, got, tc.n)
+				closeTo(t, fmt.Sprintf("threads=%d", threads), got, want, 1e-5)
+				if first == nil {
+					first = got
+				} else if !slices.Equal(got, first) {
+					t.Fatalf("threads=%d: bits differ from threads=1", threads)
+				}
+			}
+		})
 	}
 }
