@@ -14,11 +14,30 @@ func hasAVX2FMA() bool {
 	return b&(1<<5) != 0
 }
 
+// hasAVX512F reports whether the CPU and the OS support AVX-512F (the OS must save the opmask
+// and ZMM registers: XCR0 bits 5 to 7, besides the YMM ones).
+func hasAVX512F() bool {
+	if !hasAVX2FMA() || xgetbv0()&0xe6 != 0xe6 {
+		return false
+	}
+	_, b, _, _ := cpuidex(7, 0)
+	return b&(1<<16) != 0
+}
+
 func cpuidex(leaf, sub uint32) (a, b, c, d uint32)
 func xgetbv0() (eax uint32)
 
 //go:noescape
 func expScaleSubSumAVX2(dst, src *float32, n int, scale, sub float32) float32
+
+//go:noescape
+func expScaleSubSumAVX512(dst, src *float32, n int, scale, sub float32) float32
+
+//go:noescape
+func swigluAVX512(out, gate, up *float32, n int)
+
+//go:noescape
+func swigluBwdAVX512(dgate, dup, dout, gate, up *float32, n int)
 
 //go:noescape
 func maxAVX2(x *float32, n int) float32

@@ -479,3 +479,190 @@ essdone:
 	MOVSS X0, ret+32(FP)
 	VZEROUPPER
 	RET
+
+// The AVX-512 kernels below give the AVX2 kernels' bits: EXP512 is EXP on 16 lanes (the same
+// operations in the same order, K1 and K2 in place of the blend masks), and a sum adds the low
+// and then the high 8 lanes of each 16 into the 8-lane accumulator, in the element order the
+// AVX2 loop adds them. A group of 8 left over runs EXP.
+
+// EXPCONSTS512 loads EXP512's constants into Z16 to Z29.
+#define EXPCONSTS512 \
+	VBROADCASTSS ·klo<>(SB), Z16; \
+	VBROADCASTSS ·khi<>(SB), Z17; \
+	VBROADCASTSS ·klog2e<>(SB), Z18; \
+	VBROADCASTSS ·kc1<>(SB), Z19; \
+	VBROADCASTSS ·kc2<>(SB), Z20; \
+	VBROADCASTSS ·kp0<>(SB), Z21; \
+	VBROADCASTSS ·kp1<>(SB), Z22; \
+	VBROADCASTSS ·kp2<>(SB), Z23; \
+	VBROADCASTSS ·kp3<>(SB), Z24; \
+	VBROADCASTSS ·kp4<>(SB), Z25; \
+	VBROADCASTSS ·kp5<>(SB), Z26; \
+	VBROADCASTSS ·kone<>(SB), Z27; \
+	VBROADCASTSS ·kbias<>(SB), Z28; \
+	VBROADCASTSS ·kinf<>(SB), Z29
+
+// EXP512 sets Z0 = exp(Z0) as EXP does. Clobbers Z1 to Z3, K1 and K2.
+#define EXP512 \
+	VCMPPS $1, Z16, Z0, K1; \
+	VCMPPS $0x1e, Z17, Z0, K2; \
+	VMAXPS Z16, Z0, Z0; \
+	VMINPS Z17, Z0, Z0; \
+	VMULPS Z18, Z0, Z1; \
+	VRNDSCALEPS $0, Z1, Z1; \
+	VFNMADD231PS Z19, Z1, Z0; \
+	VFNMADD231PS Z20, Z1, Z0; \
+	VMULPS Z0, Z0, Z2; \
+	VMOVAPS Z21, Z3; \
+	VFMADD213PS Z22, Z0, Z3; \
+	VFMADD213PS Z23, Z0, Z3; \
+	VFMADD213PS Z24, Z0, Z3; \
+	VFMADD213PS Z25, Z0, Z3; \
+	VFMADD213PS Z26, Z0, Z3; \
+	VFMADD213PS Z0, Z2, Z3; \
+	VADDPS Z27, Z3, Z3; \
+	VCVTPS2DQ Z1, Z1; \
+	VPADDD Z28, Z1, Z1; \
+	VPSLLD $23, Z1, Z1; \
+	VMULPS Z1, Z3, Z0; \
+	VXORPS Z0, Z0, K1, Z0; \
+	VMOVAPS Z29, K2, Z0
+
+// func expScaleSubSumAVX512(dst, src *float32, n int, scale, sub float32) float32
+// expScaleSubSumAVX2 on 16 lanes, n a multiple of 8.
+TEXT ·expScaleSubSumAVX512(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS scale+24(FP), Z8
+	VBROADCASTSS sub+28(FP), Z7
+	VXORPS Y6, Y6, Y6
+	EXPCONSTS512
+	MOVQ CX, DX
+	SHRQ $4, CX
+	JZ ess512tail
+ess512loop:
+	VMULPS (SI), Z8, Z0
+	VSUBPS Z7, Z0, Z0
+	EXP512
+	VMOVUPS Z0, (DI)
+	VADDPS Y0, Y6, Y6
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS Y1, Y6, Y6
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ ess512loop
+ess512tail:
+	TESTQ $8, DX
+	JZ ess512done
+	VMULPS (SI), Y8, Y0
+	VSUBPS Y7, Y0, Y0
+	EXP
+	VMOVUPS Y0, (DI)
+	VADDPS Y0, Y6, Y6
+ess512done:
+	HSUM
+	MOVSS X0, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func swigluAVX512(out, gate, up *float32, n int)
+// swigluAVX2 on 16 lanes, n a multiple of 8.
+TEXT ·swigluAVX512(SB), NOSPLIT, $0-32
+	MOVQ out+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ up+16(FP), DX
+	MOVQ n+24(FP), CX
+	EXPCONSTS512
+	VBROADCASTSS ·ksign<>(SB), Z30
+	MOVQ CX, R8
+	SHRQ $4, CX
+	JZ sw512tail
+sw512loop:
+	VMOVUPS (SI), Z8
+	VXORPS Z30, Z8, Z0
+	EXP512
+	VADDPS Z27, Z0, Z0
+	VDIVPS Z0, Z8, Z0
+	VMULPS (DX), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ sw512loop
+sw512tail:
+	TESTQ $8, R8
+	JZ sw512done
+	VMOVUPS (SI), Y8
+	VXORPS ·ksign<>(SB), Y8, Y0
+	EXP
+	VADDPS ·kone<>(SB), Y0, Y0
+	VDIVPS Y0, Y8, Y0
+	VMULPS (DX), Y0, Y0
+	VMOVUPS Y0, (DI)
+sw512done:
+	VZEROUPPER
+	RET
+
+// func swigluBwdAVX512(dgate, dup, dout, gate, up *float32, n int)
+// swigluBwdAVX2 on 16 lanes, n a multiple of 8.
+TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
+	MOVQ dgate+0(FP), DI
+	MOVQ dup+8(FP), R8
+	MOVQ dout+16(FP), R9
+	MOVQ gate+24(FP), SI
+	MOVQ up+32(FP), DX
+	MOVQ n+40(FP), CX
+	EXPCONSTS512
+	VBROADCASTSS ·ksign<>(SB), Z30
+	MOVQ CX, R10
+	SHRQ $4, CX
+	JZ sg512tail
+sg512loop:
+	VMOVUPS (SI), Z8
+	VXORPS Z30, Z8, Z0
+	EXP512
+	VADDPS Z27, Z0, Z0
+	VDIVPS Z0, Z27, Z11
+	VMOVUPS (R9), Z10
+	VMULPS Z8, Z11, Z12
+	VMULPS Z10, Z12, Z12
+	VMOVUPS Z12, (R8)
+	VSUBPS Z11, Z27, Z14
+	VFMADD213PS Z27, Z8, Z14
+	VMULPS Z11, Z14, Z14
+	VMULPS (DX), Z14, Z14
+	VMULPS Z10, Z14, Z14
+	VMOVUPS Z14, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	ADDQ $64, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ sg512loop
+sg512tail:
+	TESTQ $8, R10
+	JZ sg512done
+	VMOVUPS (SI), Y8
+	VXORPS ·ksign<>(SB), Y8, Y0
+	EXP
+	VADDPS ·kone<>(SB), Y0, Y0
+	VMOVUPS ·kone<>(SB), Y11
+	VDIVPS Y0, Y11, Y11
+	VMOVUPS (R9), Y10
+	VMULPS Y8, Y11, Y12
+	VMULPS Y10, Y12, Y12
+	VMOVUPS Y12, (R8)
+	VMOVUPS ·kone<>(SB), Y14
+	VSUBPS Y11, Y14, Y14
+	VFMADD213PS ·kone<>(SB), Y8, Y14
+	VMULPS Y11, Y14, Y14
+	VMULPS (DX), Y14, Y14
+	VMULPS Y10, Y14, Y14
+	VMOVUPS Y14, (DI)
+sg512done:
+	VZEROUPPER
+	RET

@@ -140,3 +140,46 @@ func BenchmarkSwiGLU(b *testing.B) {
 		})
 	}
 }
+
+// TestAVX512KernelsMatchAVX2: the 16-lane kernels give the 8-lane kernels' bits, outputs and
+// sums alike, on lengths with and without a group of 8 left over and on values that reach
+// exp's clamps (zero below, +Inf above), NaN and signed zeros included.
+func TestAVX512KernelsMatchAVX2(t *testing.T) {
+	if !hasAVX512F() {
+		t.Skip("no AVX-512F on this CPU")
+	}
+	special := []float32{0, float32(math.Copysign(0, -1)), -87.4, -87.3, 88.3, 88.4, -200, 200,
+		float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1e-40, -1e-40}
+	same := func(name string, n int, a, b []float32) {
+		t.Helper()
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				t.Fatalf("n=%d %s[%d]: %v (AVX-512) != %v (AVX2)", n, name, i, a[i], b[i])
+			}
+		}
+	}
+	for _, n := range []int{8, 16, 24, 40, 64, 1000, 1032} {
+		x, y, z := randVec(n, 201, 40), randVec(n, 202, 3), randVec(n, 203, 1)
+		copy(x, special)
+		d1, d2 := make([]float32, n), make([]float32, n)
+		for _, sc := range []float32{1, 0.125} {
+			s1 := expScaleSubSumAVX512(&d1[0], &x[0], n, sc, 0.5)
+			s2 := expScaleSubSumAVX2(&d2[0], &x[0], n, sc, 0.5)
+			same("expScaleSubSum", n, d1, d2)
+			same("expScaleSubSum sum", n, []float32{s1}, []float32{s2})
+			// Finite terms of mixed size, so a sum in another order shows.
+			w := randVec(n, 204, 3)
+			s1 = expScaleSubSumAVX512(&d1[0], &w[0], n, sc, 0.5)
+			s2 = expScaleSubSumAVX2(&d2[0], &w[0], n, sc, 0.5)
+			same("expScaleSubSum finite sum", n, []float32{s1}, []float32{s2})
+		}
+		swigluAVX512(&d1[0], &x[0], &y[0], n)
+		swigluAVX2(&d2[0], &x[0], &y[0], n)
+		same("swiglu", n, d1, d2)
+		g1, g2, u1, u2 := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+		swigluBwdAVX512(&g1[0], &u1[0], &z[0], &x[0], &y[0], n)
+		swigluBwdAVX2(&g2[0], &u2[0], &z[0], &x[0], &y[0], n)
+		same("swigluBwd dgate", n, g1, g2)
+		same("swigluBwd dup", n, u1, u2)
+	}
+}
