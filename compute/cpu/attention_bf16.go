@@ -13,6 +13,10 @@ func (c *CPU) attentionBF16(o, lse, q, k, v []float32, B, L, H, KV, hd int, caus
 	defer putScratch16(q16)
 	defer putScratch16(k16)
 	defer putScratch16(v16)
+	if c.amxAttention(L, hd) {
+		c.attentionAMX(o, lse, q16.buf, k16.buf, v16.buf, B, L, H, KV, hd, causal)
+		return
+	}
 	c.pool.run(B*H, func(t int) {
 		b, h := t/H, t%H
 		kh := h / g
@@ -47,6 +51,10 @@ func (c *CPU) attentionBackwardBF16(dq, dk, dv, do, lse, q, k, v []float32, B, L
 	defer putScratch16(k16)
 	defer putScratch16(v16)
 	defer putScratch16(do16)
+	if c.amxAttention(L, hd) {
+		c.attentionBackwardAMX(dq, dk, dv, lse, q16.buf, k16.buf, v16.buf, do16.buf, B, L, H, KV, hd, causal)
+		return
+	}
 	c.pool.run(B*KV, func(t int) {
 		b, kh := t/KV, t%KV
 		sc, sc16 := getScratch(2*attnBlock*L), getScratch16(2*attnBlock*L)

@@ -29,6 +29,7 @@ func (c *CPU) SetPrecision(p compute.Precision) error {
 			return fmt.Errorf("bf16 matrix products need oneDNN (Debian: apt-get install libdnnl2): %s", info.Unavailable)
 		}
 		c.dnnl = d
+		c.amx = amxReady()
 	default:
 		return fmt.Errorf("cpu: unknown precision %v", p)
 	}

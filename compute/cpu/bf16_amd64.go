@@ -10,3 +10,15 @@ func mulRoundBF16AVX2(dst *uint16, src *float32, n int, s float32)
 
 //go:noescape
 func softmaxBwdBF16AVX2(dst *uint16, dr, pr *float32, n int, dot, scale float32)
+
+//go:noescape
+func roundPairsAVX2(dst *uint16, x0, x1 *float32, n int)
+
+//go:noescape
+func pairRowsAVX2(dst, r0, r1 *uint16, n int)
+
+//go:noescape
+func transpose16AVX(dst *uint16, ldd int, src *uint16, lds int, rows, cols int)
+
+//go:noescape
+func transpose32AVX(dst *uint32, ldd int, src *uint32, lds int, rows, cols int)

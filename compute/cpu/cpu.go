@@ -30,6 +30,8 @@ type CPU struct {
 	// SetPrecision loads it).
 	prec compute.Precision
 	dnnl *blas.DNNL
+	// amx: attention's bf16 products run on AMX tiles (attention_amx.go).
+	amx bool
 }
 
 var _ compute.Backend[float32] = (*CPU)(nil)
