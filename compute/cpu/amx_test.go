@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"cbs/compute"
@@ -79,7 +80,8 @@ func BenchmarkAMXGemm(b *testing.B) {
 	for _, s := range []struct {
 		name    string
 		m, n, k int
-	}{{"scores_64x512x64", 64, 512, 64}, {"pv_64x64x512", 64, 64, 512}, {"grad_64x512x64", 64, 512, 64}, {"square_512", 512, 512, 512}} {
+	}{{"scores_64x512x64", 64, 512, 64}, {"pv_64x64x512", 64, 64, 512}, {"grad_64x512x64", 64, 512, 64}, {"square_512", 512, 512, 512},
+		{"linear_256x2048x512", 256, 2048, 512}, {"linear_256x512x2048", 256, 512, 2048}, {"linear_256x512x512", 256, 512, 512}} {
 		a, bb := make([]uint16, s.m*s.k), make([]uint16, s.k*s.n)
 		compute.RoundBF16(a, randVec(len(a), 1, 1))
 		compute.RoundBF16(bb, randVec(len(bb), 2, 1))
@@ -179,5 +181,54 @@ func TestLayouts(t *testing.T) {
 			}
 		}
 		useSIMD = old
+	}
+}
+
+// TestAMXLinear: GemmBF16 on AMX (several row and column tiles, several chunks of K, B
+// transposed or not, C overwritten or accumulated) agrees with oneDNN to bf16's precision and
+// gives the same bits at any thread count.
+func TestAMXLinear(t *testing.T) {
+	if !amxReady() {
+		t.Skip("no AMX on this CPU or OS")
+	}
+	for _, s := range []struct {
+		tb      bool
+		m, n, k int
+		beta    float32
+	}{{true, 320, 576, 1056, 0}, {false, 320, 576, 1056, 1}, {true, 64, 32, 32, 1}, {false, 32, 1024, 96, 0}} {
+		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
+			lda, ldb := s.k+32, s.n+32
+			if s.tb {
+				ldb = s.k + 32
+			}
+			rows := s.k
+			if s.tb {
+				rows = s.n
+			}
+			a, b := make([]uint16, s.m*lda), make([]uint16, rows*ldb)
+			compute.RoundBF16(a, randVec(len(a), 1, 1))
+			compute.RoundBF16(b, randVec(len(b), 2, 1))
+			c0 := randVec(s.m*s.n, 3, 1)
+			var got [][]float32
+			for _, threads := range []int{1, 3} {
+				be := bf16Backend(t, threads)
+				if !be.amxProduct(false, s.m, s.n, s.k, 1, s.beta) {
+					t.Fatal("AMX path not taken")
+				}
+				for _, amx := range []bool{true, false} {
+					be.amx = amx
+					c := append([]float32(nil), c0...)
+					be.GemmBF16(false, s.tb, s.m, s.n, s.k, 1, a, lda, b, ldb, s.beta, c, s.n)
+					got = append(got, c)
+				}
+			}
+			t.Logf("AMX against oneDNN: relative difference %.2e", relErr(got[0], got[1]))
+			if e := relErr(got[0], got[1]); e > 1e-5 || math.IsNaN(e) {
+				t.Errorf("AMX and oneDNN differ by %.3g", e)
+			}
+			if !slices.Equal(got[0], got[2]) {
+				t.Error("AMX at 3 threads differs from 1 thread")
+			}
+		})
 	}
 }

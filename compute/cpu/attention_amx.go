@@ -89,10 +89,22 @@ func words32[T uint16 | float32](x []T) []uint32 {
 	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(x))), n)
 }
 
+// words32Aligned reports whether x starts on a 4-byte boundary, where words32 may view it.
+func words32Aligned(x []uint16) bool { return uintptr(unsafe.Pointer(unsafe.SliceData(x)))%4 == 0 }
+
 // transposePairs writes x^T in pairs: x is L x hd (row stride ld), the result hd/2 rows of
 // 2L, row r holding x[j][2r] and x[j][2r+1] for each j: x read as L x hd/2 pairs, transposed.
 func transposePairs(dst, x []uint16, L, hd, ld int) {
-	transpose32(words32(dst), L, words32(x[:(L-1)*ld+hd]), ld/2, L, hd/2)
+	if ld%2 == 0 && words32Aligned(x) && words32Aligned(dst) {
+		transpose32(words32(dst), L, words32(x[:(L-1)*ld+hd]), ld/2, L, hd/2)
+		return
+	}
+	for j := range L {
+		row := x[j*ld : j*ld+hd]
+		for r := range hd / 2 {
+			dst[r*2*L+2*j], dst[r*2*L+2*j+1] = row[2*r], row[2*r+1]
+		}
+	}
 }
 
 // attentionAMX is attentionBF16 with its two products on AMX.
@@ -176,5 +188,60 @@ func (c *CPU) attentionBackwardAMX(dq, dk, dv, lse []float32, q16, k16, v16, do1
 		}
 		transpose32(words32(dk[b*L*ks+kh*hd:]), ks, words32(dkT), L, hd, L)
 		transpose32(words32(dv[b*L*ks+kh*hd:]), ks, words32(dvT), L, hd, L)
+	})
+}
+
+// Linear products at bf16 run on AMX too when their sides are multiples of 32 and A is not
+// transposed (the forward products x W^T and the input gradients dY W; the weight gradients,
+// whose A is transposed, stay on oneDNN). B is laid out in pairs once per call, on the
+// goroutines; C is cut into tiles of gemmBlock rows by amxTileCols columns, one task each, and
+// each tile sums K in chunks of amxKChunk, its C tiles stored and reloaded between chunks, which
+// is exact: the bits are those of one pass over K, and depend on the shape alone.
+const (
+	amxTileCols = 512
+	amxKChunk   = 512
+)
+
+// amxProduct reports whether GemmBF16 of this shape runs on AMX.
+func (c *CPU) amxProduct(transA bool, m, n, k int, alpha, beta float32) bool {
+	return c.amx && !transA && alpha == 1 && (beta == 0 || beta == 1) && m%32 == 0 && n%32 == 0 && k%32 == 0
+}
+
+// gemmAMX is GemmBF16 (alpha 1, beta 0 or 1 as accum) on AMX; see amxProduct.
+func (c *CPU) gemmAMX(transB bool, m, n, k int, a []uint16, lda int, b []uint16, ldb int, accum bool, cm []float32, ldc int) {
+	bp := getScratch16(k * n)
+	defer putScratch16(bp)
+	if transB {
+		// b is n x k: op(b) in pairs is b's rows read as pairs and transposed, a block of rows
+		// of b per task.
+		const rows = 256
+		c.pool.run(chunks(n, rows), func(i int) {
+			lo, hi := span(i, rows, n)
+			sub := b[lo*ldb : (hi-1)*ldb+k]
+			if ldb%2 == 0 && words32Aligned(sub) {
+				transpose32(words32(bp.buf)[lo:], n, words32(sub), ldb/2, hi-lo, k/2)
+				return
+			}
+			for j := lo; j < hi; j++ {
+				for r := range k / 2 {
+					bp.buf[r*2*n+2*j], bp.buf[r*2*n+2*j+1] = b[j*ldb+2*r], b[j*ldb+2*r+1]
+				}
+			}
+		})
+	} else {
+		const pairs = 128
+		c.pool.run(chunks(k/2, pairs), func(i int) {
+			lo, hi := span(i, pairs, k/2)
+			pairRows(bp.buf[lo*2*n:], b[2*lo*ldb:], 2*(hi-lo), n, ldb)
+		})
+	}
+	rt, ct := chunks(m, gemmBlock), chunks(n, amxTileCols)
+	c.pool.run(rt*ct, func(i int) {
+		r0, r1 := span(i/ct, gemmBlock, m)
+		c0, c1 := span(i%ct, amxTileCols, n)
+		for k0 := 0; k0 < k; k0 += amxKChunk {
+			kn := min(amxKChunk, k-k0)
+			amxGemm(a[r0*lda+k0:], lda, bp.buf[k0*n+2*c0:], 2*n, cm[r0*ldc+c0:], ldc, r1-r0, c1-c0, kn, accum || k0 > 0)
+		}
 	})
 }

@@ -124,6 +124,10 @@ func (c *CPU) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint
 		})
 		return
 	}
+	if c.amxProduct(transA, m, n, k, alpha, beta) {
+		c.gemmAMX(transB, m, n, k, a, lda, b, ldb, beta == 1, cm, ldc)
+		return
+	}
 	c.split(transA, transB, m, n, lda, ldb, ldc, func(ao, bo, co, rows, cols int) {
 		c.dnnl.GemmBF16(transA, transB, rows, cols, k, alpha, a[ao:], lda, b[bo:], ldb, beta, cm[co:], ldc)
 	})
