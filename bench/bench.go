@@ -79,19 +79,22 @@ type Result struct {
 	FP32Products string `json:"fp32_products,omitempty"`
 	// DNNL is the oneDNN library that runs the CPU's bf16 products, and its fp32 ones where
 	// FP32Products says so; absent when oneDNN runs neither.
-	DNNL      *blas.DNNLInfo `json:"onednn,omitempty"`
-	CPU       string         `json:"cpu"`
-	GoVersion string         `json:"go"`
-	Threads   int            `json:"threads"`
-	LoadAvg   string         `json:"loadavg,omitempty"` // /proc/loadavg at start: others' work skews timings
-	Objective string         `json:"objective"`
-	Config    model.Config   `json:"config"`
-	Batch     int            `json:"batch"`
-	Seq       int            `json:"seq"`
-	Tokens    int            `json:"tokens_per_step"`
-	Steps     int            `json:"steps"`
-	Warmup    int            `json:"warmup"`
-	Params    int            `json:"params"`
+	DNNL *blas.DNNLInfo `json:"onednn,omitempty"`
+	// AMX is true when the CPU's bf16 products run on AMX tiles: attention's and those whose
+	// first operand is not transposed (the weight gradients stay on oneDNN).
+	AMX       bool         `json:"amx,omitempty"`
+	CPU       string       `json:"cpu"`
+	GoVersion string       `json:"go"`
+	Threads   int          `json:"threads"`
+	LoadAvg   string       `json:"loadavg,omitempty"` // /proc/loadavg at start: others' work skews timings
+	Objective string       `json:"objective"`
+	Config    model.Config `json:"config"`
+	Batch     int          `json:"batch"`
+	Seq       int          `json:"seq"`
+	Tokens    int          `json:"tokens_per_step"`
+	Steps     int          `json:"steps"`
+	Warmup    int          `json:"warmup"`
+	Params    int          `json:"params"`
 	// MS holds forward (with the loss and zeroing the gradient), backward, optimizer (clipping and
 	// AdamW) and total, per step.
 	MS           map[string]Stat `json:"ms"`
@@ -314,6 +317,7 @@ func (s *Stepper) report(t *times) *Result {
 		if d := cp.DNNL(); d.Library != "" {
 			res.DNNL = &d
 		}
+		res.AMX = cp.AMX()
 	}
 	if g := h.GPU(); g != nil {
 		res.GPU = g

@@ -63,6 +63,8 @@ for line in open(sys.argv[1]):
         kern = d.get("blas", {}).get("openblas_corename", "?")
         if d.get("onednn"):
             kern += ", oneDNN " + d["onednn"].get("isa", "?")
+        if d.get("amx"):
+            kern += ", AMX tiles"
     else:
         med, best = d["tokens_per_s"]["median"], d["tokens_per_s"]["best"]
         kern = d["blas"].get("openblas_corename", "?") + (", autocast " + d["autocast"] if d.get("autocast") else "")

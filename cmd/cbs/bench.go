@@ -41,8 +41,10 @@ It prints the median and best time per phase, tokens/s, GFLOP/s (torch_ref.py's 
 allocations per step and the BLAS library with its OpenBLAS kernel family.
 
 --precision bf16 on the CPU rounds both operands of the model's matrix products to bfloat16
-and multiplies them with oneDNN (fp32 accumulation; weights, AdamW, norms, softmax and the loss
-stay fp32); it needs libdnnl.so.2 (Debian: libdnnl2). The default on the CPU is fp32, on oneDNN's
+and multiplies them with fp32 accumulation (weights, AdamW, norms, softmax and the loss stay
+fp32): on AMX tiles where the CPU has them (attention and the products whose first operand is
+not transposed; CBS_AMX=off turns them off), on oneDNN otherwise; it needs libdnnl.so.2
+(Debian: libdnnl2). The default on the CPU is fp32, on oneDNN's
 sgemm where that library loads, else OpenBLAS's (CBS_FP32_GEMM=blas forces OpenBLAS).
 
 Its flags and defaults are those of the PyTorch reference trainer's bench command (torch_ref.py
@@ -196,6 +198,9 @@ func writeBenchTable(w io.Writer, r *bench.Result) {
 	}
 	if r.DNNL != nil {
 		fmt.Fprintf(w, "onednn     %s %s, isa %s, %s, %d thread(s) per call\n", r.DNNL.Version, r.DNNL.Path, r.DNNL.ISA, r.DNNL.Runtime, r.DNNL.Threads)
+	}
+	if r.AMX {
+		fmt.Fprintf(w, "amx        attention and forward/input-gradient products on AMX tiles (CBS_AMX=off: all on oneDNN)\n")
 	}
 	fmt.Fprintf(w, "cpu        %s, %d threads, %s\n", r.CPU, r.Threads, r.GoVersion)
 	if r.LoadAvg != "" {

@@ -93,8 +93,15 @@ func (c *CPU) Name() string {
 		return fmt.Sprintf("cpu (%s, %d threads)", c.info, c.threads)
 	}
 	d := c.dnnl.Info()
+	if c.prec == compute.PrecisionBF16 && c.amx {
+		return fmt.Sprintf("cpu (%s, %d threads; bf16 products: AMX tiles, weight gradients on onednn %s %s)", c.info, c.threads, d.Version, d.ISA)
+	}
 	return fmt.Sprintf("cpu (%s, %d threads; %s products: onednn %s %s)", c.info, c.threads, kind, d.Version, d.ISA)
 }
+
+// AMX reports whether the bf16 products run on AMX tiles (attention_amx.go): at bf16, on a CPU
+// and OS with AMX, unless CBS_AMX=off.
+func (c *CPU) AMX() bool { return c.prec == compute.PrecisionBF16 && c.amx }
 
 // gemmBlock is the number of rows of C per task.
 const gemmBlock = 256
