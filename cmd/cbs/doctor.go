@@ -24,9 +24,11 @@ type doctorReport struct {
 	Backend string    `json:"backend"`
 	BLAS    blas.Info `json:"blas"`
 	// DNNL is oneDNN, which runs the CPU's bf16 matrix products (--precision bf16).
-	DNNL   blas.DNNLInfo `json:"onednn"`
-	GoRoot string        `json:"goroot_corpus"`
-	GPU    string        `json:"gpu"`
+	DNNL blas.DNNLInfo `json:"onednn"`
+	// AMX says whether the bf16 products may run on AMX tiles, and if not, why.
+	AMX    string `json:"amx"`
+	GoRoot string `json:"goroot_corpus"`
+	GPU    string `json:"gpu"`
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -42,6 +44,7 @@ func newDoctorCmd() *cobra.Command {
 				Backend: be.Name(), BLAS: be.BLAS(), GPU: gpuStatus(),
 			}
 			_, r.DNNL = blas.DefaultDNNL()
+			r.AMX = cpu.AMXStatus()
 			if root, err := data.GoRoot(); err == nil {
 				r.GoRoot = root + "/src"
 			} else {
@@ -68,6 +71,7 @@ func newDoctorCmd() *cobra.Command {
 			} else {
 				fmt.Fprintf(out, "onednn:  unavailable, no bf16 products on the cpu (Debian: apt-get install libdnnl2): %s\n", r.DNNL.Unavailable)
 			}
+			fmt.Fprintf(out, "amx:     %s\n", r.AMX)
 			fmt.Fprintf(out, "corpus:  goroot at %s\n", r.GoRoot)
 			fmt.Fprintf(out, "gpu:     %s\n", r.GPU)
 			return nil

@@ -26,18 +26,36 @@ var amxTiles = func() (cfg [64]byte) {
 // saves the tile state (XCR0 bits 17 and 18) and has granted this process the tile data
 // (arch_prctl ARCH_REQ_XCOMP_PERM, which Linux requires before a first tile instruction).
 // CBS_AMX=off turns them off.
-var amxReady = sync.OnceValue(func() bool {
-	if os.Getenv("CBS_AMX") == "off" || !hasAVX512F() {
-		return false
+func amxReady() bool { return amxState() == "" }
+
+// AMXStatus says whether the bf16 products may run on AMX tiles, and if not, why.
+func AMXStatus() string {
+	if why := amxState(); why != "" {
+		return "not used: " + why
+	}
+	return "available: bf16 attention and forward/input-gradient products on AMX tiles (CBS_AMX=off turns them off)"
+}
+
+// amxState is empty when AMX may run, else the reason it may not.
+var amxState = sync.OnceValue(func() string {
+	if os.Getenv("CBS_AMX") == "off" {
+		return "CBS_AMX=off"
 	}
 	_, _, _, d := cpuidex(7, 0)
 	const amxBF16, amxTile = 1 << 22, 1 << 24
-	if d&(amxBF16|amxTile) != amxBF16|amxTile || xgetbv0()&(3<<17) != 3<<17 {
-		return false
+	switch {
+	case !hasAVX512F():
+		return "the CPU has no AVX-512"
+	case d&(amxBF16|amxTile) != amxBF16|amxTile:
+		return "the CPU has no AMX-BF16"
+	case xgetbv0()&(3<<17) != 3<<17:
+		return "the OS does not save the AMX tile state"
 	}
 	const archReqXcompPerm, xfeatureXtiledata = 0x1023, 18
-	_, _, errno := syscall.RawSyscall(syscall.SYS_ARCH_PRCTL, archReqXcompPerm, xfeatureXtiledata, 0)
-	return errno == 0
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_ARCH_PRCTL, archReqXcompPerm, xfeatureXtiledata, 0); errno != 0 {
+		return "the OS refused the tile data (arch_prctl ARCH_REQ_XCOMP_PERM: " + errno.Error() + ")"
+	}
+	return ""
 })
 
 // amxGemm is amxGemmBF16 on slices, strides in elements (ldb: of a row of pairs, 2n when dense).
