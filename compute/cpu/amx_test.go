@@ -155,8 +155,8 @@ func TestLayouts(t *testing.T) {
 				x16[i], x32[i] = uint16(i*7+1), uint32(i*13+5)
 			}
 			d16, d32 := make([]uint16, s.cols*ldd), make([]uint32, s.cols*ldd)
-			transpose16(d16, ldd, x16, lds, s.rows, s.cols)
-			transpose32(d32, ldd, x32, lds, s.rows, s.cols)
+			transpose(d16, ldd, x16, lds, s.rows, s.cols)
+			transpose(d32, ldd, x32, lds, s.rows, s.cols)
 			for r := range s.rows {
 				for c := range s.cols {
 					if d16[c*ldd+r] != x16[r*lds+c] || d32[c*ldd+r] != x32[r*lds+c] {

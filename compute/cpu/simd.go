@@ -169,13 +169,13 @@ func swiglu(out, gate, up []float32) {
 	n := len(out)
 	gate, up = gate[:n], up[:n]
 	i := 0
-	if useSIMD && n >= 8 {
-		i = n &^ 7
-		if useAVX512 {
-			swigluAVX512(&out[0], &gate[0], &up[0], i)
-		} else {
-			swigluAVX2(&out[0], &gate[0], &up[0], i)
-		}
+	if useAVX512 && n >= 16 {
+		i = n &^ 15
+		swigluAVX512(&out[0], &gate[0], &up[0], i)
+	}
+	if useSIMD && n-i >= 8 {
+		swigluAVX2(&out[i], &gate[i], &up[i], (n-i)&^7)
+		i += (n - i) &^ 7
 	}
 	for ; i < n; i++ {
 		g := gate[i]
@@ -188,13 +188,13 @@ func swigluBwd(dgate, dup, dout, gate, up []float32) {
 	n := len(dout)
 	dgate, dup, gate, up = dgate[:n], dup[:n], gate[:n], up[:n]
 	i := 0
-	if useSIMD && n >= 8 {
-		i = n &^ 7
-		if useAVX512 {
-			swigluBwdAVX512(&dgate[0], &dup[0], &dout[0], &gate[0], &up[0], i)
-		} else {
-			swigluBwdAVX2(&dgate[0], &dup[0], &dout[0], &gate[0], &up[0], i)
-		}
+	if useAVX512 && n >= 16 {
+		i = n &^ 15
+		swigluBwdAVX512(&dgate[0], &dup[0], &dout[0], &gate[0], &up[0], i)
+	}
+	if useSIMD && n-i >= 8 {
+		swigluBwdAVX2(&dgate[i], &dup[i], &dout[i], &gate[i], &up[i], (n-i)&^7)
+		i += (n - i) &^ 7
 	}
 	for ; i < n; i++ {
 		g, u, d := gate[i], up[i], dout[i]

@@ -483,7 +483,8 @@ essdone:
 // The AVX-512 kernels below give the AVX2 kernels' bits: EXP512 is EXP on 16 lanes (the same
 // operations in the same order, K1 and K2 in place of the blend masks), and a sum adds the low
 // and then the high 8 lanes of each 16 into the 8-lane accumulator, in the element order the
-// AVX2 loop adds them. A group of 8 left over runs EXP.
+// AVX2 loop adds them. In the sum a group of 8 left over runs EXP in the same call; SwiGLU's
+// callers hand such a group to the AVX2 kernel.
 
 // EXPCONSTS512 loads EXP512's constants into Z16 to Z29.
 #define EXPCONSTS512 \
@@ -568,7 +569,7 @@ ess512done:
 	RET
 
 // func swigluAVX512(out, gate, up *float32, n int)
-// swigluAVX2 on 16 lanes, n a multiple of 8.
+// swigluAVX2 on 16 lanes, n a multiple of 16.
 TEXT ·swigluAVX512(SB), NOSPLIT, $0-32
 	MOVQ out+0(FP), DI
 	MOVQ gate+8(FP), SI
@@ -576,9 +577,8 @@ TEXT ·swigluAVX512(SB), NOSPLIT, $0-32
 	MOVQ n+24(FP), CX
 	EXPCONSTS512
 	VBROADCASTSS ·ksign<>(SB), Z30
-	MOVQ CX, R8
 	SHRQ $4, CX
-	JZ sw512tail
+	JZ sw512done
 sw512loop:
 	VMOVUPS (SI), Z8
 	VXORPS Z30, Z8, Z0
@@ -592,22 +592,12 @@ sw512loop:
 	ADDQ $64, DI
 	DECQ CX
 	JNZ sw512loop
-sw512tail:
-	TESTQ $8, R8
-	JZ sw512done
-	VMOVUPS (SI), Y8
-	VXORPS ·ksign<>(SB), Y8, Y0
-	EXP
-	VADDPS ·kone<>(SB), Y0, Y0
-	VDIVPS Y0, Y8, Y0
-	VMULPS (DX), Y0, Y0
-	VMOVUPS Y0, (DI)
 sw512done:
 	VZEROUPPER
 	RET
 
 // func swigluBwdAVX512(dgate, dup, dout, gate, up *float32, n int)
-// swigluBwdAVX2 on 16 lanes, n a multiple of 8.
+// swigluBwdAVX2 on 16 lanes, n a multiple of 16.
 TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
 	MOVQ dgate+0(FP), DI
 	MOVQ dup+8(FP), R8
@@ -617,9 +607,8 @@ TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
 	MOVQ n+40(FP), CX
 	EXPCONSTS512
 	VBROADCASTSS ·ksign<>(SB), Z30
-	MOVQ CX, R10
 	SHRQ $4, CX
-	JZ sg512tail
+	JZ sg512done
 sg512loop:
 	VMOVUPS (SI), Z8
 	VXORPS Z30, Z8, Z0
@@ -643,26 +632,6 @@ sg512loop:
 	ADDQ $64, R9
 	DECQ CX
 	JNZ sg512loop
-sg512tail:
-	TESTQ $8, R10
-	JZ sg512done
-	VMOVUPS (SI), Y8
-	VXORPS ·ksign<>(SB), Y8, Y0
-	EXP
-	VADDPS ·kone<>(SB), Y0, Y0
-	VMOVUPS ·kone<>(SB), Y11
-	VDIVPS Y0, Y11, Y11
-	VMOVUPS (R9), Y10
-	VMULPS Y8, Y11, Y12
-	VMULPS Y10, Y12, Y12
-	VMOVUPS Y12, (R8)
-	VMOVUPS ·kone<>(SB), Y14
-	VSUBPS Y11, Y14, Y14
-	VFMADD213PS ·kone<>(SB), Y8, Y14
-	VMULPS Y11, Y14, Y14
-	VMULPS (DX), Y14, Y14
-	VMULPS Y10, Y14, Y14
-	VMOVUPS Y14, (DI)
 sg512done:
 	VZEROUPPER
 	RET
