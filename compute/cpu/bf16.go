@@ -106,9 +106,10 @@ func softmaxBwdBF16(dst []uint16, dr, pr []float32, dot, scale float32) {
 }
 
 // GemmBF16 computes C = alpha op(A) op(B) + beta C from bfloat16 operands with fp32
-// accumulation (oneDNN), split into the same fixed blocks of C as Gemm, each block one
-// single-threaded library call: results do not depend on the thread count. It needs oneDNN,
-// which SetPrecision(compute.PrecisionBF16) loads.
+// accumulation: on AMX tiles where amxProduct allows (amx.go), else on oneDNN, split into the
+// same fixed blocks of C as Gemm (or ranges of K, as Gemm does), each block one single-threaded
+// call. Either way the results do not depend on the thread count. It needs oneDNN, which
+// SetPrecision(compute.PrecisionBF16) loads.
 func (c *CPU) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, cm []float32, ldc int) {
 	if c.dnnl == nil {
 		panic("cpu: GemmBF16 before SetPrecision(compute.PrecisionBF16) loaded oneDNN")

@@ -30,7 +30,8 @@ type CPU struct {
 	// SetPrecision loads it).
 	prec compute.Precision
 	dnnl *blas.DNNL
-	// amx: attention's bf16 products run on AMX tiles (attention_amx.go).
+	// amx: the bf16 products run on AMX tiles where their shapes allow (amx.go,
+	// attention_amx.go).
 	amx bool
 }
 
@@ -99,8 +100,8 @@ func (c *CPU) Name() string {
 	return fmt.Sprintf("cpu (%s, %d threads; %s products: onednn %s %s)", c.info, c.threads, kind, d.Version, d.ISA)
 }
 
-// AMX reports whether the bf16 products run on AMX tiles (attention_amx.go): at bf16, on a CPU
-// and OS with AMX, unless CBS_AMX=off.
+// AMX reports whether the bf16 products run on AMX tiles (amx.go): at bf16, on a CPU and OS
+// with AMX, unless CBS_AMX=off.
 func (c *CPU) AMX() bool { return c.prec == compute.PrecisionBF16 && c.amx }
 
 // gemmBlock is the number of rows of C per task.
