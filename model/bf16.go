@@ -39,6 +39,22 @@ type bf16State struct {
 	dy, dgate, dup, dq, dk, dv []uint16
 }
 
+// writesBF16 reports whether the passes starting now write the results that only products read
+// (the norms' outputs, SwiGLU's output and its two gradients) straight to bf16: the backend runs
+// its products at bf16, implements compute.BF16Outputs, and the model is float32. lowp makes
+// the same decision about the products.
+func (m *Model[T]) writesBF16() bool {
+	bg, ok := m.be.(compute.BF16Gemm)
+	if !ok || bg.GemmPrecision() != compute.PrecisionBF16 {
+		return false
+	}
+	if _, ok := any(m.Params.Data).([]float32); !ok {
+		return false
+	}
+	_, ok = m.be.(compute.BF16Outputs)
+	return ok
+}
+
 // lowp decides whether the forward pass starting now (and its backward pass) runs bf16
 // products, and if so makes the copies ready: buffers for B x L tokens, and the weights rounded
 // unless they are still fresh.

@@ -90,7 +90,10 @@ type layerActs[T compute.Float] struct {
 }
 
 type workspace[T compute.Float] struct {
-	B, L    int
+	B, L int
+	// bf16Out: the passes write the results only products read straight to bf16 (bf16.go), so
+	// their fp32 buffers (xn1, xn2 of dense layers, act, xnf, dgate, dup) are not allocated.
+	bf16Out bool
 	xs      [][]T // xs[l] is the input of layer l; xs[NumLayers] enters the final norm
 	acts    []layerActs[T]
 	xnf     []T
@@ -103,9 +106,11 @@ type workspace[T compute.Float] struct {
 }
 
 // ensure allocates the activations for micro-batches of B sequences of length L (when they
-// differ from the last ones) and the RoPE tables.
+// differ from the last ones, or the passes start or stop writing bf16 outputs) and the RoPE
+// tables.
 func (m *Model[T]) ensure(B, L int) error {
-	if m.ws.B == B && m.ws.L == L {
+	out := m.writesBF16()
+	if m.ws.B == B && m.ws.L == L && m.ws.bf16Out == out {
 		return nil
 	}
 	m.freeWorkspace()
@@ -123,30 +128,38 @@ func (m *Model[T]) ensure(B, L int) error {
 		}
 		return x
 	}
-	ws := workspace[T]{B: B, L: L}
+	// fp32 is mk, or nothing where the passes write bf16 outputs instead.
+	fp32 := func(n int) []T {
+		if out {
+			return nil
+		}
+		return mk(n)
+	}
+	ws := workspace[T]{B: B, L: L, bf16Out: out}
 	for l := 0; l <= c.NumLayers; l++ {
 		ws.xs = append(ws.xs, mk(N*d))
 	}
 	for l := 0; l < c.NumLayers; l++ {
 		a := layerActs[T]{
-			xn1: mk(N * d), rstd1: mk(N),
+			xn1: fp32(N * d), rstd1: mk(N),
 			qraw: mk(N * qd), qrstd: mk(N * c.NumHeads), q: mk(N * qd),
 			kraw: mk(N * kd), krstd: mk(N * c.NumKVHeads), k: mk(N * kd),
 			v: mk(N * kd), probs: mk(compute.AttentionStateLen(m.be, B, c.NumHeads, L)), o: mk(N * qd),
-			h: mk(N * d), xn2: mk(N * d), rstd2: mk(N),
+			h: mk(N * d), rstd2: mk(N),
 		}
 		if c.Sparse(l) {
-			a.moe = newMoEActs(&c, N, mk)
+			// The router and the experts read xn2 in fp32.
+			a.xn2, a.moe = mk(N*d), newMoEActs(&c, N, mk)
 		} else {
-			a.gate, a.up, a.act = mk(N*ff), mk(N*ff), mk(N*ff)
+			a.xn2, a.gate, a.up, a.act = fp32(N*d), mk(N*ff), mk(N*ff), fp32(N*ff)
 		}
 		ws.acts = append(ws.acts, a)
 	}
-	ws.xnf, ws.rstdf = mk(N*d), mk(N)
+	ws.xnf, ws.rstdf = fp32(N*d), mk(N)
 	ws.logits, ws.weights = mk(N*c.VocabSize), mk(N)
 	ws.dx, ws.dxn = mk(N*d), mk(N*d)
 	if c.SparseLayers() < c.NumLayers {
-		ws.dact, ws.dgate, ws.dup = mk(N*ff), mk(N*ff), mk(N*ff)
+		ws.dact, ws.dgate, ws.dup = mk(N*ff), fp32(N*ff), fp32(N*ff)
 	}
 	if c.SparseLayers() > 0 {
 		ws.moe = newMoEScratch(&c, N, mk)
