@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -231,4 +232,54 @@ func TestAMXLinear(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAMXUnderSignals runs the tile kernel on more goroutines than threads while the runtime
+// collects garbage and preempts them (preemption is a signal, delivered on top of whatever
+// registers are live): every result must equal the one computed alone. The kernel keeps tile
+// state only within a call, and Linux saves the tiles with the rest of the state when a
+// signal arrives mid-call.
+func TestAMXUnderSignals(t *testing.T) {
+	if !amxReady() {
+		t.Skip("no AMX on this CPU or OS")
+	}
+	const m, n, k = 256, 256, 1024 // about 0.1 ms a call
+	a, b := make([]uint16, m*k), make([]uint16, k*n)
+	compute.RoundBF16(a, randVec(len(a), 1, 1))
+	compute.RoundBF16(b, randVec(len(b), 2, 1))
+	bp := pairRowsRef(b, k, n)
+	want := make([]float32, m*n)
+	amxGemm(a, k, bp, 2*n, want, n, m, n, k, false)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			c := make([]float32, m*n)
+			for i := range 200 {
+				amxGemm(a, k, bp, 2*n, c, n, m, n, k, false)
+				if !slices.Equal(c, want) {
+					errs <- fmt.Errorf("goroutine %d, call %d: result differs", g, i)
+					return
+				}
+				_ = make([]byte, 1<<16) // garbage, so the collector keeps running
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
 }
