@@ -75,17 +75,19 @@ func words32[T uint16 | float32](x []T) []uint32 {
 // words32Aligned reports whether x starts on a 4-byte boundary, where words32 may view it.
 func words32Aligned(x []uint16) bool { return uintptr(unsafe.Pointer(unsafe.SliceData(x)))%4 == 0 }
 
-// transposePairs writes x^T in pairs: x is L x hd (row stride ld), the result hd/2 rows of
-// 2L, row r holding x[j][2r] and x[j][2r+1] for each j: x read as L x hd/2 pairs, transposed.
-func transposePairs(dst, x []uint16, L, hd, ld int) {
-	if ld%2 == 0 && words32Aligned(x) && words32Aligned(dst) {
-		transpose(words32(dst), L, words32(x[:(L-1)*ld+hd]), ld/2, L, hd/2)
+// transposePairs writes x^T in pairs: x is rows x cols (row stride ld), the result cols/2
+// rows (row stride ldd), row r holding x[j][2r] and x[j][2r+1] for each j: x read as rows x
+// cols/2 pairs, transposed.
+func transposePairs(dst []uint16, ldd int, x []uint16, rows, cols, ld int) {
+	x = x[:(rows-1)*ld+cols]
+	if ld%2 == 0 && ldd%2 == 0 && words32Aligned(x) && words32Aligned(dst) {
+		transpose(words32(dst), ldd/2, words32(x), ld/2, rows, cols/2)
 		return
 	}
-	for j := range L {
-		row := x[j*ld : j*ld+hd]
-		for r := range hd / 2 {
-			dst[r*2*L+2*j], dst[r*2*L+2*j+1] = row[2*r], row[2*r+1]
+	for j := range rows {
+		row := x[j*ld : j*ld+cols]
+		for r := range cols / 2 {
+			dst[r*ldd+2*j], dst[r*ldd+2*j+1] = row[2*r], row[2*r+1]
 		}
 	}
 }
@@ -116,16 +118,7 @@ func (c *CPU) gemmAMX(transB bool, m, n, k int, a []uint16, lda int, b []uint16,
 		const rows = 256
 		c.pool.run(chunks(n, rows), func(i int) {
 			lo, hi := span(i, rows, n)
-			sub := b[lo*ldb : (hi-1)*ldb+k]
-			if ldb%2 == 0 && words32Aligned(sub) {
-				transpose(words32(bp.buf)[lo:], n, words32(sub), ldb/2, hi-lo, k/2)
-				return
-			}
-			for j := lo; j < hi; j++ {
-				for r := range k / 2 {
-					bp.buf[r*2*n+2*j], bp.buf[r*2*n+2*j+1] = b[j*ldb+2*r], b[j*ldb+2*r+1]
-				}
-			}
+			transposePairs(bp.buf[2*lo:], 2*n, b[lo*ldb:], hi-lo, k, ldb)
 		})
 	} else {
 		const pairs = 128

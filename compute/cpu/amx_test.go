@@ -165,6 +165,24 @@ func TestLayouts(t *testing.T) {
 					}
 				}
 			}
+			if s.cols%2 == 0 {
+				// Pairs of x transposed, at an even stride (4-byte words) and an odd one.
+				for _, ld := range []int{lds + lds%2, lds | 1} {
+					xs := make([]uint16, s.rows*ld)
+					for i := range xs {
+						xs[i] = uint16(i*5 + 3)
+					}
+					pd := make([]uint16, s.cols/2*(2*s.rows+4))
+					transposePairs(pd, 2*s.rows+4, xs, s.rows, s.cols, ld)
+					for j := range s.rows {
+						for c := range s.cols {
+							if pd[c/2*(2*s.rows+4)+2*j+c%2] != xs[j*ld+c] {
+								t.Fatalf("simd=%v %+v ld %d: transposePairs wrong at row %d col %d", useSIMD, s, ld, j, c)
+							}
+						}
+					}
+				}
+			}
 			if s.rows%2 == 0 {
 				p := make([]uint16, s.rows*s.cols)
 				pairRows(p, x16, s.rows, s.cols, lds)

@@ -29,7 +29,7 @@ func (c *CPU) attentionAMX(o, lse []float32, q16, k16, v16 []uint16, B, L, H, KV
 		defer putScratch16(sc16)
 		S, P16 := sc.buf, sc16.buf[:attnBlock*L]
 		kT, vP := sc16.buf[attnBlock*L:attnBlock*L+L*hd], sc16.buf[attnBlock*L+L*hd:]
-		transposePairs(kT, k16[b*L*ks+kh*hd:], L, hd, ks)
+		transposePairs(kT, 2*L, k16[b*L*ks+kh*hd:], L, hd, ks)
 		pairRows(vP, v16[b*L*ks+kh*hd:], L, hd, ks)
 		qb, ob := q16[b*L*qs+h*hd:], o[b*L*qs+h*hd:]
 		rowLSE := lse[t*L : (t+1)*L]
@@ -66,8 +66,8 @@ func (c *CPU) attentionBackwardAMX(dq, dk, dv, lse []float32, q16, k16, v16, do1
 		Pp, dS16, dSp := next(attnBlock*L), next(attnBlock*L), next(attnBlock*L)
 		kT, vT, kP, qT, doT := next(L*hd), next(L*hd), next(L*hd), next(L*hd), next(L*hd)
 		kb, vb := k16[b*L*ks+kh*hd:], v16[b*L*ks+kh*hd:]
-		transposePairs(kT, kb, L, hd, ks)
-		transposePairs(vT, vb, L, hd, ks)
+		transposePairs(kT, 2*L, kb, L, hd, ks)
+		transposePairs(vT, 2*L, vb, L, hd, ks)
 		pairRows(kP, kb, L, hd, ks)
 		for j := range g {
 			h := kh*g + j

@@ -167,13 +167,7 @@ func TestBF16Ops(t *testing.T) {
 					name = "gemm_accum"
 				}
 				t.Run(fmt.Sprintf("%s/%+v", name, tc), func(t *testing.T) {
-					lda, ldb := tc.k, tc.n
-					if tc.ta {
-						lda = tc.m
-					}
-					if tc.tb {
-						ldb = tc.k
-					}
+					lda, ldb := denseStrides(tc.ta, tc.tb, tc.m, tc.n, tc.k)
 					a, b := randVec(tc.m*tc.k, 1, 1), randVec(tc.k*tc.n, 2, 1)
 					want, got := randVec(tc.m*tc.n, 3, 1), randVec(tc.m*tc.n, 3, 1)
 					ref.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, tc.beta, want, tc.n)

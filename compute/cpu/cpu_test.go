@@ -10,6 +10,18 @@ import (
 	"cbs/internal/rng"
 )
 
+// denseStrides are the row strides of op(A) (m x k) and op(B) (k x n) stored without padding.
+func denseStrides(ta, tb bool, m, n, k int) (lda, ldb int) {
+	lda, ldb = k, n
+	if ta {
+		lda = m
+	}
+	if tb {
+		ldb = k
+	}
+	return lda, ldb
+}
+
 func randVec(n int, seed uint64, scale float64) []float32 {
 	s := rng.New(seed, "cpu-test", uint64(n))
 	v := make([]float32, n)
@@ -63,13 +75,7 @@ func checkOps(t *testing.T, fast compute.Backend[float32], ref compute.Backend[f
 			{false, false, 300, 7, 5}, {false, true, 9, 600, 33}, {true, false, 513, 64, 70}, {true, true, 20, 21, 22},
 			{true, false, 64, 48, 2500}, {false, true, 100, 256, 2049}, // inner dimension split (kParts)
 		} {
-			lda, ldb := tc.k, tc.n
-			if tc.ta {
-				lda = tc.m
-			}
-			if tc.tb {
-				ldb = tc.k
-			}
+			lda, ldb := denseStrides(tc.ta, tc.tb, tc.m, tc.n, tc.k)
 			a, b := randVec(tc.m*tc.k, 1, 1), randVec(tc.k*tc.n, 2, 1)
 			c1, c2 := randVec(tc.m*tc.n, 3, 1), randVec(tc.m*tc.n, 3, 1)
 			fast.Gemm(tc.ta, tc.tb, tc.m, tc.n, tc.k, 0.5, a, lda, b, ldb, 1, c1, tc.n)
@@ -264,13 +270,7 @@ func TestGemmSplitK(t *testing.T) {
 			if got := kParts(tc.m, tc.n, tc.k); got != wantParts {
 				t.Fatalf("kParts = %d, want %d", got, wantParts)
 			}
-			lda, ldb := tc.k, tc.n
-			if tc.ta {
-				lda = tc.m
-			}
-			if tc.tb {
-				ldb = tc.k
-			}
+			lda, ldb := denseStrides(tc.ta, tc.tb, tc.m, tc.n, tc.k)
 			a, b := randVec(tc.m*tc.k, 1, 1), randVec(tc.k*tc.n, 2, 1)
 			c0 := randVec(tc.m*tc.n, 3, 1)
 			if tc.beta == 0 {
