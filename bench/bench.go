@@ -74,8 +74,8 @@ type Result struct {
 	Backend   string `json:"backend"`
 	Precision string `json:"precision"` // inputs of the matrix products
 	BLAS      BLAS   `json:"blas"`
-	// FP32Products names the library of the CPU's fp32 products: "onednn" where it loads,
-	// else "openblas" or "gonum"; absent on a GPU.
+	// FP32Products names what runs the CPU's fp32 products: "cbs" (its own AVX-512 kernel),
+	// else "onednn" where it loads, else "openblas" or "gonum"; absent on a GPU.
 	FP32Products string `json:"fp32_products,omitempty"`
 	// DNNL is the oneDNN library that runs the CPU's bf16 products, and its fp32 ones where
 	// FP32Products says so; absent when oneDNN runs neither.

@@ -44,8 +44,9 @@ allocations per step and the BLAS library with its OpenBLAS kernel family.
 and multiplies them with fp32 accumulation (weights, AdamW, norms, softmax and the loss stay
 fp32): on AMX tiles where the CPU has them (attention and the products whose first operand is
 not transposed; CBS_AMX=off turns them off), on oneDNN otherwise; it needs libdnnl.so.2
-(Debian: libdnnl2). The default on the CPU is fp32, on oneDNN's
-sgemm where that library loads, else OpenBLAS's (CBS_FP32_GEMM=blas forces OpenBLAS).
+(Debian: libdnnl2). The default on the CPU is fp32: on cbs's own AVX-512 kernel where the
+CPU has AVX-512, else on oneDNN's sgemm where that library loads, else on OpenBLAS's
+(CBS_FP32_GEMM=onednn or =blas chooses; each gives different bits).
 
 Its flags and defaults are those of the PyTorch reference trainer's bench command (torch_ref.py
 bench), so the two compare.

@@ -44,25 +44,38 @@ func (c *CPU) Attention(o, lse, q, k, v []float32, B, L, H, KV, hd int, causal b
 		return
 	}
 	g, qs, ks, scale := attentionShape(H, KV, hd)
+	packed := c.f32Name == "cbs"
 	c.pool.run(B*H, func(t int) {
 		b, h := t/H, t%H
 		kh := h / g
-		sc := getScratch(attnBlock * L)
+		sc := getScratch(attnBlock*L + 2*packedLen(L, hd))
 		defer putScratch(sc)
-		S := sc.buf
+		S := sc.buf[:attnBlock*L]
 		qb, kb, vb, ob := q[b*L*qs+h*hd:], k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:], o[b*L*qs+h*hd:]
+		var kt, vp []float32
+		if packed {
+			kt, vp = packHead(sc.buf[attnBlock*L:], true, kb, ks, L, hd), packHead(sc.buf[attnBlock*L+packedLen(L, hd):], false, vb, ks, L, hd)
+		}
 		rowLSE := lse[t*L : (t+1)*L]
 		for i0 := 0; i0 < L; i0 += attnBlock {
 			i1 := min(i0+attnBlock, L)
 			nk := attnKeys(i1, L, causal)
-			c.f32.Sgemm(false, true, i1-i0, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, S, nk)
+			if packed {
+				sgemmBlock(false, 0, i1-i0, 0, nk, hd, scale, qb[i0*qs:], qs, kt, hd, 0, S, nk)
+			} else {
+				c.f32.Sgemm(false, true, i1-i0, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, S, nk)
+			}
 			for i := i0; i < i1; i++ {
 				row := S[(i-i0)*nk : (i-i0+1)*nk]
 				n := attnKeys(i+1, L, causal)
 				rowLSE[i] = softmaxRow(row[:n])
 				clear(row[n:])
 			}
-			c.f32.Sgemm(false, false, i1-i0, hd, nk, 1, S, nk, vb, ks, 0, ob[i0*qs:], qs)
+			if packed {
+				sgemmBlock(false, 0, i1-i0, 0, hd, nk, 1, S, nk, vp, L, 0, ob[i0*qs:], qs)
+			} else {
+				c.f32.Sgemm(false, false, i1-i0, hd, nk, 1, S, nk, vb, ks, 0, ob[i0*qs:], qs)
+			}
 		}
 	})
 }
@@ -86,12 +99,21 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 		return
 	}
 	g, qs, ks, scale := attentionShape(H, KV, hd)
+	packed := c.f32Name == "cbs"
 	c.pool.run(B*KV, func(t int) {
 		b, kh := t/KV, t%KV
-		sc := getScratch(2 * attnBlock * L)
+		pl := packedLen(L, hd)
+		sc := getScratch(2*attnBlock*L + 3*pl)
 		defer putScratch(sc)
-		P, dS := sc.buf[:attnBlock*L], sc.buf[attnBlock*L:]
+		P, dS := sc.buf[:attnBlock*L], sc.buf[attnBlock*L:2*attnBlock*L]
 		kb, vb := k[b*L*ks+kh*hd:], v[b*L*ks+kh*hd:]
+		// Packed once per kv head for the g query heads: k^T and v^T (the scores and do v^T),
+		// and k (dq = dS k).
+		var kt, vt, kp []float32
+		if packed {
+			ps := sc.buf[2*attnBlock*L:]
+			kt, vt, kp = packHead(ps, true, kb, ks, L, hd), packHead(ps[pl:], true, vb, ks, L, hd), packHead(ps[2*pl:], false, kb, ks, L, hd)
+		}
 		dkb, dvb := dk[b*L*ks+kh*hd:], dv[b*L*ks+kh*hd:]
 		clearHead(dkb, L, ks, hd)
 		clearHead(dvb, L, ks, hd)
@@ -102,7 +124,11 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 			for i0 := 0; i0 < L; i0 += attnBlock {
 				i1 := min(i0+attnBlock, L)
 				rows, nk := i1-i0, attnKeys(i1, L, causal)
-				c.f32.Sgemm(false, true, rows, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, P, nk)
+				if packed {
+					sgemmBlock(false, 0, rows, 0, nk, hd, scale, qb[i0*qs:], qs, kt, hd, 0, P, nk)
+				} else {
+					c.f32.Sgemm(false, true, rows, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, P, nk)
+				}
 				for i := i0; i < i1; i++ {
 					row := P[(i-i0)*nk : (i-i0+1)*nk]
 					n := attnKeys(i+1, L, causal)
@@ -110,16 +136,38 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 					clear(row[n:])
 				}
 				c.f32.Sgemm(true, false, nk, hd, rows, 1, P, nk, dob[i0*qs:], qs, 1, dvb, ks)
-				c.f32.Sgemm(false, true, rows, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS, nk)
+				if packed {
+					sgemmBlock(false, 0, rows, 0, nk, hd, 1, dob[i0*qs:], qs, vt, hd, 0, dS, nk)
+				} else {
+					c.f32.Sgemm(false, true, rows, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS, nk)
+				}
 				for i := range rows {
 					pr, dr := P[i*nk:(i+1)*nk], dS[i*nk:(i+1)*nk]
 					softmaxBwd(dr, pr, dot(pr, dr), scale)
 				}
-				c.f32.Sgemm(false, false, rows, hd, nk, 1, dS, nk, kb, ks, 0, dqb[i0*qs:], qs)
+				if packed {
+					sgemmBlock(false, 0, rows, 0, hd, nk, 1, dS, nk, kp, L, 0, dqb[i0*qs:], qs)
+				} else {
+					c.f32.Sgemm(false, false, rows, hd, nk, 1, dS, nk, kb, ks, 0, dqb[i0*qs:], qs)
+				}
 				c.f32.Sgemm(true, false, nk, hd, rows, 1, dS, nk, qb[i0*qs:], qs, 1, dkb, ks)
 			}
 		}
 	})
+}
+
+// packedLen is the length of one head's keys or values (L x hd) laid out by packB either way.
+func packedLen(L, hd int) int { return max(chunks(L, sgemmNR)*hd, chunks(hd, sgemmNR)*L) * sgemmNR }
+
+// packHead lays out one head's keys or values x (L rows of hd, stride ld) for cbs's kernel as
+// the B of a product: x^T (hd x L) when trans, else x, into dst, and returns dst.
+func packHead(dst []float32, trans bool, x []float32, ld, L, hd int) []float32 {
+	if trans {
+		packB(dst, true, x, ld, hd, 0, L)
+	} else {
+		packB(dst, false, x, ld, L, 0, hd)
+	}
+	return dst
 }
 
 // clearHead zeroes one head's hd columns in each of L rows of stride ld.

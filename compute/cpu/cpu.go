@@ -17,9 +17,9 @@ import (
 // CPU is the fast float32 backend.
 type CPU struct {
 	info blas.Info
-	// f32 runs the fp32 products: oneDNN's sgemm where the library loads (faster than
-	// OpenBLAS's on every CPU measured, docs/performance.md), else the BLAS library info names.
-	// f32Name says which.
+	// f32 runs the fp32 products: cbs's own kernel where the CPU has AVX-512 (sgemm.go),
+	// else oneDNN's sgemm where the library loads (faster than OpenBLAS's on every CPU
+	// measured, docs/performance.md), else the BLAS library info names. f32Name says which.
 	f32     sgemmer
 	f32Name string
 	threads int
@@ -41,8 +41,9 @@ var _ compute.Backend[float32] = (*CPU)(nil)
 // single-threaded: the backend splits each product into row blocks of fixed size, so results do
 // not depend on the thread count, and no BLAS thread pool spins against the Go scheduler.
 //
-// CBS_FP32_GEMM=blas runs the fp32 products on the BLAS library (OpenBLAS, or gonum with
-// CBS_BLAS=gonum) even where oneDNN loads; the two give different bits.
+// CBS_FP32_GEMM=onednn runs the fp32 products on oneDNN's sgemm even where cbs's kernel runs,
+// CBS_FP32_GEMM=blas on the BLAS library (OpenBLAS, or gonum with CBS_BLAS=gonum) even where
+// oneDNN loads; each gives different bits.
 func New(threads int) *CPU {
 	impl, info := blas.Default()
 	impl.SetThreads(1)
@@ -50,7 +51,11 @@ func New(threads int) *CPU {
 	c := &CPU{info: info, f32: impl, f32Name: info.Library, pool: &pool{}}
 	c.SetThreads(threads)
 	runtime.AddCleanup(c, (*pool).stop, c.pool)
-	if !strings.EqualFold(os.Getenv("CBS_FP32_GEMM"), "blas") && info.Library == "openblas" {
+	switch choice := strings.ToLower(os.Getenv("CBS_FP32_GEMM")); {
+	case choice == "blas":
+	case choice != "onednn" && useFMAKernel:
+		c.f32, c.f32Name = fmaSgemm{}, "cbs"
+	case info.Library == "openblas":
 		if d, _ := blas.DefaultDNNL(); d != nil {
 			c.dnnl = d
 			c.f32, c.f32Name = d, "onednn"
@@ -59,12 +64,27 @@ func New(threads int) *CPU {
 	return c
 }
 
+// fmaSgemm is cbs's own fp32 GEMM (sgemm.go) on the calling goroutine.
+type fmaSgemm struct{}
+
+func (fmaSgemm) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemmFMA(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial, 1)
+}
+
+// serial runs n tasks in turn on the calling goroutine.
+func serial(n int, f func(i int)) {
+	for i := range n {
+		f(i)
+	}
+}
+
 // sgemmer is an fp32 GEMM library, row-major as blas.Impl.
 type sgemmer interface {
 	Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 }
 
-// FP32Library names the library of the fp32 products: "onednn", "openblas" or "gonum".
+// FP32Library names what runs the fp32 products: "cbs" (its own kernel), "onednn",
+// "openblas" or "gonum".
 func (c *CPU) FP32Library() string { return c.f32Name }
 
 // SetThreads changes the goroutine budget (0: all cores). Results do not depend on it, so a
@@ -90,6 +110,8 @@ func (c *CPU) Name() string {
 		kind = "bf16"
 	case c.f32Name == "onednn":
 		kind = "fp32"
+	case c.f32Name == "cbs":
+		return fmt.Sprintf("cpu (%s, %d threads; fp32 products: cbs AVX-512 kernel)", c.info, c.threads)
 	default:
 		return fmt.Sprintf("cpu (%s, %d threads)", c.info, c.threads)
 	}
@@ -116,6 +138,11 @@ func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 	}
 	if c.prec == compute.PrecisionBF16 {
 		c.gemmRounded(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc)
+		return
+	}
+	if c.f32Name == "cbs" {
+		// Its bits do not depend on how C is cut, so the tasks may follow the threads.
+		sgemmFMA(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc, c.pool.run, 2*c.threads)
 		return
 	}
 	if parts := kParts(m, n, k); parts > 1 {

@@ -1,0 +1,265 @@
+package cpu
+
+import "math"
+
+// cbs's own fp32 GEMM (where the CPU has AVX-512): C = alpha op(A) op(B) + beta C with every
+// element of C one chain of fused multiply-adds over the inner dimension in order, started from
+// zero (or, when alpha is 1, from beta C), then times alpha. The order of the terms does not
+// depend on how C is cut into tiles nor on how K is cut into chunks (a chunk continues the
+// chain from the sums the previous one stored, exactly), so the tiles may be sized by the
+// thread count and the bits still depend on the shape alone. B is laid out once per product
+// and shared by the tiles; libraries lay it out again in every call, which on two cores cost
+// 10-20% of the linear products' time (docs/performance.md, "cbs's own fp32 GEMM").
+
+const (
+	// sgemmMR x sgemmNR is the kernel's tile of C: 16 accumulators of 16 lanes.
+	sgemmMR = 8
+	sgemmNR = 32
+	// sgemmKC is the inner dimension of one pass over a tile: the tiles of a task's rows take
+	// a 512 x 32 slice of B (64 KiB) in turn. sgemmRows and sgemmCols bound a task's block of
+	// C, whose A (sgemmRows x sgemmKC, 256 KiB) stays in L2 while the block's slices of B pass.
+	// Chosen on the d512 products (BenchmarkSGEMM) against blocks of 256 rows and 256 or 384
+	// deep.
+	sgemmKC   = 512
+	sgemmRows = 128
+	sgemmCols = 1024
+)
+
+// sgemmFMA computes C = alpha op(A) op(B) + beta C. run runs n tasks (on the goroutines or in
+// turn); tasks is how many the caller would like at least, to keep its threads busy.
+func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int, run func(n int, f func(i int)), tasks int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || (alpha != 1 && beta != 0) {
+		sgemmAlphaBeta(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc, run, tasks)
+		return
+	}
+	panels := chunks(n, sgemmNR)
+	bp := getScratch(panels * sgemmNR * k)
+	defer putScratch(bp)
+	const panelsPerTask = 4
+	run(chunks(panels, panelsPerTask), func(t int) {
+		lo, hi := span(t, panelsPerTask, panels)
+		packB(bp.buf[lo*sgemmNR*k:hi*sgemmNR*k], transB, b, ldb, k, lo*sgemmNR, min(hi*sgemmNR, n))
+	})
+	rows := sgemmRows
+	cols := sgemmCols
+	for rows > 64 && chunks(m, rows)*chunks(n, cols) < tasks {
+		rows /= 2
+	}
+	rt, ct := chunks(m, rows), chunks(n, cols)
+	run(rt*ct, func(t int) {
+		i0, i1 := span(t/ct, rows, m)
+		j0, j1 := span(t%ct, cols, n)
+		sgemmBlock(transA, i0, i1, j0, j1, k, alpha, a, lda, bp.buf, k, beta, cm, ldc)
+	})
+}
+
+// sgemmBlock computes rows i0..i1 and columns j0..j1 of C from B packed by packB in panels of
+// pk >= k rows, of which the product uses the first k (j0 a multiple of sgemmNR); alpha is 1
+// or beta is 0.
+func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, bp []float32, pk int, beta float32, cm []float32, ldc int) {
+	if beta != 0 && beta != 1 {
+		for i := i0; i < i1; i++ {
+			row := cm[i*ldc+j0 : i*ldc+j1]
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+	mr := chunks(i1-i0, sgemmMR)
+	ap := getScratch(mr * sgemmMR * sgemmKC)
+	defer putScratch(ap)
+	var edge [sgemmMR * sgemmNR]float32
+	for k0 := 0; k0 < k; k0 += sgemmKC {
+		kc := min(sgemmKC, k-k0)
+		// A transposed is packed; A not transposed is read in place, 8 rows at a time, but
+		// for a last group of fewer rows, packed with zeros.
+		if transA {
+			packA(ap.buf[:mr*sgemmMR*kc], transA, a, lda, i0, i1, k0, kc)
+		} else if r0 := i0 + (mr-1)*sgemmMR; r0+sgemmMR > i1 {
+			packA(ap.buf[:sgemmMR*kc], false, a, lda, r0, i1, k0, kc)
+		}
+		flags := 0
+		if k0 > 0 || beta != 0 {
+			flags |= sgemmLoad
+		}
+		if k0+kc == k && alpha != 1 {
+			flags |= sgemmScale
+		}
+		for c0 := j0; c0 < j1; c0 += sgemmNR {
+			panel := bp[c0*pk+k0*sgemmNR:]
+			w := min(sgemmNR, j1-c0)
+			for p := range mr {
+				r0 := i0 + p*sgemmMR
+				h := min(sgemmMR, i1-r0)
+				tile := func(c []float32, ldc int) {
+					switch {
+					case transA:
+						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags)
+					case h == sgemmMR:
+						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags)
+					default:
+						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags)
+					}
+				}
+				if h == sgemmMR && w == sgemmNR {
+					tile(cm[r0*ldc+c0:], ldc)
+					continue
+				}
+				// A tile at the edge of C runs on a full tile of scratch.
+				if flags&sgemmLoad != 0 {
+					for r := range h {
+						copy(edge[r*sgemmNR:r*sgemmNR+w], cm[(r0+r)*ldc+c0:])
+					}
+				}
+				tile(edge[:], sgemmNR)
+				for r := range h {
+					copy(cm[(r0+r)*ldc+c0:(r0+r)*ldc+c0+w], edge[r*sgemmNR:])
+				}
+			}
+		}
+	}
+}
+
+// The kernel's flags: continue the chains from C; multiply by alpha before storing.
+const (
+	sgemmLoad  = 1
+	sgemmScale = 2
+)
+
+// packB lays out columns c0..c1 of op(B) (k x n, c0 a multiple of sgemmNR) in panels of
+// sgemmNR columns, each as k rows of sgemmNR (zeros past c1), panel by panel into dst.
+func packB(dst []float32, transB bool, b []float32, ldb, k, c0, c1 int) {
+	panels := chunks(c1-c0, sgemmNR)
+	last := (panels - 1) * sgemmNR * k
+	if (c1-c0)%sgemmNR != 0 {
+		clear(dst[last : last+sgemmNR*k])
+	}
+	if transB {
+		for j := range panels {
+			lo := c0 + j*sgemmNR
+			transpose(words32(dst[j*sgemmNR*k:(j+1)*sgemmNR*k]), sgemmNR, words32(b[lo*ldb:]), ldb, min(sgemmNR, c1-lo), k)
+		}
+		return
+	}
+	// Row k of B holds every panel's values at k: read it once, in order, into every panel.
+	full := (c1 - c0) / sgemmNR
+	for kk := range k {
+		src := b[kk*ldb+c0 : kk*ldb+c1]
+		for j := range full {
+			*(*[sgemmNR]float32)(dst[j*sgemmNR*k+kk*sgemmNR:]) = *(*[sgemmNR]float32)(src[j*sgemmNR:])
+		}
+		if full < panels {
+			copy(dst[last+kk*sgemmNR:], src[full*sgemmNR:])
+		}
+	}
+}
+
+// packA lays out rows r0..r1 and columns k0..k0+kc of op(A) in groups of sgemmMR rows, each
+// as kc runs of sgemmMR values (zeros past r1).
+func packA(dst []float32, transA bool, a []float32, lda, r0, r1, k0, kc int) {
+	groups := chunks(r1-r0, sgemmMR)
+	if h := (r1 - r0) % sgemmMR; h != 0 {
+		clear(dst[(groups-1)*sgemmMR*kc : groups*sgemmMR*kc])
+	}
+	if transA {
+		// Row k of A^T holds the rows' values at k: read it once, in order, into every group.
+		full := (r1 - r0) / sgemmMR
+		for kk := range kc {
+			src := a[(k0+kk)*lda+r0 : (k0+kk)*lda+r1]
+			for g := range full {
+				*(*[sgemmMR]float32)(dst[g*sgemmMR*kc+kk*sgemmMR:]) = *(*[sgemmMR]float32)(src[g*sgemmMR:])
+			}
+			if full < groups {
+				copy(dst[full*sgemmMR*kc+kk*sgemmMR:], src[full*sgemmMR:])
+			}
+		}
+		return
+	}
+	for g := range groups {
+		lo := r0 + g*sgemmMR
+		h := min(sgemmMR, r1-lo)
+		transpose(words32(dst[g*sgemmMR*kc:(g+1)*sgemmMR*kc]), sgemmMR, words32(a[lo*lda+k0:]), lda, h, kc)
+	}
+}
+
+// sgemmAlphaBeta is the general case the tiles do not take (alpha != 1 with beta != 0, or an
+// empty inner dimension): alpha op(A) op(B) into scratch, then added to beta C.
+func sgemmAlphaBeta(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int, run func(n int, f func(i int)), tasks int) {
+	t := getScratch(m * n)
+	defer putScratch(t)
+	if k == 0 {
+		clear(t.buf)
+	} else {
+		sgemmFMA(transA, transB, m, n, k, alpha, a, lda, b, ldb, 0, t.buf, n, run, tasks)
+	}
+	run(chunks(m, rowBlock), func(i int) {
+		lo, hi := span(i, rowBlock, m)
+		for r := lo; r < hi; r++ {
+			row := cm[r*ldc : r*ldc+n]
+			for j, v := range t.buf[r*n : (r+1)*n] {
+				if beta == 0 {
+					row[j] = v
+				} else {
+					row[j] = v + float32(beta*row[j]) // rounded apart: no fused step
+				}
+			}
+		}
+	})
+}
+
+// sgemmKernelGo is the kernels in Go, for CPUs without the assembly's: the same chains, each
+// step a correctly rounded fused multiply-add (fma32), so the bits are the assembly's. Row r
+// of A at step k is a[r*ar+k*ak].
+func sgemmKernelGo(kc int, a []float32, ar, ak int, b, c []float32, ldc int, alpha float32, flags int) {
+	var acc [sgemmMR * sgemmNR]float32
+	if flags&sgemmLoad != 0 {
+		for r := range sgemmMR {
+			copy(acc[r*sgemmNR:(r+1)*sgemmNR], c[r*ldc:])
+		}
+	}
+	for kk := range kc {
+		for r := range sgemmMR {
+			x := a[r*ar+kk*ak]
+			for j, y := range b[kk*sgemmNR : (kk+1)*sgemmNR] {
+				acc[r*sgemmNR+j] = fma32(x, y, acc[r*sgemmNR+j])
+			}
+		}
+	}
+	for r := range sgemmMR {
+		row := c[r*ldc : r*ldc+sgemmNR]
+		for j := range row {
+			v := acc[r*sgemmNR+j]
+			if flags&sgemmScale != 0 {
+				v *= alpha
+			}
+			row[j] = v
+		}
+	}
+}
+
+// fma32 is x*y+z rounded once to float32. The product is exact in float64; the sum is rounded
+// to odd in float64 (the nearest value, moved one unit to the odd neighbour when it is inexact
+// and even), and rounding that to float32 then rounds the exact sum correctly, since float64
+// carries more than float32's 24 bits plus two.
+func fma32(x, y, z float32) float32 {
+	p := float64(float64(x) * float64(y))
+	zz := float64(z)
+	s := float64(p + zz)
+	if math.IsInf(s, 0) || math.IsNaN(s) {
+		return float32(s)
+	}
+	bp := float64(s - zz)
+	e := float64(p-bp) + float64(zz-float64(s-bp))
+	if bits := math.Float64bits(s); e != 0 && bits&1 == 0 {
+		if (e > 0) == (s > 0) {
+			bits++
+		} else {
+			bits--
+		}
+		s = math.Float64frombits(bits)
+	}
+	return float32(s)
+}
