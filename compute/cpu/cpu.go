@@ -68,7 +68,7 @@ func New(threads int) *CPU {
 type fmaSgemm struct{}
 
 func (fmaSgemm) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmFMA(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial, 1)
+	sgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // serial runs n tasks in turn on the calling goroutine.

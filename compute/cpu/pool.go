@@ -205,13 +205,16 @@ type scratch struct{ buf []float32 }
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // getScratch returns a buffer of n elements with arbitrary contents; putScratch returns it.
-func getScratch(n int) *scratch {
-	s := scratchPool.Get().(*scratch)
+func getScratch(n int) *scratch { return getFrom(&scratchPool, n) }
+
+func putScratch(s *scratch) { scratchPool.Put(s) }
+
+// getFrom takes a buffer of n elements from p, growing it if it is short.
+func getFrom(p *sync.Pool, n int) *scratch {
+	s := p.Get().(*scratch)
 	if cap(s.buf) < n {
 		s.buf = make([]float32, n)
 	}
 	s.buf = s.buf[:n]
 	return s
 }
-
-func putScratch(s *scratch) { scratchPool.Put(s) }

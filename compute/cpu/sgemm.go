@@ -1,6 +1,9 @@
 package cpu
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // cbs's own fp32 GEMM (where the CPU has AVX-512): C = alpha op(A) op(B) + beta C with every
 // element of C one chain of fused multiply-adds over the inner dimension in order, started from
@@ -36,8 +39,8 @@ func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 		return
 	}
 	panels := chunks(n, sgemmNR)
-	bp := getScratch(panels * sgemmNR * k)
-	defer putScratch(bp)
+	bp := getFrom(&packsB, panels*sgemmNR*k)
+	defer packsB.Put(bp)
 	const panelsPerTask = 4
 	run(chunks(panels, panelsPerTask), func(t int) {
 		lo, hi := span(t, panelsPerTask, panels)
@@ -56,6 +59,28 @@ func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 	})
 }
 
+// sgemmSerial is sgemmFMA on the calling goroutine, without its closures (attention calls it
+// thousands of times a step).
+func sgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || (alpha != 1 && beta != 0) {
+		sgemmAlphaBeta(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc, serial, 1)
+		return
+	}
+	bp := getFrom(&packsB, chunks(n, sgemmNR)*sgemmNR*k)
+	defer packsB.Put(bp)
+	packB(bp.buf, transB, b, ldb, k, 0, n)
+	for i0 := 0; i0 < m; i0 += sgemmRows {
+		sgemmBlock(transA, i0, min(i0+sgemmRows, m), 0, n, k, alpha, a, lda, bp.buf, k, beta, cm, ldc)
+	}
+}
+
+// packsA and packsB hold the packed operands' buffers, apart from other scratch so that
+// each keeps the size its products need rather than being swapped for smaller ones.
+var packsA, packsB = sync.Pool{New: func() any { return new(scratch) }}, sync.Pool{New: func() any { return new(scratch) }}
+
 // sgemmBlock computes rows i0..i1 and columns j0..j1 of C from B packed by packB in panels of
 // pk >= k rows, of which the product uses the first k (j0 a multiple of sgemmNR); alpha is 1
 // or beta is 0.
@@ -69,8 +94,8 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 		}
 	}
 	mr := chunks(i1-i0, sgemmMR)
-	ap := getScratch(mr * sgemmMR * sgemmKC)
-	defer putScratch(ap)
+	ap := getFrom(&packsA, max(mr, sgemmRows/sgemmMR)*sgemmMR*sgemmKC)
+	defer packsA.Put(ap)
 	var edge [sgemmMR * sgemmNR]float32
 	for k0 := 0; k0 < k; k0 += sgemmKC {
 		kc := min(sgemmKC, k-k0)
@@ -146,13 +171,10 @@ func packB(dst []float32, transB bool, b []float32, ldb, k, c0, c1 int) {
 	}
 	// Row k of B holds every panel's values at k: read it once, in order, into every panel.
 	full := (c1 - c0) / sgemmNR
-	for kk := range k {
-		src := b[kk*ldb+c0 : kk*ldb+c1]
-		for j := range full {
-			*(*[sgemmNR]float32)(dst[j*sgemmNR*k+kk*sgemmNR:]) = *(*[sgemmNR]float32)(src[j*sgemmNR:])
-		}
-		if full < panels {
-			copy(dst[last+kk*sgemmNR:], src[full*sgemmNR:])
+	scatterRows(dst, b[c0:], k, full, sgemmNR, ldb, sgemmNR*k)
+	if full < panels {
+		for kk := range k {
+			copy(dst[last+kk*sgemmNR:], b[kk*ldb+c0+full*sgemmNR:kk*ldb+c1])
 		}
 	}
 }
@@ -167,13 +189,11 @@ func packA(dst []float32, transA bool, a []float32, lda, r0, r1, k0, kc int) {
 	if transA {
 		// Row k of A^T holds the rows' values at k: read it once, in order, into every group.
 		full := (r1 - r0) / sgemmMR
-		for kk := range kc {
-			src := a[(k0+kk)*lda+r0 : (k0+kk)*lda+r1]
-			for g := range full {
-				*(*[sgemmMR]float32)(dst[g*sgemmMR*kc+kk*sgemmMR:]) = *(*[sgemmMR]float32)(src[g*sgemmMR:])
-			}
-			if full < groups {
-				copy(dst[full*sgemmMR*kc+kk*sgemmMR:], src[full*sgemmMR:])
+		scatterRows(dst, a[k0*lda+r0:], kc, full, sgemmMR, lda, sgemmMR*kc)
+		if full < groups {
+			for kk := range kc {
+				o := (k0+kk)*lda + r0 + full*sgemmMR
+				copy(dst[full*sgemmMR*kc+kk*sgemmMR:], a[o:(k0+kk)*lda+r1])
 			}
 		}
 		return
@@ -182,6 +202,15 @@ func packA(dst []float32, transA bool, a []float32, lda, r0, r1, k0, kc int) {
 		lo := r0 + g*sgemmMR
 		h := min(sgemmMR, r1-lo)
 		transpose(words32(dst[g*sgemmMR*kc:(g+1)*sgemmMR*kc]), sgemmMR, words32(a[lo*lda+k0:]), lda, h, kc)
+	}
+}
+
+// scatterRowsGo is scatterRows in Go.
+func scatterRowsGo(dst, src []float32, rows, blocks, width, lds, bsd int) {
+	for r := range rows {
+		for b := range blocks {
+			copy(dst[b*bsd+r*width:b*bsd+(r+1)*width], src[r*lds+b*width:])
+		}
 	}
 }
 

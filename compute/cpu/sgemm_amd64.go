@@ -28,3 +28,20 @@ func sgemmKernelRows(kc int, a []float32, lda int, b, c []float32, ldc int, alph
 	_, _, _ = a[(sgemmMR-1)*lda+kc-1], b[kc*sgemmNR-1], c[(sgemmMR-1)*ldc+sgemmNR-1]
 	sgemmKernel8x32Rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, flags)
 }
+
+//go:noescape
+func scatterRowsAVX(dst, src *float32, rows, blocks, width, lds, bsd int)
+
+// scatterRows copies block b (width floats) of each of rows rows of src (lds apart) to
+// dst[b*bsd+r*width].
+func scatterRows(dst, src []float32, rows, blocks, width, lds, bsd int) {
+	if rows == 0 || blocks == 0 {
+		return
+	}
+	if !useSIMD || width%8 != 0 {
+		scatterRowsGo(dst, src, rows, blocks, width, lds, bsd)
+		return
+	}
+	_, _ = src[(rows-1)*lds+blocks*width-1], dst[(blocks-1)*bsd+rows*width-1]
+	scatterRowsAVX(&dst[0], &src[0], rows, blocks, width, lds, bsd)
+}

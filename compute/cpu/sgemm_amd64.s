@@ -513,3 +513,48 @@ rstore:
 	VMOVUPS Z15, 64(DI)
 	VZEROUPPER
 	RET
+
+// scatterRowsAVX copies, for each of rows rows of src (lds floats apart), its blocks of width
+// floats (width a multiple of 8) to dst: block b of row r to dst[b*bsd+r*width]. It lays out
+// operands for the kernels: rows of A^T into groups of 8 rows, rows of B into panels of 32
+// columns.
+//
+// func scatterRowsAVX(dst, src *float32, rows, blocks, width, lds, bsd int)
+TEXT ·scatterRowsAVX(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ rows+16(FP), CX
+	MOVQ blocks+24(FP), DX
+	MOVQ width+32(FP), R8
+	SHLQ $2, R8
+	MOVQ lds+40(FP), R9
+	SHLQ $2, R9
+	MOVQ bsd+48(FP), R10
+	SHLQ $2, R10
+	TESTQ CX, CX
+	JZ sdone
+	TESTQ DX, DX
+	JZ sdone
+srow:
+	MOVQ SI, R11
+	MOVQ DI, R12
+	MOVQ DX, R13
+sblock:
+	XORQ AX, AX
+swide:
+	VMOVUPS (R11)(AX*1), Y0
+	VMOVUPS Y0, (R12)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, R8
+	JLT swide
+	ADDQ R8, R11
+	ADDQ R10, R12
+	DECQ R13
+	JNZ sblock
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ srow
+sdone:
+	VZEROUPPER
+	RET

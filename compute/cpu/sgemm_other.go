@@ -12,3 +12,7 @@ func sgemmKernel(kc int, a []float32, ak int, b, c []float32, ldc int, alpha flo
 func sgemmKernelRows(kc int, a []float32, lda int, b, c []float32, ldc int, alpha float32, flags int) {
 	sgemmKernelGo(kc, a, lda, 1, b, c, ldc, alpha, flags)
 }
+
+func scatterRows(dst, src []float32, rows, blocks, width, lds, bsd int) {
+	scatterRowsGo(dst, src, rows, blocks, width, lds, bsd)
+}
