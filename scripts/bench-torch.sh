@@ -65,6 +65,8 @@ for line in open(sys.argv[1]):
             kern += ", oneDNN " + d["onednn"].get("isa", "?")
         if d.get("amx"):
             kern += ", AMX tiles"
+        if d.get("fp32_products") == "cbs" and d["_run"]["precision"] == "fp32":
+            kern = "cbs AVX-512 FMA kernel"
     else:
         med, best = d["tokens_per_s"]["median"], d["tokens_per_s"]["best"]
         kern = d["blas"].get("openblas_corename", "?") + (", autocast " + d["autocast"] if d.get("autocast") else "")

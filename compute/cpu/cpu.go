@@ -1,6 +1,7 @@
 // Package cpu runs the model on the CPU: a readable reference for every operation (the ground
 // truth in tests, and the float64 path of the gradient checks) and a fast float32 backend that
-// uses OpenBLAS (or gonum's BLAS) for matrix products and goroutines for everything else.
+// runs its matrix products on a kernel of its own where the CPU has AVX-512, else on oneDNN,
+// OpenBLAS or gonum's BLAS, and everything else on goroutines.
 package cpu
 
 import (
@@ -126,12 +127,13 @@ func (c *CPU) Name() string {
 // with AMX, unless CBS_AMX=off.
 func (c *CPU) AMX() bool { return c.prec == compute.PrecisionBF16 && c.amx }
 
-// gemmBlock is the number of rows of C per task.
+// gemmBlock is the number of rows of C per task of a library's products.
 const gemmBlock = 256
 
-// Gemm runs the product in fixed blocks of C on the goroutines, each block a single-threaded
-// library call: oneDNN's or OpenBLAS's sgemm at fp32 (FP32Library); at bf16 (SetPrecision) both operands are rounded to
-// bfloat16 first and oneDNN multiplies them (GemmBF16).
+// Gemm runs the product on the goroutines. At fp32 (FP32Library) it runs on cbs's own kernel
+// (sgemm.go), whose tiles follow the thread count, or else in fixed blocks of C, each block a
+// single-threaded call of oneDNN's or OpenBLAS's sgemm; at bf16 (SetPrecision) both operands
+// are rounded to bfloat16 first and multiplied on AMX tiles or by oneDNN (GemmBF16).
 func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, cm []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
