@@ -119,17 +119,22 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 			for p := range mr {
 				r0 := i0 + p*sgemmMR
 				h := min(sgemmMR, i1-r0)
+				// The last panel of a narrow C (heads of 16) takes the half-width kernel.
+				cols := sgemmNR
+				if w <= sgemmNR/2 {
+					cols = sgemmNR / 2
+				}
 				tile := func(c []float32, ldc int) {
 					switch {
 					case transA:
-						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags)
+						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags, cols)
 					case h == sgemmMR:
-						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags)
+						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags, cols)
 					default:
-						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags)
+						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags, cols)
 					}
 				}
-				if h == sgemmMR && w == sgemmNR {
+				if h == sgemmMR && w == cols {
 					tile(cm[r0*ldc+c0:], ldc)
 					continue
 				}
@@ -241,24 +246,24 @@ func sgemmAlphaBeta(transA, transB bool, m, n, k int, alpha float32, a []float32
 
 // sgemmKernelGo is the kernels in Go, for CPUs without the assembly's: the same chains, each
 // step a correctly rounded fused multiply-add (fma32), so the bits are the assembly's. Row r
-// of A at step k is a[r*ar+k*ak].
-func sgemmKernelGo(kc int, a []float32, ar, ak int, b, c []float32, ldc int, alpha float32, flags int) {
+// of A at step k is a[r*ar+k*ak]; the tile is the panel's first cols columns (16 or 32).
+func sgemmKernelGo(kc int, a []float32, ar, ak int, b, c []float32, ldc int, alpha float32, flags, cols int) {
 	var acc [sgemmMR * sgemmNR]float32
 	if flags&sgemmLoad != 0 {
 		for r := range sgemmMR {
-			copy(acc[r*sgemmNR:(r+1)*sgemmNR], c[r*ldc:])
+			copy(acc[r*sgemmNR:r*sgemmNR+cols], c[r*ldc:])
 		}
 	}
 	for kk := range kc {
 		for r := range sgemmMR {
 			x := a[r*ar+kk*ak]
-			for j, y := range b[kk*sgemmNR : (kk+1)*sgemmNR] {
+			for j, y := range b[kk*sgemmNR : kk*sgemmNR+cols] {
 				acc[r*sgemmNR+j] = fma32(x, y, acc[r*sgemmNR+j])
 			}
 		}
 	}
 	for r := range sgemmMR {
-		row := c[r*ldc : r*ldc+sgemmNR]
+		row := c[r*ldc : r*ldc+cols]
 		for j := range row {
 			v := acc[r*sgemmNR+j]
 			if flags&sgemmScale != 0 {

@@ -7,27 +7,42 @@ var useFMAKernel = useAVX512
 func sgemmKernel8x32(kc int, a *float32, ak int, b, c *float32, ldc int, alpha float32, flags int)
 
 // sgemmKernel computes one tile of C (sgemm_amd64.s says how).
-func sgemmKernel(kc int, a []float32, ak int, b, c []float32, ldc int, alpha float32, flags int) {
+// cols is 32, or 16 for the panel's first 16 columns only.
+func sgemmKernel(kc int, a []float32, ak int, b, c []float32, ldc int, alpha float32, flags, cols int) {
 	if !useFMAKernel {
-		sgemmKernelGo(kc, a, 1, ak, b, c, ldc, alpha, flags)
+		sgemmKernelGo(kc, a, 1, ak, b, c, ldc, alpha, flags, cols)
 		return
 	}
-	_, _, _ = a[(kc-1)*ak+sgemmMR-1], b[kc*sgemmNR-1], c[(sgemmMR-1)*ldc+sgemmNR-1]
-	sgemmKernel8x32(kc, &a[0], ak, &b[0], &c[0], ldc, alpha, flags)
+	_, _, _ = a[(kc-1)*ak+sgemmMR-1], b[kc*sgemmNR-1], c[(sgemmMR-1)*ldc+cols-1]
+	if cols == sgemmNR {
+		sgemmKernel8x32(kc, &a[0], ak, &b[0], &c[0], ldc, alpha, flags)
+	} else {
+		sgemmKernel8x16(kc, &a[0], ak, &b[0], &c[0], ldc, alpha, flags)
+	}
 }
 
 //go:noescape
 func sgemmKernel8x32Rows(kc int, a *float32, lda int, b, c *float32, ldc int, alpha float32, flags int)
 
 // sgemmKernelRows computes one tile of C with A read in place from 8 rows lda apart.
-func sgemmKernelRows(kc int, a []float32, lda int, b, c []float32, ldc int, alpha float32, flags int) {
+func sgemmKernelRows(kc int, a []float32, lda int, b, c []float32, ldc int, alpha float32, flags, cols int) {
 	if !useFMAKernel {
-		sgemmKernelGo(kc, a, lda, 1, b, c, ldc, alpha, flags)
+		sgemmKernelGo(kc, a, lda, 1, b, c, ldc, alpha, flags, cols)
 		return
 	}
-	_, _, _ = a[(sgemmMR-1)*lda+kc-1], b[kc*sgemmNR-1], c[(sgemmMR-1)*ldc+sgemmNR-1]
-	sgemmKernel8x32Rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, flags)
+	_, _, _ = a[(sgemmMR-1)*lda+kc-1], b[kc*sgemmNR-1], c[(sgemmMR-1)*ldc+cols-1]
+	if cols == sgemmNR {
+		sgemmKernel8x32Rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, flags)
+	} else {
+		sgemmKernel8x16Rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, flags)
+	}
 }
+
+//go:noescape
+func sgemmKernel8x16(kc int, a *float32, ak int, b, c *float32, ldc int, alpha float32, flags int)
+
+//go:noescape
+func sgemmKernel8x16Rows(kc int, a *float32, lda int, b, c *float32, ldc int, alpha float32, flags int)
 
 //go:noescape
 func scatterRowsAVX(dst, src *float32, rows, blocks, width, lds, bsd int)

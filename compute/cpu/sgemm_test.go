@@ -55,24 +55,26 @@ func TestSGEMMKernel(t *testing.T) {
 	}
 	for _, kc := range []int{1, 3, 4, 5, 64, 255, 256} {
 		for flags := range 4 {
-			a, b := randVec(kc*sgemmMR, uint64(kc), 1), randVec(kc*sgemmNR, uint64(kc)+1, 1)
-			const ldc = sgemmNR + 7
-			c0 := randVec(sgemmMR*ldc, uint64(kc)+2, 1)
-			want, got := slices.Clone(c0), slices.Clone(c0)
-			sgemmKernelGo(kc, a, 1, sgemmMR, b, want, ldc, 0.3, flags)
-			sgemmKernel(kc, a, sgemmMR, b, got, ldc, 0.3, flags)
-			// The same A as 8 rows of kc (stride kc+5), read in place.
-			rows := make([]float32, sgemmMR*(kc+5))
-			for r := range sgemmMR {
-				for kk := range kc {
-					rows[r*(kc+5)+kk] = a[kk*sgemmMR+r]
+			for _, cols := range []int{sgemmNR, sgemmNR / 2} {
+				a, b := randVec(kc*sgemmMR, uint64(kc), 1), randVec(kc*sgemmNR, uint64(kc)+1, 1)
+				const ldc = sgemmNR + 7
+				c0 := randVec(sgemmMR*ldc, uint64(kc)+2, 1)
+				want, got := slices.Clone(c0), slices.Clone(c0)
+				sgemmKernelGo(kc, a, 1, sgemmMR, b, want, ldc, 0.3, flags, cols)
+				sgemmKernel(kc, a, sgemmMR, b, got, ldc, 0.3, flags, cols)
+				// The same A as 8 rows of kc (stride kc+5), read in place.
+				rows := make([]float32, sgemmMR*(kc+5))
+				for r := range sgemmMR {
+					for kk := range kc {
+						rows[r*(kc+5)+kk] = a[kk*sgemmMR+r]
+					}
 				}
-			}
-			gotRows := slices.Clone(c0)
-			sgemmKernelRows(kc, rows, kc+5, b, gotRows, ldc, 0.3, flags)
-			for i := range want {
-				if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotRows[i]) != math.Float32bits(want[i]) {
-					t.Fatalf("kc=%d flags=%d: element %d = %g (rows in place: %g), want %g", kc, flags, i, got[i], gotRows[i], want[i])
+				gotRows := slices.Clone(c0)
+				sgemmKernelRows(kc, rows, kc+5, b, gotRows, ldc, 0.3, flags, cols)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotRows[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("kc=%d flags=%d cols=%d: element %d = %g (rows in place: %g), want %g", kc, flags, cols, i, got[i], gotRows[i], want[i])
+					}
 				}
 			}
 		}
@@ -125,6 +127,7 @@ func TestSGEMMFMA(t *testing.T) {
 		{true, true, 13, 37, 257, 0.125, 0}, {false, true, 300, 70, 9, 1, 0.5}, {false, false, 9, 600, 33, 0.5, 1},
 		{true, false, 1, 1, 1, 1, 0}, {false, false, 5, 7, 0, 1, 0.5}, {false, true, 17, 33, 3, 2, 0},
 		{false, true, 530, 40, 64, 1, 0}, {true, false, 8, 1030, 100, 1, 1},
+		{false, false, 64, 16, 64, 1, 0}, {true, false, 64, 16, 64, 1, 1}, {false, true, 24, 48, 16, 0.25, 0},
 	} {
 		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
 			lda, ldb := denseStrides(tc.ta, tc.tb, tc.m, tc.n, tc.k)
