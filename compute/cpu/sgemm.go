@@ -46,10 +46,17 @@ func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 		lo, hi := span(t, panelsPerTask, panels)
 		packB(bp.buf[lo*sgemmNR*k:hi*sgemmNR*k], transB, b, ldb, k, lo*sgemmNR, min(hi*sgemmNR, n))
 	})
-	rows := sgemmRows
-	cols := sgemmCols
-	for rows > 64 && chunks(m, rows)*chunks(n, cols) < tasks {
-		rows /= 2
+	// Smaller blocks where there are too few for the threads: a weight gradient's C can be
+	// a single 64 x 64 block, its work all in K.
+	rows, cols := sgemmRows, sgemmCols
+	for chunks(m, rows)*chunks(n, cols) < tasks {
+		if rows > sgemmMR {
+			rows /= 2
+		} else if cols > sgemmNR {
+			cols /= 2
+		} else {
+			break
+		}
 	}
 	rt, ct := chunks(m, rows), chunks(n, cols)
 	run(rt*ct, func(t int) {
