@@ -60,22 +60,14 @@ func (c *CPU) Attention(o, lse, q, k, v []float32, B, L, H, KV, hd int, causal b
 		for i0 := 0; i0 < L; i0 += attnBlock {
 			i1 := min(i0+attnBlock, L)
 			nk := attnKeys(i1, L, causal)
-			if packed {
-				sgemmBlock(false, 0, i1-i0, 0, nk, hd, scale, qb[i0*qs:], qs, kt, hd, 0, S, nk)
-			} else {
-				c.f32.Sgemm(false, true, i1-i0, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, S, nk)
-			}
+			c.mulBlock(i1-i0, nk, hd, scale, qb[i0*qs:], qs, kt, hd, true, kb, ks, S, nk)
 			for i := i0; i < i1; i++ {
 				row := S[(i-i0)*nk : (i-i0+1)*nk]
 				n := attnKeys(i+1, L, causal)
 				rowLSE[i] = softmaxRow(row[:n])
 				clear(row[n:])
 			}
-			if packed {
-				sgemmBlock(false, 0, i1-i0, 0, hd, nk, 1, S, nk, vp, L, 0, ob[i0*qs:], qs)
-			} else {
-				c.f32.Sgemm(false, false, i1-i0, hd, nk, 1, S, nk, vb, ks, 0, ob[i0*qs:], qs)
-			}
+			c.mulBlock(i1-i0, hd, nk, 1, S, nk, vp, L, false, vb, ks, ob[i0*qs:], qs)
 		}
 	})
 }
@@ -124,11 +116,7 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 			for i0 := 0; i0 < L; i0 += attnBlock {
 				i1 := min(i0+attnBlock, L)
 				rows, nk := i1-i0, attnKeys(i1, L, causal)
-				if packed {
-					sgemmBlock(false, 0, rows, 0, nk, hd, scale, qb[i0*qs:], qs, kt, hd, 0, P, nk)
-				} else {
-					c.f32.Sgemm(false, true, rows, nk, hd, scale, qb[i0*qs:], qs, kb, ks, 0, P, nk)
-				}
+				c.mulBlock(rows, nk, hd, scale, qb[i0*qs:], qs, kt, hd, true, kb, ks, P, nk)
 				for i := i0; i < i1; i++ {
 					row := P[(i-i0)*nk : (i-i0+1)*nk]
 					n := attnKeys(i+1, L, causal)
@@ -136,24 +124,27 @@ func (c *CPU) AttentionBackward(dq, dk, dv, do, lse, q, k, v []float32, B, L, H,
 					clear(row[n:])
 				}
 				c.f32.Sgemm(true, false, nk, hd, rows, 1, P, nk, dob[i0*qs:], qs, 1, dvb, ks)
-				if packed {
-					sgemmBlock(false, 0, rows, 0, nk, hd, 1, dob[i0*qs:], qs, vt, hd, 0, dS, nk)
-				} else {
-					c.f32.Sgemm(false, true, rows, nk, hd, 1, dob[i0*qs:], qs, vb, ks, 0, dS, nk)
-				}
+				c.mulBlock(rows, nk, hd, 1, dob[i0*qs:], qs, vt, hd, true, vb, ks, dS, nk)
 				for i := range rows {
 					pr, dr := P[i*nk:(i+1)*nk], dS[i*nk:(i+1)*nk]
 					softmaxBwd(dr, pr, dot(pr, dr), scale)
 				}
-				if packed {
-					sgemmBlock(false, 0, rows, 0, hd, nk, 1, dS, nk, kp, L, 0, dqb[i0*qs:], qs)
-				} else {
-					c.f32.Sgemm(false, false, rows, hd, nk, 1, dS, nk, kb, ks, 0, dqb[i0*qs:], qs)
-				}
+				c.mulBlock(rows, hd, nk, 1, dS, nk, kp, L, false, kb, ks, dqb[i0*qs:], qs)
 				c.f32.Sgemm(true, false, nk, hd, rows, 1, dS, nk, qb[i0*qs:], qs, 1, dkb, ks)
 			}
 		}
 	})
+}
+
+// mulBlock computes C = alpha A op(B) for one of attention's block products (A not transposed,
+// C not accumulated): on cbs's kernel from B laid out beforehand (bp, panels of pk rows), or,
+// when bp is nil, through the fp32 library from b.
+func (c *CPU) mulBlock(rows, n, k int, alpha float32, a []float32, lda int, bp []float32, pk int, transB bool, b []float32, ldb int, cm []float32, ldc int) {
+	if bp != nil {
+		sgemmBlock(false, 0, rows, 0, n, k, alpha, a, lda, bp, pk, 0, cm, ldc)
+		return
+	}
+	c.f32.Sgemm(false, transB, rows, n, k, alpha, a, lda, b, ldb, 0, cm, ldc)
 }
 
 // packedLen is the length of one head's keys or values (L x hd) laid out by packB either way.
