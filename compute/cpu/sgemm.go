@@ -11,8 +11,8 @@ import (
 // depend on how C is cut into tiles nor on how K is cut into chunks (a chunk continues the
 // chain from the sums the previous one stored, exactly), so the tiles may be sized by the
 // thread count and the bits still depend on the shape alone. B is laid out once per product
-// and shared by the tiles; libraries lay it out again in every call, which on two cores cost
-// 10-20% of the linear products' time (docs/performance.md, "cbs's own fp32 GEMM").
+// and shared by the tiles, where a library called per fixed block lays it out again in every
+// call (docs/performance.md, "cbs's own fp32 GEMM", has the measurements).
 
 const (
 	// sgemmMR x sgemmNR is the kernel's tile of C: 16 accumulators of 16 lanes.
