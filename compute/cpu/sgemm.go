@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // cbs's own fp32 GEMM (where the CPU has AVX-512): C = alpha op(A) op(B) + beta C with every
@@ -123,7 +124,21 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 		for c0 := j0; c0 < j1; c0 += sgemmNR {
 			panel := bp[c0*pk+k0*sgemmNR:]
 			w := min(sgemmNR, j1-c0)
+			// The slice of B the block takes next (the next panel's in this pass, else the
+			// first panel's in the next pass) comes from memory while this panel's tiles run,
+			// a sixteenth of it per 8-row tile (2 kc floats: a line every 4 steps), rather than
+			// at the pace of the next panel's first tile (docs/performance.md).
+			next := -1
+			if c0+sgemmNR < j1 {
+				next = (c0+sgemmNR)*pk + k0*sgemmNR
+			} else if k0+kc < k {
+				next = j0*pk + (k0+kc)*sgemmNR
+			}
 			for p := range mr {
+				pf := uintptr(unsafe.Pointer(&panel[0]))
+				if o := next + p%(sgemmNR/2)*2*kc; next >= 0 && o < len(bp) {
+					pf = uintptr(unsafe.Pointer(&bp[o]))
+				}
 				r0 := i0 + p*sgemmMR
 				h := min(sgemmMR, i1-r0)
 				// The last panel of a narrow C (heads of 16) takes the half-width kernel.
@@ -134,11 +149,11 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 				tile := func(c []float32, ldc int) {
 					switch {
 					case transA:
-						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags, cols)
+						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags, cols, pf)
 					case h == sgemmMR:
-						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags, cols)
+						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags, cols, pf)
 					default:
-						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags, cols)
+						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags, cols, pf)
 					}
 				}
 				if h == sgemmMR && w == cols {

@@ -61,7 +61,7 @@ func TestSGEMMKernel(t *testing.T) {
 				c0 := randVec(sgemmMR*ldc, uint64(kc)+2, 1)
 				want, got := slices.Clone(c0), slices.Clone(c0)
 				sgemmKernelGo(kc, a, 1, sgemmMR, b, want, ldc, 0.3, flags, cols)
-				sgemmKernel(kc, a, sgemmMR, b, got, ldc, 0.3, flags, cols)
+				sgemmKernel(kc, a, sgemmMR, b, got, ldc, 0.3, flags, cols, 0)
 				// The same A as 8 rows of kc (stride kc+5), read in place.
 				rows := make([]float32, sgemmMR*(kc+5))
 				for r := range sgemmMR {
@@ -70,13 +70,36 @@ func TestSGEMMKernel(t *testing.T) {
 					}
 				}
 				gotRows := slices.Clone(c0)
-				sgemmKernelRows(kc, rows, kc+5, b, gotRows, ldc, 0.3, flags, cols)
+				sgemmKernelRows(kc, rows, kc+5, b, gotRows, ldc, 0.3, flags, cols, 0)
 				for i := range want {
 					if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotRows[i]) != math.Float32bits(want[i]) {
 						t.Fatalf("kc=%d flags=%d cols=%d: element %d = %g (rows in place: %g), want %g", kc, flags, cols, i, got[i], gotRows[i], want[i])
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestScatterRows checks the layout copy used to pack operands against its definition, on
+// row counts around its 32-row chunks and the widths and strides the packings use.
+func TestScatterRows(t *testing.T) {
+	for _, s := range []struct{ rows, blocks, width, lds int }{
+		{1, 1, 8, 8}, {7, 3, 8, 40}, {31, 16, 8, 128}, {32, 2, 32, 64}, {33, 5, 32, 200},
+		{100, 4, 16, 64}, {513, 16, 8, 512}, {64, 1, 32, 32},
+	} {
+		bsd := s.rows*s.width + 3 // blocks apart by more than they hold: the gaps stay untouched
+		src := randVec(s.rows*s.lds, 9, 1)
+		want := make([]float32, s.blocks*bsd)
+		for r := range s.rows {
+			for b := range s.blocks {
+				copy(want[b*bsd+r*s.width:b*bsd+(r+1)*s.width], src[r*s.lds+b*s.width:])
+			}
+		}
+		got := make([]float32, len(want))
+		scatterRows(got, src, s.rows, s.blocks, s.width, s.lds, bsd)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: laid out differently from the definition", s)
 		}
 	}
 }
@@ -200,5 +223,28 @@ func BenchmarkSGEMM(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkScatterRows times laying out A^T in groups of 8 rows (a 128-row block, 512 deep)
+// and B in panels of 32 columns (4,096 deep), as the d512 weight gradients do.
+func BenchmarkScatterRows(b *testing.B) {
+	for _, s := range []struct {
+		name                     string
+		rows, blocks, width, lds int
+	}{
+		{"At_128x512_lda512", 512, 16, 8, 512},
+		{"At_128x512_lda2048", 512, 16, 8, 2048},
+		{"B_4096x512", 4096, 16, 32, 512},
+		{"B_4096x2048", 4096, 64, 32, 2048},
+	} {
+		bsd := s.rows * s.width
+		src, dst := make([]float32, s.rows*s.lds), make([]float32, s.blocks*bsd)
+		b.Run(s.name, func(b *testing.B) {
+			for b.Loop() {
+				scatterRows(dst, src, s.rows, s.blocks, s.width, s.lds, bsd)
+			}
+			b.ReportMetric(float64(s.rows*s.blocks*s.width*8)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
 	}
 }
