@@ -5,9 +5,11 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -31,6 +33,8 @@ type Options struct {
 	Tie                            bool
 	Seed                           uint64
 	LR, Clip, InitStd, MaskEps     float64
+	// CPUProfile, when set, receives a pprof CPU profile of the timed steps (not the warmup).
+	CPUProfile io.Writer
 }
 
 // Config is the model the options describe: a Qwen3 decoder, or Qwen3-MoE with Experts > 0.
@@ -252,6 +256,12 @@ func (s *Stepper) timeSteps(batch func(int) (*model.Batch, error)) (*times, erro
 		}
 		if step == o.Warmup {
 			runtime.ReadMemStats(&ms0)
+			if o.CPUProfile != nil {
+				if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+					return nil, fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 		}
 		c0 := cpuTime()
 		t0 := time.Now()
@@ -276,6 +286,9 @@ func (s *Stepper) timeSteps(batch func(int) (*model.Batch, error)) (*times, erro
 			t.ms[Phases[i]] = append(t.ms[Phases[i]], ms(dt))
 		}
 		t.cpuMS = append(t.cpuMS, ms(c1-c0))
+	}
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
 	}
 	runtime.ReadMemStats(&ms1)
 	t.allocs, t.allocBytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc

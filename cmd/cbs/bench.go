@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +22,7 @@ type benchOptions struct {
 	preset            string
 	json              bool
 	device, precision string
+	cpuProfile        string
 }
 
 // benchPresets fill the model flags the user did not give. tiny is torch_ref.py's tiny model.
@@ -102,6 +104,7 @@ Exit status: 0 ok, 1 error, 2 bad flags.`,
 	f.Float64Var(&o.InitStd, "init-std", 0.02, "std of the random matrices")
 	f.Float64Var(&o.MaskEps, "mask-eps", 1e-3, "mdm: p = (1 - mask_eps) t + mask_eps")
 	f.StringVar(&o.device, "device", "cpu", "cpu, cuda or cuda:N")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the timed steps to this file (go tool pprof reads it)")
 	f.StringVar(&o.precision, "precision", "", "inputs of the matrix products (fp32 accumulation): cpu fp32 (default) or bf16; cuda bf16 (default), tf32 or fp32")
 	return cmd
 }
@@ -175,6 +178,14 @@ func runBench(o *benchOptions) (*bench.Result, error) {
 		return nil, device.Keyed(err, "--")
 	}
 	defer h.Close()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		o.CPUProfile = f
+	}
 	s, err := bench.New(h, o.Options)
 	if err != nil {
 		return nil, fmt.Errorf("--device %s: %w", o.device, err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -115,6 +117,24 @@ func TestBenchTable(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchCPUProfile: --cpuprofile writes a pprof profile (gzip-compressed protobuf) of the
+// timed steps, and a file that cannot be created is a runtime error.
+func TestBenchCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	args := []string{"bench", "--preset", "tiny", "--seq", "8", "--batch", "1", "--steps", "2", "--warmup", "1"}
+	if out, code := runCaptured(t, append(args, "--cpuprofile", path)...); code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile %s: %d bytes, err %v: want a gzip stream", path, len(b), err)
+	}
+	bad := filepath.Join(t.TempDir(), "missing", "cpu.pprof")
+	if out, code := runCaptured(t, append(args, "--cpuprofile", bad)...); code != exitError || !strings.Contains(out, "--cpuprofile") {
+		t.Errorf("unwritable profile: exit %d (%s), want %d naming the flag", code, out, exitError)
 	}
 }
 
