@@ -40,13 +40,6 @@ func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 		return
 	}
 	panels := chunks(n, sgemmNR)
-	bp := getFrom(&packsB, panels*sgemmNR*k)
-	defer packsB.Put(bp)
-	const panelsPerTask = 4
-	run(chunks(panels, panelsPerTask), func(t int) {
-		lo, hi := span(t, panelsPerTask, panels)
-		packB(bp.buf[lo*sgemmNR*k:hi*sgemmNR*k], transB, b, ldb, k, lo*sgemmNR, min(hi*sgemmNR, n))
-	})
 	// Smaller blocks where there are too few for the threads: a weight gradient's C can be
 	// a single 64 x 64 block, its work all in K.
 	rows, cols := sgemmRows, sgemmCols
@@ -60,11 +53,33 @@ func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 		}
 	}
 	rt, ct := chunks(m, rows), chunks(n, cols)
-	run(rt*ct, func(t int) {
-		i0, i1 := span(t/ct, rows, m)
-		j0, j1 := span(t%ct, cols, n)
-		sgemmBlock(transA, i0, i1, j0, j1, k, alpha, a, lda, bp.buf, k, beta, cm, ldc)
-	})
+	const panelsPerTask = 4
+	// A C smaller than B (a weight gradient: K is the tokens) is computed one pass over K at
+	// a time, all blocks, with B laid out a pass at a time into a buffer that stays in cache:
+	// laid out whole, B went to memory and came back (laying it out cost 2-3x more). Otherwise
+	// B is laid out whole and each block makes all its passes, its C staying in cache.
+	pass := k
+	if m < k {
+		pass = min(k, sgemmKC)
+	}
+	bp := getFrom(&packsB, panels*sgemmNR*pass)
+	defer packsB.Put(bp)
+	for k0 := 0; k0 < k; k0 += pass {
+		kn := min(pass, k-k0)
+		bk := b[k0:]
+		if !transB {
+			bk = b[k0*ldb:]
+		}
+		run(chunks(panels, panelsPerTask), func(t int) {
+			lo, hi := span(t, panelsPerTask, panels)
+			packB(bp.buf[lo*sgemmNR*kn:hi*sgemmNR*kn], transB, bk, ldb, kn, lo*sgemmNR, min(hi*sgemmNR, n))
+		})
+		run(rt*ct, func(t int) {
+			i0, i1 := span(t/ct, rows, m)
+			j0, j1 := span(t%ct, cols, n)
+			sgemmPasses(transA, i0, i1, j0, j1, k0, k0+kn, k, alpha, a, lda, bp.buf, kn, beta, cm, ldc)
+		})
+	}
 }
 
 // sgemmSerial is sgemmFMA on the calling goroutine, without its closures (attention calls it
@@ -93,7 +108,13 @@ var packsA, packsB = sync.Pool{New: func() any { return new(scratch) }}, sync.Po
 // pk >= k rows, of which the product uses the first k (j0 a multiple of sgemmNR); alpha is 1
 // or beta is 0.
 func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, lda int, bp []float32, pk int, beta float32, cm []float32, ldc int) {
-	if beta != 0 && beta != 1 {
+	sgemmPasses(transA, i0, i1, j0, j1, 0, k, k, alpha, a, lda, bp, pk, beta, cm, ldc)
+}
+
+// sgemmPasses is sgemmBlock on the inner indices kLo..kHi of k: it continues the chains C holds
+// when kLo > 0; bp holds rows kLo.. of B.
+func sgemmPasses(transA bool, i0, i1, j0, j1, kLo, kHi, k int, alpha float32, a []float32, lda int, bp []float32, pk int, beta float32, cm []float32, ldc int) {
+	if kLo == 0 && beta != 0 && beta != 1 {
 		for i := i0; i < i1; i++ {
 			row := cm[i*ldc+j0 : i*ldc+j1]
 			for j := range row {
@@ -105,8 +126,8 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 	ap := getFrom(&packsA, max(mr, sgemmRows/sgemmMR)*sgemmMR*sgemmKC)
 	defer packsA.Put(ap)
 	var edge [sgemmMR * sgemmNR]float32
-	for k0 := 0; k0 < k; k0 += sgemmKC {
-		kc := min(sgemmKC, k-k0)
+	for k0 := kLo; k0 < kHi; k0 += sgemmKC {
+		kc := min(sgemmKC, kHi-k0)
 		// A transposed is packed; A not transposed is read in place, 8 rows at a time, but
 		// for a last group of fewer rows, packed with zeros.
 		if transA {
@@ -122,7 +143,7 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 			flags |= sgemmScale
 		}
 		for c0 := j0; c0 < j1; c0 += sgemmNR {
-			panel := bp[c0*pk+k0*sgemmNR:]
+			panel := bp[c0*pk+(k0-kLo)*sgemmNR:]
 			w := min(sgemmNR, j1-c0)
 			// The slice of B the block takes next (the next panel's in this pass, else the
 			// first panel's in the next pass) comes from memory while this panel's tiles run,
@@ -130,9 +151,9 @@ func sgemmBlock(transA bool, i0, i1, j0, j1, k int, alpha float32, a []float32, 
 			// at the pace of the next panel's first tile (docs/performance.md).
 			next := -1
 			if c0+sgemmNR < j1 {
-				next = (c0+sgemmNR)*pk + k0*sgemmNR
-			} else if k0+kc < k {
-				next = j0*pk + (k0+kc)*sgemmNR
+				next = (c0+sgemmNR)*pk + (k0-kLo)*sgemmNR
+			} else if k0+kc < kHi {
+				next = j0*pk + (k0+kc-kLo)*sgemmNR
 			}
 			for p := range mr {
 				pf := uintptr(unsafe.Pointer(&panel[0]))
