@@ -338,20 +338,26 @@ func ropeRows(x, cos, sin []float32, first, L, heads, hd int, inverse bool) {
 	for t := 0; t < len(x)/(heads*hd); t++ {
 		p := (first + t) % L
 		cs, sn := cos[p*half:(p+1)*half], sin[p*half:(p+1)*half]
+		if useSIMD && half%8 == 0 {
+			row := x[t*heads*hd : (t+1)*heads*hd]
+			ropeAVX2(&row[0], &cs[0], &sn[0], heads, half, inverse)
+			continue
+		}
 		for h := 0; h < heads; h++ {
 			v := x[(t*heads+h)*hd : (t*heads+h+1)*hd]
 			v1, v2 := v[:half], v[half:hd]
+			// Each product rounded on its own (no fused multiply-add), as ropeAVX2 does.
 			if inverse {
 				for i := range v1 {
 					x1, x2 := v1[i], v2[i]
-					v1[i] = x1*cs[i] + x2*sn[i]
-					v2[i] = x2*cs[i] - x1*sn[i]
+					v1[i] = float32(x1*cs[i]) + float32(x2*sn[i])
+					v2[i] = float32(x2*cs[i]) - float32(x1*sn[i])
 				}
 			} else {
 				for i := range v1 {
 					x1, x2 := v1[i], v2[i]
-					v1[i] = x1*cs[i] - x2*sn[i]
-					v2[i] = x2*cs[i] + x1*sn[i]
+					v1[i] = float32(x1*cs[i]) - float32(x2*sn[i])
+					v2[i] = float32(x2*cs[i]) + float32(x1*sn[i])
 				}
 			}
 		}

@@ -68,3 +68,6 @@ func swigluBwdAVX2(dgate, dup, dout, gate, up *float32, n int)
 
 //go:noescape
 func adamwAVX2(w, grad, m, v *float32, n int, k *adamConsts)
+
+//go:noescape
+func ropeAVX2(x, cs, sn *float32, heads, half int, inverse bool)

@@ -635,3 +635,52 @@ sg512loop:
 sg512done:
 	VZEROUPPER
 	RET
+
+// ropeAVX2 rotates one token's heads heads of 2 half values in place by the angles whose
+// cosines and sines are cs and sn (half of each, half a multiple of 8): x1 cs - x2 sn and
+// x2 cs + x1 sn, or with inverse set x1 cs + x2 sn and x2 cs - x1 sn, each product rounded
+// before the sum as ropeRows rounds them.
+//
+// func ropeAVX2(x, cs, sn *float32, heads, half int, inverse bool)
+TEXT ·ropeAVX2(SB), NOSPLIT, $0-41
+	MOVQ x+0(FP), DI
+	MOVQ cs+8(FP), SI
+	MOVQ sn+16(FP), DX
+	MOVQ heads+24(FP), CX
+	MOVQ half+32(FP), R8
+	SHLQ $2, R8
+	MOVBQZX inverse+40(FP), R9
+	TESTQ CX, CX
+	JZ rpdone
+rphead:
+	LEAQ (DI)(R8*1), R10
+	XORQ AX, AX
+rpelem:
+	VMOVUPS (DI)(AX*1), Y0
+	VMOVUPS (R10)(AX*1), Y1
+	VMOVUPS (SI)(AX*1), Y2
+	VMOVUPS (DX)(AX*1), Y3
+	VMULPS Y2, Y0, Y4
+	VMULPS Y3, Y1, Y5
+	VMULPS Y2, Y1, Y6
+	VMULPS Y3, Y0, Y7
+	TESTQ R9, R9
+	JNZ rpinv
+	VSUBPS Y5, Y4, Y4
+	VADDPS Y7, Y6, Y6
+	JMP rpstore
+rpinv:
+	VADDPS Y5, Y4, Y4
+	VSUBPS Y7, Y6, Y6
+rpstore:
+	VMOVUPS Y4, (DI)(AX*1)
+	VMOVUPS Y6, (R10)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, R8
+	JLT rpelem
+	LEAQ (DI)(R8*2), DI
+	DECQ CX
+	JNZ rphead
+rpdone:
+	VZEROUPPER
+	RET

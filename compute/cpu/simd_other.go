@@ -25,3 +25,4 @@ func softmaxBwdAVX2(dr, pr *float32, n int, dot, scale float32)       { panic("c
 func swigluAVX2(out, gate, up *float32, n int)                        { panic("cpu: no simd") }
 func swigluBwdAVX2(dgate, dup, dout, gate, up *float32, n int)        { panic("cpu: no simd") }
 func adamwAVX2(w, g, m, v *float32, n int, k *adamConsts)             { panic("cpu: no simd") }
+func ropeAVX2(x, cs, sn *float32, heads, half int, inverse bool)      { panic("cpu: no simd") }

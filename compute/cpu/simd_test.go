@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"cbs/compute"
 )
 
 // withSIMD runs f with the vector kernels on and off, and returns both results.
@@ -85,6 +87,29 @@ func TestSIMDKernels(t *testing.T) {
 					t.Errorf("result %v (vector), %v (Go)", v.s, s.s)
 				}
 			})
+		}
+	}
+}
+
+// TestRoPERows checks the vector rotation against the Go loop bit for bit (both round each
+// product), forward and inverse, at head dimensions that take it (half a multiple of 8) and one
+// that does not, on rows that start mid-sequence.
+func TestRoPERows(t *testing.T) {
+	const L, heads = 12, 3
+	for _, hd := range []int{12, 16, 64, 128} {
+		cos, sin := compute.RoPETables[float32](L, hd, 10000)
+		for _, inv := range []bool{false, true} {
+			x := randVec(20*heads*hd, 104, 2)
+			v, s := withSIMD(t, func() []float32 {
+				y := append([]float32(nil), x...)
+				ropeRows(y, cos, sin, 5, L, heads, hd, inv)
+				return y
+			})
+			for i := range v {
+				if math.Float32bits(v[i]) != math.Float32bits(s[i]) {
+					t.Fatalf("hd %d, inverse %v: [%d] = %v (vector), %v (Go)", hd, inv, i, v[i], s[i])
+				}
+			}
 		}
 	}
 }
