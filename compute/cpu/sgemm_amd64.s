@@ -8,7 +8,10 @@
 // started from zero, or from C itself when flags&1 (a chain continued over several calls);
 // flags&2 multiplies the sums by alpha before they are stored. Rows of C are ldc floats apart.
 // Every 4 steps it asks for the line at pf (then 32 bytes on) to be brought into L2: the caller
-// points it at the part of the next slice of B this tile should fetch ahead of its use.
+// points it at the part of the next slice of B this tile should fetch ahead of its use. First
+// it asks for the rows of C 8 below its own (the next tile's, in the caller's order): a tile of
+// a product with a short K and a wide C otherwise waited on memory for the lines it stores
+// (4,096 x 1,024 x 256 ran at 80% of the FMA peak).
 //
 // func sgemmKernel8x32(kc int, a *float32, ak int, b, c *float32, ldc int, alpha float32, flags int, pf uintptr)
 TEXT ·sgemmKernel8x32(SB), NOSPLIT, $0-72
@@ -22,6 +25,30 @@ TEXT ·sgemmKernel8x32(SB), NOSPLIT, $0-72
 	SHLQ $2, SI
 	MOVQ flags+56(FP), R8
 	MOVQ pf+64(FP), R14
+	LEAQ (DI)(SI*8), R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
 	TESTQ $1, R8
 	JZ zero
 	MOVQ DI, R9
@@ -281,6 +308,30 @@ TEXT ·sgemmKernel8x32Rows(SB), NOSPLIT, $0-72
 	SHLQ $2, SI
 	MOVQ flags+56(FP), R8
 	MOVQ pf+64(FP), R14
+	LEAQ (DI)(SI*8), R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 64(R15)
 	TESTQ $1, R8
 	JZ rzero
 	MOVQ DI, R9
@@ -536,6 +587,22 @@ TEXT ·sgemmKernel8x16(SB), NOSPLIT, $0-72
 	SHLQ $2, SI
 	MOVQ flags+56(FP), R8
 	MOVQ pf+64(FP), R14
+	LEAQ (DI)(SI*8), R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
 	TESTQ $1, R8
 	JZ hpzero
 	MOVQ DI, R9
@@ -677,6 +744,22 @@ TEXT ·sgemmKernel8x16Rows(SB), NOSPLIT, $0-72
 	SHLQ $2, SI
 	MOVQ flags+56(FP), R8
 	MOVQ pf+64(FP), R14
+	LEAQ (DI)(SI*8), R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
+	ADDQ SI, R15
+	PREFETCHT0 (R15)
 	TESTQ $1, R8
 	JZ hrzero
 	MOVQ DI, R9
