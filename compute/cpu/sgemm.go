@@ -147,39 +147,51 @@ func sgemmPasses(transA bool, i0, i1, j0, j1, kLo, kHi, k int, alpha float32, a 
 			w := min(sgemmNR, j1-c0)
 			// The slice of B the block takes next (the next panel's in this pass, else the
 			// first panel's in the next pass) comes from memory while this panel's tiles run,
-			// a sixteenth of it per 8-row tile (2 kc floats: a line every 4 steps), rather than
-			// at the pace of the next panel's first tile (docs/performance.md).
+			// a sixteenth of it per 8-row tile (2 kc floats: a line every 4 steps, the kernel
+			// moving pf on by as much per tile), rather than at the pace of the next panel's
+			// first tile (docs/performance.md).
 			next := -1
 			if c0+sgemmNR < j1 {
 				next = (c0+sgemmNR)*pk + (k0-kLo)*sgemmNR
 			} else if k0+kc < kHi {
 				next = j0*pk + (k0+kc-kLo)*sgemmNR
 			}
-			for p := range mr {
-				pf := uintptr(unsafe.Pointer(&panel[0]))
-				if o := next + p%(sgemmNR/2)*2*kc; next >= 0 && o < len(bp) {
-					pf = uintptr(unsafe.Pointer(&bp[o]))
+			pf := uintptr(unsafe.Pointer(&panel[0]))
+			if next >= 0 {
+				pf = uintptr(unsafe.Pointer(&bp[next]))
+			}
+			// The last panel of a narrow C (heads of 16) takes the half-width kernel.
+			cols := sgemmNR
+			if w <= sgemmNR/2 {
+				cols = sgemmNR / 2
+			}
+			// The whole tiles run down the panel in one call; the last rows of a C whose
+			// height is not a multiple of 8, or a panel narrower than its kernel, run one
+			// tile at a time on scratch.
+			full := 0
+			if w == cols {
+				full = (i1 - i0) / sgemmMR
+			}
+			if full > 0 {
+				if transA {
+					sgemmKernel(kc, ap.buf, sgemmMR, panel, cm[i0*ldc+c0:], ldc, alpha, flags, cols, pf, full)
+				} else {
+					sgemmKernelRows(kc, a[i0*lda+k0:], lda, panel, cm[i0*ldc+c0:], ldc, alpha, flags, cols, pf, full)
 				}
+			}
+			for p := full; p < mr; p++ {
 				r0 := i0 + p*sgemmMR
 				h := min(sgemmMR, i1-r0)
-				// The last panel of a narrow C (heads of 16) takes the half-width kernel.
-				cols := sgemmNR
-				if w <= sgemmNR/2 {
-					cols = sgemmNR / 2
-				}
+				pf := pf + uintptr(p*2*kc*4)
 				tile := func(c []float32, ldc int) {
 					switch {
 					case transA:
-						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags, cols, pf)
+						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags, cols, pf, 1)
 					case h == sgemmMR:
-						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags, cols, pf)
+						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags, cols, pf, 1)
 					default:
-						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags, cols, pf)
+						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags, cols, pf, 1)
 					}
-				}
-				if h == sgemmMR && w == cols {
-					tile(cm[r0*ldc+c0:], ldc)
-					continue
 				}
 				// A tile at the edge of C runs on a full tile of scratch.
 				if flags&sgemmLoad != 0 {
@@ -314,6 +326,14 @@ func sgemmKernelGo(kc int, a []float32, ar, ak int, b, c []float32, ldc int, alp
 			}
 			row[j] = v
 		}
+	}
+}
+
+// sgemmKernelsGo runs sgemmKernelGo on tiles tiles down a panel, each tile's A tileA floats
+// after the previous one's and its C 8 rows below.
+func sgemmKernelsGo(kc int, a []float32, ar, ak, tileA int, b, c []float32, ldc int, alpha float32, flags, cols, tiles int) {
+	for t := range tiles {
+		sgemmKernelGo(kc, a[t*tileA:], ar, ak, b, c[t*sgemmMR*ldc:], ldc, alpha, flags, cols)
 	}
 }
 

@@ -48,7 +48,8 @@ func TestFMA32(t *testing.T) {
 	check(0, 0, 0)
 }
 
-// TestSGEMMKernel checks the assembly kernel bit for bit against the Go one.
+// TestSGEMMKernel checks the assembly kernels bit for bit against the Go one, one tile and
+// several down a panel, A packed and A read in place.
 func TestSGEMMKernel(t *testing.T) {
 	if !useFMAKernel {
 		t.Skip("no assembly kernel on this CPU")
@@ -56,24 +57,27 @@ func TestSGEMMKernel(t *testing.T) {
 	for _, kc := range []int{1, 3, 4, 5, 64, 255, 256} {
 		for flags := range 4 {
 			for _, cols := range []int{sgemmNR, sgemmNR / 2} {
-				a, b := randVec(kc*sgemmMR, uint64(kc), 1), randVec(kc*sgemmNR, uint64(kc)+1, 1)
-				const ldc = sgemmNR + 7
-				c0 := randVec(sgemmMR*ldc, uint64(kc)+2, 1)
-				want, got := slices.Clone(c0), slices.Clone(c0)
-				sgemmKernelGo(kc, a, 1, sgemmMR, b, want, ldc, 0.3, flags, cols)
-				sgemmKernel(kc, a, sgemmMR, b, got, ldc, 0.3, flags, cols, 0)
-				// The same A as 8 rows of kc (stride kc+5), read in place.
-				rows := make([]float32, sgemmMR*(kc+5))
-				for r := range sgemmMR {
-					for kk := range kc {
-						rows[r*(kc+5)+kk] = a[kk*sgemmMR+r]
+				for _, tiles := range []int{1, 3} {
+					rows := tiles * sgemmMR
+					a, b := randVec(kc*rows, uint64(kc), 1), randVec(kc*sgemmNR, uint64(kc)+1, 1)
+					const ldc = sgemmNR + 7
+					c0 := randVec(rows*ldc, uint64(kc)+2, 1)
+					want, got := slices.Clone(c0), slices.Clone(c0)
+					sgemmKernelsGo(kc, a, 1, sgemmMR, sgemmMR*kc, b, want, ldc, 0.3, flags, cols, tiles)
+					sgemmKernel(kc, a, sgemmMR, b, got, ldc, 0.3, flags, cols, 0, tiles)
+					// The same A as rows of kc (stride kc+5), read in place.
+					inPlace := make([]float32, rows*(kc+5))
+					for r := range rows {
+						for kk := range kc {
+							inPlace[r*(kc+5)+kk] = a[r/sgemmMR*sgemmMR*kc+kk*sgemmMR+r%sgemmMR]
+						}
 					}
-				}
-				gotRows := slices.Clone(c0)
-				sgemmKernelRows(kc, rows, kc+5, b, gotRows, ldc, 0.3, flags, cols, 0)
-				for i := range want {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotRows[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("kc=%d flags=%d cols=%d: element %d = %g (rows in place: %g), want %g", kc, flags, cols, i, got[i], gotRows[i], want[i])
+					gotRows := slices.Clone(c0)
+					sgemmKernelRows(kc, inPlace, kc+5, b, gotRows, ldc, 0.3, flags, cols, 0, tiles)
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(gotRows[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("kc=%d flags=%d cols=%d tiles=%d: element %d = %g (rows in place: %g), want %g", kc, flags, cols, tiles, i, got[i], gotRows[i], want[i])
+						}
 					}
 				}
 			}
