@@ -57,8 +57,8 @@ func sgemmFMA(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 	// A C smaller than B (a weight gradient: K is the tokens) is computed one pass over K at
 	// a time, all blocks, with B laid out a pass at a time into a buffer that stays in cache:
 	// laid out whole, B went to memory and came back (laying it out took 1.5x longer in the
-	// default MDM step). Otherwise
-	// B is laid out whole and each block makes all its passes, its C staying in cache.
+	// default MDM step). Otherwise B is laid out whole and each block makes all its passes,
+	// its C staying in cache.
 	pass := k
 	if m < k {
 		pass = min(k, sgemmKC)
