@@ -168,7 +168,7 @@ func (o *benchOptions) resolve(cmd *cobra.Command) error {
 }
 
 // runBench validates the model, opens the device and times the steps; the errors name the flags.
-func runBench(o *benchOptions) (*bench.Result, error) {
+func runBench(o *benchOptions) (res *bench.Result, err error) {
 	c := o.Config()
 	if err := c.Validate(); err != nil {
 		return nil, &codedError{code: exitUsage, err: err}
@@ -183,7 +183,12 @@ func runBench(o *benchOptions) (*bench.Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--cpuprofile: %w", err)
 		}
-		defer f.Close()
+		// The profile is written when the timed steps end: a failed close loses it.
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				res, err = nil, fmt.Errorf("--cpuprofile: %w", cerr)
+			}
+		}()
 		o.CPUProfile = f
 	}
 	s, err := bench.New(h, o.Options)

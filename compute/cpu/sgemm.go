@@ -12,8 +12,9 @@ import (
 // depend on how C is cut into tiles nor on how K is cut into chunks (a chunk continues the
 // chain from the sums the previous one stored, exactly), so the tiles may be sized by the
 // thread count and the bits still depend on the shape alone. B is laid out once per product
-// and shared by the tiles, where a library called per fixed block lays it out again in every
-// call (docs/performance.md, "cbs's own fp32 GEMM", has the measurements).
+// (once per pass over K for a weight gradient) and shared by the tiles, where a library called
+// per fixed block lays it out again in every call (docs/performance.md, "cbs's own fp32 GEMM",
+// has the measurements).
 
 const (
 	// sgemmMR x sgemmNR is the kernel's tile of C: 16 accumulators of 16 lanes.
@@ -168,7 +169,7 @@ func sgemmPasses(transA bool, i0, i1, j0, j1, kLo, kHi, k int, alpha float32, a 
 			}
 			// The whole tiles run down the panel in one call; the last rows of a C whose
 			// height is not a multiple of 8, or a panel narrower than its kernel, run one
-			// tile at a time on scratch.
+			// tile at a time on a full tile of scratch.
 			full := 0
 			if w == cols {
 				full = (i1 - i0) / sgemmMR
@@ -183,24 +184,20 @@ func sgemmPasses(transA bool, i0, i1, j0, j1, kLo, kHi, k int, alpha float32, a 
 			for p := full; p < mr; p++ {
 				r0 := i0 + p*sgemmMR
 				h := min(sgemmMR, i1-r0)
-				pf := pf + uintptr(p*2*kc*4)
-				tile := func(c []float32, ldc int) {
-					switch {
-					case transA:
-						sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, c, ldc, alpha, flags, cols, pf, 1)
-					case h == sgemmMR:
-						sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, c, ldc, alpha, flags, cols, pf, 1)
-					default:
-						sgemmKernel(kc, ap.buf, sgemmMR, panel, c, ldc, alpha, flags, cols, pf, 1)
-					}
-				}
-				// A tile at the edge of C runs on a full tile of scratch.
+				pf := pf + uintptr(p*2*kc*4) // where the kernel would have moved it
 				if flags&sgemmLoad != 0 {
 					for r := range h {
 						copy(edge[r*sgemmNR:r*sgemmNR+w], cm[(r0+r)*ldc+c0:])
 					}
 				}
-				tile(edge[:], sgemmNR)
+				switch {
+				case transA:
+					sgemmKernel(kc, ap.buf[p*sgemmMR*kc:], sgemmMR, panel, edge[:], sgemmNR, alpha, flags, cols, pf, 1)
+				case h == sgemmMR:
+					sgemmKernelRows(kc, a[r0*lda+k0:], lda, panel, edge[:], sgemmNR, alpha, flags, cols, pf, 1)
+				default:
+					sgemmKernel(kc, ap.buf, sgemmMR, panel, edge[:], sgemmNR, alpha, flags, cols, pf, 1)
+				}
 				for r := range h {
 					copy(cm[(r0+r)*ldc+c0:(r0+r)*ldc+c0+w], edge[r*sgemmNR:])
 				}
